@@ -1,0 +1,1 @@
+"""bnlab: one module per DVC stage (fetch, normalize, train, evaluate, report, compare) + lib/."""

@@ -1,0 +1,109 @@
+"""Loss-landscape smoothness along the gradient, as in Santurkar et al. 2018 (Sec. 3.1, Fig. 4).
+
+At a training step with weights w and mini-batch gradient g = grad L(w), for each step size eta:
+move to w - eta*g (in a copy: the model is never changed), and on the same mini-batch compute
+
+    loss landscape           L(w - eta*g)                                    -> min and max over eta
+    gradient predictiveness  ||grad L(w - eta*g) - g||                       -> min and max over eta
+    effective beta-smoothness max over eta of ||grad L(w - eta*g) - g|| / ||eta*g||
+
+A smoother landscape (what the paper credits BatchNorm with) shows as a narrower loss range, a
+smaller gradient change and a smaller beta.
+"""
+
+from __future__ import annotations
+
+import statistics as stats
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stages.lib.atomic import atomic_write
+from stages.lib.cifar import Split
+from stages.lib.params import LandscapeParams, TrainParams
+from stages.lib.training import batch_indices
+
+LossAndGradient = Callable[[list[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
+COLUMNS = ("step", "loss", "loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta")
+
+
+def measure(loss_and_gradient: LossAndGradient, weights: list[tf.Tensor],
+            step_sizes: Sequence[float]) -> dict[str, tf.Tensor]:
+    """The paper's three measures at `weights`, for any differentiable loss (a pure function)."""
+    loss, gradient = loss_and_gradient(weights)
+    gradient_norm = tf.linalg.global_norm(gradient)
+    losses, changes, betas = [], [], []
+    for eta in step_sizes:
+        moved = [w - eta * g for w, g in zip(weights, gradient)]
+        moved_loss, moved_gradient = loss_and_gradient(moved)
+        change = tf.linalg.global_norm([a - b for a, b in zip(moved_gradient, gradient)])
+        losses.append(moved_loss)
+        changes.append(change)
+        # Divide by the distance actually moved, eta * ||g||.
+        betas.append(change / tf.maximum(eta * gradient_norm, 1e-12))
+    return {"loss": loss, "loss_min": tf.reduce_min(losses), "loss_max": tf.reduce_max(losses),
+            "grad_change_min": tf.reduce_min(changes), "grad_change_max": tf.reduce_max(changes),
+            "beta": tf.reduce_max(betas)}
+
+
+def model_loss_and_gradient(model: keras.Model, images, labels) -> LossAndGradient:
+    """L(weights) on one mini-batch, computed statelessly: BN in training mode, as the optimized
+    loss is, but its moving statistics, the dropout RNG and the weights are never written."""
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_and_gradient(weights):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            predictions, _ = model.stateless_call(weights, non_trainable, images, training=True)
+            loss = model.loss(labels, predictions)
+        return loss, tape.gradient(loss, weights)
+
+    return loss_and_gradient
+
+
+class LandscapeProbe(keras.callbacks.Callback):
+    """Every `every_steps` training steps, measure the landscape on the step's own mini-batch,
+    before the optimizer moves the weights. Records stay in memory and go to a CSV at the end."""
+
+    def __init__(self, train: Split, orders: np.ndarray, landscape: LandscapeParams,
+                 train_params: TrainParams) -> None:
+        super().__init__()
+        self.images, self.labels, self.orders = train.images, train.labels.astype(np.int32), orders
+        self.every_steps = landscape.every_steps
+        self.batch_size = train_params.batch_size
+        # Step sizes are given as multiples of the learning rate: the scale of one real update.
+        self.step_sizes = [m * train_params.learning_rate for m in landscape.step_sizes]
+        self.records: list[dict] = []
+        self._step = 0
+        self._measure = tf.function(self._measure_batch)
+
+    def _measure_batch(self, images, labels):
+        weights = [v.value for v in self.model.trainable_variables]
+        return measure(model_loss_and_gradient(self.model, images, labels), weights, self.step_sizes)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._step % self.every_steps == 0:
+            index = batch_indices(self.orders, self._step, self.batch_size)
+            values = self._measure(tf.constant(self.images[index]), tf.constant(self.labels[index]))
+            self.records.append({"step": self._step, **{k: float(v) for k, v in values.items()}})
+        self._step += 1
+
+    def summary(self) -> dict:
+        """Medians over training: one number per measure for metrics and the study table."""
+        if not self.records:
+            return {}
+        def median(key):
+            return round(stats.median(r[key] for r in self.records), 6)
+        return {"beta_median": median("beta"),
+                "loss_range_median": round(stats.median(r["loss_max"] - r["loss_min"]
+                                                        for r in self.records), 6),
+                "grad_change_max_median": median("grad_change_max"),
+                "probes": len(self.records)}
+
+    def write_csv(self, path) -> None:
+        with atomic_write(path) as out:
+            lines = [",".join(COLUMNS)]
+            lines += [",".join(f"{r[c]:.6g}" for c in COLUMNS) for r in self.records]
+            out.write(("\n".join(lines) + "\n").encode())

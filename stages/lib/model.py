@@ -1,0 +1,74 @@
+"""The one model builder. `bn` picks the convolution block; everything else comes from ModelParams.
+
+    before: Conv2D(no bias) -> BatchNorm -> activation -> MaxPool     (the reference's main model)
+    after:  Conv2D(activation, no bias) -> BatchNorm -> MaxPool       (the reference's variant)
+    none:   Conv2D(activation, bias) -> MaxPool                       (the control: no BN at all)
+
+then Dropout -> Flatten -> Dense -> Dropout -> Dense(10, softmax). The model takes raw uint8
+pixels; its first layer normalizes them with the training-set statistics from `normalize`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from stages.lib.params import BN_PLACEMENTS, ModelParams
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (32, 32, 3)
+
+
+def build_model(params: ModelParams, bn: str, statistics: dict) -> keras.Sequential:
+    """Build (uncompiled) the reference ConvNet with BatchNormalization placed as `bn` says."""
+    if bn not in BN_PLACEMENTS:
+        raise ValueError(f"bn = {bn!r} is not allowed; expected one of: {', '.join(BN_PLACEMENTS)}")
+    model = keras.Sequential(name=f"convnet_bn_{bn}")
+    model.add(keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="pixels"))
+    model.add(input_normalization(statistics))
+    for index, filters in enumerate(params.filters, start=1):
+        for layer in conv_block(params, bn, filters, index):
+            model.add(layer)
+    model.add(keras.layers.Dropout(params.dropout_rate, name="dropout1"))
+    model.add(keras.layers.Flatten(name="flatten"))
+    model.add(keras.layers.Dense(params.dense_units, activation=params.activation, name="dense"))
+    model.add(keras.layers.Dropout(params.dropout_rate, name="dropout2"))
+    # Softmax in float32 even under a mixed-precision policy, so probabilities and the loss stay exact.
+    model.add(keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities"))
+    return model
+
+
+def conv_block(params: ModelParams, bn: str, filters: int, index: int) -> list[keras.layers.Layer]:
+    # A bias right before BatchNorm is redundant (BN's beta plays that role), hence use_bias=False.
+    conv = keras.layers.Conv2D(
+        filters, params.kernel_size, padding="same", name=f"conv{index}",
+        activation=None if bn == "before" else params.activation, use_bias=bn == "none",
+    )
+    pool = keras.layers.MaxPooling2D(pool_size=2, strides=2, padding="same", name=f"pool{index}")
+    if bn == "none":
+        return [conv, pool]
+    # axis=-1 normalizes per channel (channels last), as the BN paper prescribes for convolutions:
+    # 4 parameters per filter (gamma, beta, moving mean, moving variance).
+    norm = keras.layers.BatchNormalization(axis=-1, momentum=params.bn_momentum,
+                                           epsilon=params.bn_epsilon, name=f"bn{index}")
+    if bn == "before":
+        return [conv, norm, keras.layers.Activation(params.activation, name=f"act{index}"), pool]
+    return [conv, norm, pool]
+
+
+def input_normalization(statistics: dict) -> keras.layers.Layer:
+    """(pixels - mean) / std with the training-set statistics, as constants: no weights, no params."""
+    mean = np.asarray(statistics["mean"], dtype="float32")
+    std = np.asarray(statistics["std"], dtype="float32")
+    if statistics["mode"] == "global":
+        return keras.layers.Normalization(axis=None, mean=float(mean[0]), variance=float(std[0]) ** 2,
+                                          name="normalize")
+    return keras.layers.Normalization(axis=-1, mean=mean, variance=std**2, name="normalize")
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def non_trainable_count(model: keras.Model) -> int:
+    return sum(int(np.prod(weight.shape)) for weight in model.non_trainable_weights)

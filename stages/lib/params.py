@@ -1,0 +1,173 @@
+"""Typed, validated view of params.yaml.
+
+Every stage calls `load_params()` before doing any work, so a typo in any key fails fast with one
+message naming the key, the bad value and what is allowed, instead of a traceback minutes later.
+Constraints live next to each field, in its `metadata`, so each rule is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BN_PLACEMENTS = ("before", "after", "none")
+NORMALIZE_MODES = ("global", "per_channel")
+OPTIMIZERS = ("adam", "sgd")
+ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml has the wrong type, is out of range, or a key is missing/unknown."""
+
+
+def _rule(**metadata) -> dataclasses.Field:
+    return field(metadata=metadata)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    url: str = _rule(non_empty=True)
+    md5: str = _rule(pattern=r"[0-9a-f]{32}", help="32 lowercase hex digits")
+    timeout_seconds: float = _rule(min=1)
+    retries: int = _rule(min=0, max=10)
+
+
+@dataclass(frozen=True)
+class NormalizeParams:
+    mode: str = _rule(choices=NORMALIZE_MODES)
+    records_per_file: int = _rule(min=1, max=10_000)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    filters: list[int] = _rule(min=1, non_empty=True)
+    kernel_size: int = _rule(min=1, max=7)
+    activation: str = _rule(choices=ACTIVATIONS)
+    dense_units: int = _rule(min=1)
+    dropout_rate: float = _rule(min=0, max=0.95)
+    bn_momentum: float = _rule(min=0, max=1)
+    bn_epsilon: float = _rule(min=1e-12, max=1)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = _rule(min=1)
+    batch_size: int = _rule(min=1)
+    optimizer: str = _rule(choices=OPTIMIZERS)
+    learning_rate: float = _rule(min=1e-9, max=10)
+    deterministic: bool = _rule()
+
+
+@dataclass(frozen=True)
+class LandscapeParams:
+    enabled: bool = _rule()
+    every_steps: int = _rule(min=1)
+    step_sizes: list[float] = _rule(min=1e-6, non_empty=True)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = _rule(min=0, non_empty=True, unique=True)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = _rule(min=0, max=2**31 - 1)
+    bn: str = _rule(choices=BN_PLACEMENTS)
+    data: DataParams = _rule()
+    normalize: NormalizeParams = _rule()
+    model: ModelParams = _rule()
+    train: TrainParams = _rule()
+    landscape: LandscapeParams = _rule()
+    study: StudyParams = _rule()
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found; run from the project root, where params.yaml lives")
+    with path.open() as handle:
+        raw = yaml.safe_load(handle)
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    return _build(Params, raw, prefix="", source=source)
+
+
+def _build(cls, raw: object, prefix: str, source: str):
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: {where} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{source}: unknown key {prefix}{unknown[0]}; allowed keys in {where}: {', '.join(names)}"
+        )
+    values = {}
+    for spec in dataclasses.fields(cls):
+        key = prefix + spec.name
+        if spec.name not in raw:
+            raise ParamsError(f"{source}: missing key {key}")
+        kind = hints[spec.name]
+        if dataclasses.is_dataclass(kind):
+            values[spec.name] = _build(kind, raw[spec.name], key + ".", source)
+        else:
+            values[spec.name] = _check(key, raw[spec.name], kind, spec.metadata, source)
+    return cls(**values)
+
+
+def _check(key: str, value: object, kind, rules, source: str):
+    def fail(allowed: str):
+        return ParamsError(f"{source}: {key} = {value!r} is not allowed; expected {allowed}")
+
+    if typing.get_origin(kind) is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(value, list):
+            raise fail(f"a list of {item_kind.__name__}")
+        if rules.get("non_empty") and not value:
+            raise fail(f"a non-empty list of {item_kind.__name__}")
+        if rules.get("unique") and len(set(value)) != len(value):
+            raise fail("a list without repeated entries")
+        return [_check(f"{key}[{i}]", item, item_kind, rules, source) for i, item in enumerate(value)]
+
+    value = _coerce_scalar(value, kind, fail)
+    if "choices" in rules and value not in rules["choices"]:
+        raise fail("one of: " + ", ".join(rules["choices"]))
+    if "min" in rules and value < rules["min"]:
+        raise fail(f"a number >= {rules['min']}")
+    if "max" in rules and value > rules["max"]:
+        raise fail(f"a number <= {rules['max']}")
+    if "pattern" in rules and not re.fullmatch(rules["pattern"], value):
+        raise fail(rules["help"])
+    if rules.get("non_empty") and isinstance(value, str) and not value.strip():
+        raise fail("a non-empty string")
+    return value
+
+
+def _coerce_scalar(value: object, kind, fail):
+    # YAML gives bool for true/false, and bool is a subclass of int in Python: check for it
+    # explicitly so that `epochs: true` is an error rather than one epoch.
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail("true or false")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise fail("a string")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail("an integer" if kind is int else "a number")
+    if kind is int:
+        if not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    return float(value)

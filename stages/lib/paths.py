@@ -1,0 +1,16 @@
+"""Every file the pipeline reads or writes, named once. dvc.yaml lists the same paths."""
+
+from pathlib import Path
+
+ARCHIVE = Path("data/raw/cifar-10-binary.tar.gz")
+PREPARED = Path("data/prepared")
+TRAIN_SPLIT = PREPARED / "train.npz"
+TEST_SPLIT = PREPARED / "test.npz"
+STATISTICS = Path("data/stats.json")
+
+MODEL = Path("models/model.keras")
+TRAIN_LOG = Path("reports/train")  # DVCLive's folder: per-epoch metrics, plots, environment.
+METRICS = Path("reports/metrics.json")
+PREDICTIONS = Path("reports/predictions.csv")
+REPORT = Path("reports/report.md")
+FIGURES = Path("reports/figures")

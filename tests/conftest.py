@@ -1,0 +1,122 @@
+"""Shared test helpers: tiny CIFAR-format archives, and a throwaway copy of the project for DVC runs.
+
+No test touches the network or ../shared: every archive here is built from known bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages.lib.cifar import FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER, TRAIN_MEMBERS, CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS_PER_FILE = 40  # 200 training and 40 test images: enough to train for a step in seconds.
+
+
+def records(labels: np.ndarray, images: np.ndarray) -> bytes:
+    """CIFAR binary records: a label byte, then the R, G and B planes of a (32, 32, 3) image."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
+    return np.concatenate([labels.astype(np.uint8)[:, None], planes], axis=1).tobytes()
+
+
+def easy_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is easy to tell: class c is bright in a band at row 3c, plus noise."""
+    generator = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    images = generator.integers(0, 60, size=(count, 32, 32, 3), dtype=np.uint8)
+    for index, label in enumerate(labels):
+        images[index, 3 * label:3 * label + 3, :, label % 3] = 250
+    return labels, images
+
+
+def build_archive(path: Path, records_per_file: int = RECORDS_PER_FILE, seed: int = 0,
+                  members: dict[str, bytes] | None = None) -> str:
+    """Write a well-formed tiny CIFAR-10 archive (or `members` verbatim); return its md5."""
+    if members is None:
+        members = {META_MEMBER: ("\n".join(CLASS_NAMES) + "\n").encode()}
+        for offset, name in enumerate((*TRAIN_MEMBERS, TEST_MEMBER)):
+            members[name] = records(*easy_split(records_per_file, seed + offset))
+    with tarfile.open(path, "w:gz") as archive:
+        directory = tarfile.TarInfo(FOLDER)
+        directory.type = tarfile.DIRTYPE
+        archive.addfile(directory)
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_archive(tmp_path) -> tuple[Path, str]:
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    return path, build_archive(path)
+
+
+class Project:
+    """A copy of the tracked project in its own git repository, with params for tiny data."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        bin_dir = str(Path(sys.executable).parent)  # So dvc's `python -m stages.X` is this venv.
+        self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+                    "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(command, cwd=self.root, env=self.env, text=True, capture_output=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def dvc(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", "dvc", *arguments, check=check)
+
+    def set_params(self, **sections) -> None:
+        path = self.root / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                params[key].update(value)
+            else:
+                params[key] = value
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def project(tmp_path, tiny_archive) -> Project:
+    """The project (tracked files only) in a fresh git repo, set up for a 1-epoch run on tiny data."""
+    root = tmp_path / "project"
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
+                             capture_output=True, check=True).stdout.split()
+    for name in tracked:
+        source = ROOT / name
+        if source.is_file() and not name.startswith(("reports/", "data/", "models/")):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    project = Project(root)
+    project.run("git", "init", "-q")
+    archive, md5 = tiny_archive
+    project.set_params(data={"url": str(archive), "md5": md5},
+                       normalize={"records_per_file": RECORDS_PER_FILE},
+                       train={"epochs": 1, "batch_size": 50},
+                       landscape={"every_steps": 2},
+                       study={"variants": ["before", "none"], "seeds": [0, 1]})
+    project.commit("project copy")
+    return project
