@@ -57,6 +57,10 @@ def read_archive(path: Path, records_per_file: int = RECORDS_PER_FILE) -> tuple[
                 _check_member(member, records_per_file)
                 if member.isfile():
                     contents[member.name] = archive.extractfile(member).read()
+            # tarfile stops at the end-of-archive block and never reads the gzip trailer: drain the
+            # stream so its CRC-32 and length are checked (else some corruption goes unnoticed).
+            while archive.fileobj.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ArchiveError(f"{path}: not a readable .tar.gz archive ({error}); "
                            "the download is probably truncated or corrupt: delete it and fetch again")

@@ -107,6 +107,9 @@ def _download(url: str, out: BinaryIO, timeout_seconds: float, progress) -> str:
                               f"{OFFLINE_HINT}") from error
     except (http.client.IncompleteRead, ConnectionError) as error:
         raise _RetryableError(f"truncated download from {url}: the connection broke ({error})") from error
+    except http.client.HTTPException as error:  # Not HTTP at all (BadStatusLine, LineTooLong...).
+        raise _RetryableError(f"invalid HTTP response from {host} "
+                              f"({type(error).__name__}: {error})") from error
 
 
 def _stream(source: BinaryIO, out: BinaryIO, expected: int | None, progress) -> str:

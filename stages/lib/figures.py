@@ -95,3 +95,32 @@ def landscape_bands(records: dict[str, dict[str, np.ndarray]], path: Path) -> No
     axes[1].set_yscale("log")
     axes[2].set_yscale("log")
     save(figure, path)
+
+
+def study_curves(histories: dict[str, list[dict[str, np.ndarray]]], path: Path) -> None:
+    """Validation accuracy and loss per epoch: per variant the mean over seeds, +-1 std band."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric in zip(axes, ("val/accuracy", "val/loss")):
+        for variant, runs in histories.items():
+            values = np.stack([run[metric] for run in runs])
+            epochs = np.arange(1, values.shape[1] + 1)
+            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(runs) > 1 else 0 * values[0]
+            line, = axis.plot(epochs, mean, "-o", markersize=3, label=f"bn={variant} (n={len(runs)})")
+            axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean +- 1 std over seeds")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    save(figure, path)
+
+
+def per_seed_points(values: dict[str, list[float]], path: Path, ylabel: str, title: str) -> None:
+    """One dot per seed per variant, with the mean as a bar: spread and centre at a glance."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for position, (variant, points) in enumerate(values.items()):
+        jitter = np.linspace(-0.12, 0.12, len(points)) if len(points) > 1 else np.zeros(1)
+        axis.scatter(position + jitter, points, zorder=3, label=f"bn={variant}")
+        axis.hlines(np.mean(points), position - 0.25, position + 0.25, color="black", zorder=4)
+    axis.set_xticks(range(len(values)), [f"bn={v}" for v in values])
+    axis.set(ylabel=ylabel, title=title)
+    axis.grid(alpha=0.3, axis="y")
+    save(figure, path)

@@ -1,0 +1,59 @@
+"""Stage `compare` (study/dvc.yaml): the BN study's table, confidence intervals, verdicts, figures.
+
+Reads every (variant, seed) cell listed in params.yaml's `study` and writes, under reports/study/:
+metrics.json (DVC metrics), study.md and index.html (self-contained, no network) and figures/.
+"""
+
+from pathlib import Path
+
+from stages.lib.cli import stage_main
+from stages.lib.params import load_params
+
+STUDY = Path("reports/study")
+RUNS = STUDY / "runs"
+MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
+    "test_accuracy": ("test", "accuracy"),
+    "test_loss": ("test", "loss"),
+    "train_accuracy": ("train", "accuracy"),
+}
+
+
+@stage_main("compare")
+def main() -> None:
+    study = load_params().study
+    from stages.lib import figures
+    from stages.lib.atomic import write_json, write_text
+    from stages.lib.study_report import collect, render_html, render_markdown, summarize
+
+    cells = collect(RUNS, study.variants, study.seeds)
+    summary, comparisons = summarize(cells, MEASURES)
+    write_json(STUDY / "metrics.json", summary)
+
+    out = STUDY / "figures"
+    figures.study_curves({v: [c.history for c in cells[v]] for v in cells}, out / "curves.png")
+    figures.per_seed_points({v: [c.metrics["test"]["accuracy"] for c in cells[v]] for v in cells},
+                            out / "test_accuracy.png", "test accuracy", "final test accuracy per seed")
+    figures.per_seed_points({v: [c.metrics["train"]["accuracy"] - c.metrics["test"]["accuracy"]
+                                 for c in cells[v]] for v in cells},
+                            out / "generalization_gap.png", "train - test accuracy",
+                            "generalization gap per seed")
+    landscapes = {f"bn={v}": c for v, c in ((v, [x.landscape for x in cells[v]]) for v in cells)
+                  if all(item is not None for item in c)}
+    if landscapes:
+        figures.landscape_bands({k: mean_columns(v) for k, v in landscapes.items()}, out / "landscape.png")
+    markdown = render_markdown(summary, comparisons, cells, with_landscape=bool(landscapes))
+    write_text(STUDY / "study.md", markdown)
+    write_text(STUDY / "index.html", render_html(markdown, STUDY))
+    for comparison in comparisons:
+        print("compare:", comparison.verdict())
+
+
+def mean_columns(runs):
+    """Average landscape columns over seeds, step by step (all seeds probe the same steps)."""
+    import numpy as np
+
+    return {name: np.mean([run[name] for run in runs], axis=0) for name in runs[0]}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Gather the study's cells, summarize them, and render the offline report (markdown and HTML)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.records import read_history, read_landscape, read_run
+from stages.lib.study import Comparison, compare_all, describe
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: str
+    seed: int
+    metrics: dict  # evaluate's metrics.json
+    history: dict[str, np.ndarray]
+    landscape: dict[str, np.ndarray] | None
+    run: dict  # train's run.json: timings and environment
+    landscape_summary: dict
+
+
+def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
+    cells = {}
+    for variant in variants:
+        cells[variant] = []
+        for seed in seeds:
+            folder = runs / f"{variant}-{seed}"
+            if not (folder / "metrics.json").is_file():
+                raise FileNotFoundError(f"study cell {variant}-{seed} has no {folder}/metrics.json; "
+                                        "run `dvc repro study/dvc.yaml` to train the missing cells")
+            live_summary = json.loads((folder / "train" / "metrics.json").read_text())
+            cells[variant].append(Cell(variant, seed, json.loads((folder / "metrics.json").read_text()),
+                                       read_history(folder / "train"), read_landscape(folder / "train"),
+                                       read_run(folder / "train"), live_summary.get("landscape", {})))
+    return cells
+
+
+def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
+    """Per variant: each measure described over seeds. Pairs: Welch on test accuracy."""
+    summary = {}
+    for variant, runs in cells.items():
+        summary[variant] = {name: describe([run.metrics[a][b] for run in runs])
+                            for name, (a, b) in measures.items()}
+        if all(run.landscape_summary for run in runs):
+            for key in ("beta_median", "loss_range_median", "grad_change_max_median"):
+                summary[variant][key] = describe([run.landscape_summary[key] for run in runs])
+        summary[variant]["train_seconds"] = describe([run.run["total_seconds"] for run in runs])
+    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
+    comparisons = compare_all(accuracy)
+    summary["comparisons"] = {
+        f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,
+                                     "ci_high": c.ci_high, "p_value": c.p_value}
+        for c in comparisons}
+    return summary, comparisons
+
+
+def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[str, list[Cell]],
+                    with_landscape: bool) -> str:
+    variants = list(cells)
+    first = cells[variants[0]][0].run
+    total_minutes = sum(run.run["total_seconds"] for runs in cells.values() for run in runs) / 60
+
+    def cell(variant, key, scale=1.0, digits=4):
+        d = summary[variant][key]
+        return (f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f} "
+                f"[{d['min'] * scale:.{digits}f}, {d['max'] * scale:.{digits}f}]")
+
+    lines = [
+        "# BN study: where should BatchNormalization sit?", "",
+        f"{len(variants)} variants × {summary[variants[0]]['test_accuracy']['n']} seeds, "
+        f"{len(first['epoch_seconds'])} epochs each. Cells: mean ± std [min, max] over seeds.", "",
+        "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
+        *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
+          f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",
+        "## Differences in mean test accuracy (Welch's t-test, 95% CI)", "",
+        "| pair | difference (points) | 95% CI | p-value |", "|---|---|---|---|",
+        *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
+          f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} |" for c in comparisons), "",
+        *(f"- {c.verdict()}" for c in comparisons), "",
+    ]
+    if with_landscape:
+        lines += [
+            "## Loss-landscape smoothness (Santurkar et al. 2018), medians over training", "",
+            "| bn | effective β-smoothness | loss range over steps | max gradient change |",
+            "|---|---|---|---|",
+            *(f"| {v} | {cell(v, 'beta_median', digits=2)} | {cell(v, 'loss_range_median')} | "
+              f"{cell(v, 'grad_change_max_median')} |" for v in variants), "",
+        ]
+    lines += [
+        "![validation curves](figures/curves.png)", "",
+        "![test accuracy per seed](figures/test_accuracy.png)", "",
+        "![generalization gap](figures/generalization_gap.png)", "",
+        *(["![landscape](figures/landscape.png)", ""] if with_landscape else []),
+        "## Environment", "",
+        *(f"- {key}: {value}" for key, value in first["environment"].items()),
+        f"- total training time of the cells: {total_minutes:.1f} min", "",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(markdown: str, base: Path) -> str:
+    """A self-contained page from the markdown above: figures inlined as base64, no scripts."""
+    body, table = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-"):
+                tag = "th" if not table else "td"
+                table.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if table:
+            body.append("<table>" + "".join(table) + "</table>")
+            table = []
+        if image := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            data = base64.b64encode((base / image[2]).read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(image[1])}" src="data:image/png;base64,{data}">')
+        elif heading := re.match(r"(#+) (.*)", line):
+            level = len(heading[1])
+            body.append(f"<h{level}>{html.escape(heading[2])}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>bnlab study</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,94 @@
+"""The real training path (`fit` as `train` runs it) on tiny fake data, and the landscape probe."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from dvclive import Live
+
+from conftest import easy_split
+from stages.lib.cifar import Split, pixel_statistics
+from stages.lib.landscape import LandscapeProbe, measure
+from stages.lib.model import build_model
+from stages.lib.params import load_params
+from stages.lib.training import batch_indices, epoch_orders, fit, seed_everything
+
+PARAMS = load_params()
+
+
+def split(count, seed):
+    labels, images = easy_split(count, seed)
+    return Split(images, labels.astype(np.uint8))
+
+
+def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run"):
+    """Build, seed and fit exactly as stages/train.py does; return (model, final logged metrics)."""
+    train, test = split(200, 1), split(100, 2)
+    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50)
+    seed_everything(seed, deterministic=True)
+    model = build_model(PARAMS.model, bn, pixel_statistics(train.images, "global"))
+    orders = epoch_orders(len(train.labels), epochs, seed)
+    landscape = dataclasses.replace(PARAMS.landscape, every_steps=2)
+    callbacks = [LandscapeProbe(train, orders, landscape, train_params)] if probe else []
+    with Live(str(tmp_path / name), dvcyaml=False, save_dvc_exp=False) as live:
+        fit(model, train, test, train_params, orders, live, callbacks)
+        logged = dict(live.summary)
+    return model, logged, callbacks
+
+
+def test_training_learns_easy_classes(tmp_path):
+    _, logged, _ = train_once(tmp_path, epochs=6)
+    assert logged["val"]["accuracy"] >= 0.6  # Chance is 0.1.
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    _, first, _ = train_once(tmp_path, seed=3, name="a")
+    _, second, _ = train_once(tmp_path, seed=3, name="b")
+    _, other, _ = train_once(tmp_path, seed=4, name="c")
+    for split_name in ("train", "val"):
+        assert first[split_name] == second[split_name]
+    assert first["train"] != other["train"]
+
+
+def test_probing_does_not_disturb_training(tmp_path):
+    plain, plain_logged, _ = train_once(tmp_path, seed=5, epochs=2, name="plain")
+    probed, probed_logged, (probe,) = train_once(tmp_path, seed=5, epochs=2, probe=True, name="probed")
+    assert len(probe.records) == 4  # 8 steps, every 2nd step.
+    assert plain_logged["val"] == probed_logged["val"] and plain_logged["train"] == probed_logged["train"]
+    # Weights, BN moving statistics and the dropout RNG state are bit-identical.
+    for a, b in zip(plain.variables, probed.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert probe.summary()["probes"] == 4 and probe.summary()["beta_median"] > 0
+
+
+def test_batch_indices_follow_the_epoch_orders():
+    orders = epoch_orders(10, 2, seed=0)
+    assert sorted(orders[0]) == list(range(10)) and not np.array_equal(orders[0], orders[1])
+    assert batch_indices(orders, 0, 4).tolist() == orders[0, :4].tolist()
+    assert batch_indices(orders, 2, 4).tolist() == orders[0, 8:].tolist()  # The short last batch.
+    assert batch_indices(orders, 3, 4).tolist() == orders[1, :4].tolist()
+
+
+def test_measures_match_closed_form_on_a_quadratic():
+    """L(w) = 1/2 w'Aw: grad = Aw, the gradient moves by eta*A*g, so beta = ||Ag|| / ||g||."""
+    generator = np.random.default_rng(0)
+    root = generator.normal(size=(5, 5))
+    a = root @ root.T + np.eye(5)
+    w = generator.normal(size=5)
+    step_sizes = [0.01, 0.02, 0.04]
+    matrix = tf.constant(a)
+
+    def loss_and_gradient(weights):
+        (vector,) = weights
+        return 0.5 * tf.tensordot(vector, tf.linalg.matvec(matrix, vector), 1), [tf.linalg.matvec(matrix, vector)]
+
+    got = {k: float(v) for k, v in measure(loss_and_gradient, [tf.constant(w)], step_sizes).items()}
+    g = a @ w
+    losses = [0.5 * (w - eta * g) @ a @ (w - eta * g) for eta in step_sizes]
+    changes = [eta * np.linalg.norm(a @ g) for eta in step_sizes]
+    assert got["loss"] == pytest.approx(0.5 * w @ a @ w)
+    assert got["loss_min"] == pytest.approx(min(losses)) and got["loss_max"] == pytest.approx(max(losses))
+    assert got["grad_change_min"] == pytest.approx(min(changes))
+    assert got["grad_change_max"] == pytest.approx(max(changes))
+    assert got["beta"] == pytest.approx(np.linalg.norm(a @ g) / np.linalg.norm(g))
