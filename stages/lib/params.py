@@ -8,6 +8,7 @@ Constraints live next to each field, in its `metadata`, so each rule is written 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -92,8 +93,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; run from the project root, where params.yaml lives")
-    with path.open() as handle:
-        raw = yaml.safe_load(handle)
+    try:
+        with path.open() as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as error:  # One line naming the place, not a traceback.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ParamsError(f"{path}: not valid YAML{where} ({problem})") from None
     return parse_params(raw, source=str(path))
 
 
@@ -107,7 +114,7 @@ def _build(cls, raw: object, prefix: str, source: str):
         raise ParamsError(f"{source}: {where} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
+    unknown = sorted(set(raw) - set(names), key=str)  # YAML keys need not be strings.
     if unknown:
         raise ParamsError(
             f"{source}: unknown key {prefix}{unknown[0]}; allowed keys in {where}: {', '.join(names)}"
@@ -135,9 +142,10 @@ def _check(key: str, value: object, kind, rules, source: str):
             raise fail(f"a list of {item_kind.__name__}")
         if rules.get("non_empty") and not value:
             raise fail(f"a non-empty list of {item_kind.__name__}")
-        if rules.get("unique") and len(set(value)) != len(value):
+        items = [_check(f"{key}[{i}]", item, item_kind, rules, source) for i, item in enumerate(value)]
+        if rules.get("unique") and len(set(items)) != len(items):  # Items are now hashable scalars.
             raise fail("a list without repeated entries")
-        return [_check(f"{key}[{i}]", item, item_kind, rules, source) for i, item in enumerate(value)]
+        return items
 
     value = _coerce_scalar(value, kind, fail)
     if "choices" in rules and value not in rules["choices"]:
@@ -170,4 +178,6 @@ def _coerce_scalar(value: object, kind, fail):
         if not isinstance(value, int):
             raise fail("an integer")
         return value
+    if not math.isfinite(value):  # nan would pass every min/max comparison below.
+        raise fail("a finite number")
     return float(value)

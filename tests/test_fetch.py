@@ -1,0 +1,303 @@
+"""stages.lib.download.fetch against a real HTTP server on 127.0.0.1, local paths and the stage CLI.
+
+Every failure case proves three things: the FetchError names the problem, the destination does
+not exist afterwards, and no `.partial` temporary file is left beside it.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib import download
+from stages.lib.download import CHUNK_BYTES, FetchError, fetch
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = bytes(range(256)) * (CHUNK_BYTES // 256) + b"tail"  # Spans two read chunks.
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+WRONG_MD5 = "0" * 32
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def assert_nothing_published(destination: Path) -> None:
+    """No file at `destination`, and no temporary `.partial` file left in its folder."""
+    assert not destination.exists()
+    if destination.parent.exists():
+        leftovers = [name for name in os.listdir(destination.parent) if ".partial" in name]
+        assert leftovers == []
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers by path: /ok, /no-length, /truncated, /missing, /broken, /stall, /garbage."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.hits[self.path] += 1
+        if self.path == "/ok":
+            self._send(200, PAYLOAD, length=len(PAYLOAD))
+        elif self.path == "/no-length":
+            self._send(200, PAYLOAD, length=None)  # HTTP/1.0: the body ends when the socket closes.
+        elif self.path == "/truncated":
+            self._send(200, PAYLOAD[: len(PAYLOAD) // 2], length=len(PAYLOAD))
+        elif self.path == "/stall":
+            self._send(200, PAYLOAD[:1000], length=len(PAYLOAD))
+            self.wfile.flush()
+            self.server.release.wait(10)  # Never sends the rest until the test is over.
+        elif self.path == "/garbage":
+            self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
+        elif self.path == "/broken":
+            self.send_error(500)
+        else:
+            self.send_error(404)
+
+    def _send(self, status: int, body: bytes, length: int | None) -> None:
+        self.send_response(status)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:  # Keep pytest's output clean.
+        pass
+
+
+class Server:
+    def __init__(self, httpd: ThreadingHTTPServer) -> None:
+        self.httpd = httpd
+        self.hits: collections.Counter = httpd.hits
+
+    def url(self, path: str) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on an ephemeral 127.0.0.1 port, serving from a background thread."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.hits = collections.Counter()
+    httpd.release = threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Server(httpd)
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """Retries back off with time.sleep: record the waits instead of sleeping."""
+    waits: list[float] = []
+    monkeypatch.setattr(download.time, "sleep", waits.append)
+    return waits
+
+
+@pytest.fixture
+def destination(tmp_path) -> Path:
+    return tmp_path / "out" / "cifar-10-binary.tar.gz"
+
+
+def fail(url: str, md5: str, destination: Path, **options) -> str:
+    """Run a fetch that must fail; check it published nothing; return the error message."""
+    with pytest.raises(FetchError) as caught:
+        fetch(url, md5, destination, **options)
+    assert_nothing_published(destination)
+    return str(caught.value)
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+def test_http_success_writes_the_served_bytes(server, destination):
+    """A verified download lands at the destination, byte for byte, and fetch returns its path."""
+    progress = []
+    result = fetch(server.url("/ok"), PAYLOAD_MD5, destination, retries=0,
+                   progress=lambda received, total: progress.append((received, total)))
+    assert result == destination
+    assert destination.read_bytes() == PAYLOAD
+    assert [name for name in os.listdir(destination.parent)] == [destination.name]
+    assert progress == [(CHUNK_BYTES, len(PAYLOAD)), (len(PAYLOAD), len(PAYLOAD))]
+    assert server.hits["/ok"] == 1
+
+
+def test_http_success_without_content_length(server, destination):
+    """A body without Content-Length is read to the end and still verified by md5."""
+    progress = []
+    fetch(server.url("/no-length"), PAYLOAD_MD5, destination, retries=0,
+          progress=lambda received, total: progress.append((received, total)))
+    assert destination.read_bytes() == PAYLOAD
+    assert progress[-1] == (len(PAYLOAD), None)
+
+
+def test_http_checksum_mismatch_is_reported_and_not_retried(server, destination, sleeps):
+    """A complete body with the wrong md5 names both checksums and is not downloaded again."""
+    url = server.url("/ok")
+    message = fail(url, WRONG_MD5, destination, retries=2)
+    assert message.startswith(f"checksum mismatch for {url}: expected md5 {WRONG_MD5}, "
+                              f"got {PAYLOAD_MD5}.")
+    assert f"set data.md5 to {PAYLOAD_MD5}" in message
+    assert server.hits["/ok"] == 1
+    assert sleeps == []
+
+
+def test_http_truncated_body(server, destination):
+    """A body shorter than its Content-Length is an error, not a short file."""
+    message = fail(server.url("/truncated"), PAYLOAD_MD5, destination, retries=0)
+    assert message == (f"truncated download: received {len(PAYLOAD) // 2} of {len(PAYLOAD)} "
+                       "bytes (gave up after 1 attempts)")
+
+
+def test_http_404_is_not_retried(server, destination, sleeps):
+    """A client error cannot improve on retry: one request, and a hint to check data.url."""
+    url = server.url("/missing")
+    message = fail(url, PAYLOAD_MD5, destination, retries=2)
+    assert message == f"HTTP error 404 Not Found for {url}. Check data.url in params.yaml"
+    assert server.hits["/missing"] == 1
+    assert sleeps == []
+
+
+def test_http_500_is_retried_with_backoff(server, destination, sleeps, capsys):
+    """A server error is tried retries+1 times, waiting 2s, 4s, ... between attempts."""
+    url = server.url("/broken")
+    message = fail(url, PAYLOAD_MD5, destination, retries=2)
+    assert message == (f"HTTP error 500 Internal Server Error for {url} "
+                       "(gave up after 3 attempts)")
+    assert server.hits["/broken"] == 3
+    assert sleeps == [2, 4]
+    log = capsys.readouterr().err
+    assert f"fetch: attempt 1/3 failed: HTTP error 500 Internal Server Error for {url}; " \
+           "retrying in 2s" in log
+    assert "fetch: attempt 2/3 failed" in log
+
+
+def test_http_stalled_body_times_out(server, destination):
+    """A server that stops sending mid-body fails after timeout_seconds instead of hanging."""
+    host = server.url("/").split("/")[2]
+    message = fail(server.url("/stall"), PAYLOAD_MD5, destination, retries=0, timeout_seconds=0.3)
+    assert message.startswith(f"timed out after 0.3s reading from {host}. ")
+    assert "data.url" in message
+
+
+def test_http_garbage_response_is_a_fetch_error(server, destination, sleeps):
+    """Something that is not HTTP at all (a broken proxy) is a FetchError, and retried."""
+    host = server.url("/").split("/")[2]
+    message = fail(server.url("/garbage"), PAYLOAD_MD5, destination, retries=1)
+    assert message.startswith(f"invalid HTTP response from {host} (BadStatusLine: ")
+    assert message.endswith("(gave up after 2 attempts)")
+    assert server.hits["/garbage"] == 2
+
+
+def test_unreachable_host_explains_the_offline_route(destination, sleeps):
+    """A refused connection is retried, then explains how to run offline (a local data.url)."""
+    port = closed_port()
+    message = fail(f"http://127.0.0.1:{port}/cifar.tar.gz", PAYLOAD_MD5, destination, retries=1,
+                   timeout_seconds=5)
+    assert message.startswith(f"cannot reach 127.0.0.1:{port} (")
+    assert "data.url" in message and "offline" in message
+    assert message.endswith("(gave up after 2 attempts)")
+    assert sleeps == [2]
+
+
+# --- local paths --------------------------------------------------------------------------------
+
+def test_local_path_success(tiny_archive, destination):
+    """A plain path is copied and verified; progress reports the file's size."""
+    archive, md5 = tiny_archive
+    progress = []
+    assert fetch(str(archive), md5, destination,
+                 progress=lambda received, total: progress.append((received, total))) == destination
+    assert destination.read_bytes() == archive.read_bytes()
+    size = archive.stat().st_size
+    assert progress == [(size, size)]
+
+
+def test_file_url_success(tiny_archive, destination):
+    """A file:// URL is read from disk like a plain path."""
+    archive, md5 = tiny_archive
+    fetch(archive.as_uri(), md5, destination)
+    assert md5_of(destination) == md5
+
+
+def test_local_checksum_mismatch(tiny_archive, destination):
+    archive, md5 = tiny_archive
+    message = fail(str(archive), WRONG_MD5, destination)
+    assert message.startswith(f"checksum mismatch for {archive}: expected md5 {WRONG_MD5}, "
+                              f"got {md5}.")
+
+
+def test_missing_local_file(tmp_path, destination, sleeps):
+    """A missing local file is named, with a hint, and never retried."""
+    missing = tmp_path / "nowhere" / "cifar-10-binary.tar.gz"
+    message = fail(str(missing), PAYLOAD_MD5, destination, retries=3)
+    assert message == (f"local file not found: {missing}. Check data.url in params.yaml "
+                       "(a path is relative to the project root)")
+    assert sleeps == []
+
+
+def test_unsupported_scheme(destination):
+    message = fail("ftp://example.org/cifar.tar.gz", PAYLOAD_MD5, destination)
+    assert message == ("data.url = 'ftp://example.org/cifar.tar.gz' has an unsupported scheme "
+                       "'ftp'; use http://, https://, file:// or a local path")
+
+
+# --- the stage entry point ----------------------------------------------------------------------
+
+def run_fetch_stage(workdir: Path, url: str, md5: str) -> subprocess.CompletedProcess:
+    """`python -m stages.fetch` in `workdir`, with the committed params.yaml but this url/md5."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(url=url, md5=md5, retries=0)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=workdir, env=env, text=True,
+                          capture_output=True, timeout=60)
+
+
+def test_stage_fails_in_one_line_on_a_wrong_md5(tmp_path, tiny_archive):
+    """The fetch stage exits 1 with a one-line `fetch: error:` and publishes no archive."""
+    archive, md5 = tiny_archive
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_fetch_stage(workdir, str(archive), WRONG_MD5)
+    assert result.returncode == 1
+    progress = re.compile(r"fetch: +[0-9.]+ MB / [0-9.]+ MB \( *[0-9.]+%\)$")
+    errors = [line for line in result.stderr.splitlines() if not progress.match(line)]
+    assert len(errors) == 1, result.stderr  # Only progress lines besides the error itself.
+    assert errors[0].startswith(f"fetch: error: checksum mismatch for {archive}: "
+                                f"expected md5 {WRONG_MD5}, got {md5}.")
+    assert "Traceback" not in result.stderr
+    assert_nothing_published(workdir / "data" / "raw" / "cifar-10-binary.tar.gz")
+
+
+def test_stage_publishes_a_verified_archive(tmp_path, tiny_archive):
+    archive, md5 = tiny_archive
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_fetch_stage(workdir, str(archive), md5)
+    assert result.returncode == 0, result.stderr
+    assert md5_of(workdir / "data" / "raw" / "cifar-10-binary.tar.gz") == md5
+    assert f"verified (md5 {md5})" in result.stdout

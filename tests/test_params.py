@@ -1,0 +1,196 @@
+"""stages.lib.params: the committed params.yaml loads, and every kind of mistake in it fails with one
+exact line naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib.params import ParamsError, load_params, parse_params
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+COMMITTED = yaml.safe_load(PARAMS_FILE.read_text())
+DELETE = object()  # A mutation value meaning "remove this key".
+
+
+def mutated(key: str, value: object) -> dict:
+    """The committed params with `key` (dotted, e.g. "train.epochs") set to `value`, or deleted."""
+    raw = copy.deepcopy(COMMITTED)
+    *sections, last = key.split(".")
+    target = raw
+    for section in sections:
+        target = target[section]
+    if value is DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return raw
+
+
+def error_for(raw: object) -> str:
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw)
+    return str(caught.value)
+
+
+# --- the committed file -------------------------------------------------------------------------
+
+def test_committed_params_load():
+    """params.yaml as committed is valid, and values arrive with the declared types."""
+    params = load_params(PARAMS_FILE)
+    assert params.bn in ("before", "after", "none")
+    assert params.data.md5 == COMMITTED["data"]["md5"]
+    assert params.normalize.records_per_file == 10_000
+    assert params.model.filters == COMMITTED["model"]["filters"]
+    assert all(type(size) is float for size in params.landscape.step_sizes)  # [0.5, 1, ...]
+    assert type(params.data.timeout_seconds) is float
+    assert type(params.train.deterministic) is bool
+    assert params.study.variants == COMMITTED["study"]["variants"]
+
+
+def test_params_are_frozen():
+    params = parse_params(copy.deepcopy(COMMITTED))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.epochs = 99
+
+
+def test_integers_are_accepted_where_a_number_is_expected():
+    params = parse_params(mutated("train.learning_rate", 1))
+    assert params.train.learning_rate == 1.0 and type(params.train.learning_rate) is float
+
+
+# --- one exact message per kind of mistake ------------------------------------------------------
+
+MISTAKES = {
+    "string for int": ("train.epochs", "ten",
+                       "train.epochs = 'ten' is not allowed; expected an integer"),
+    "float for int": ("train.batch_size", 2.5,
+                      "train.batch_size = 2.5 is not allowed; expected an integer"),
+    "bool for int": ("train.epochs", True,
+                     "train.epochs = True is not allowed; expected an integer"),
+    "bool for float": ("model.dropout_rate", False,
+                       "model.dropout_rate = False is not allowed; expected a number"),
+    "string for float": ("train.learning_rate", "1e-3",
+                         "train.learning_rate = '1e-3' is not allowed; expected a number"),
+    "int for bool": ("train.deterministic", 1,
+                     "train.deterministic = 1 is not allowed; expected true or false"),
+    "int for string": ("data.url", 42, "data.url = 42 is not allowed; expected a string"),
+    "below min": ("train.epochs", 0, "train.epochs = 0 is not allowed; expected a number >= 1"),
+    "negative seed": ("seed", -1, "seed = -1 is not allowed; expected a number >= 0"),
+    "above max": ("data.retries", 11, "data.retries = 11 is not allowed; expected a number <= 10"),
+    "float above max": ("model.dropout_rate", 0.99,
+                        "model.dropout_rate = 0.99 is not allowed; expected a number <= 0.95"),
+    "seed above 2**31-1": ("seed", 2**31,
+                           "seed = 2147483648 is not allowed; expected a number <= 2147483647"),
+    "bn not a choice": ("bn", "middle",
+                        "bn = 'middle' is not allowed; expected one of: before, after, none"),
+    "bn is case sensitive": ("bn", "Before",
+                             "bn = 'Before' is not allowed; expected one of: before, after, none"),
+    "mode not a choice": ("normalize.mode", "local",
+                          "normalize.mode = 'local' is not allowed; expected one of: global, "
+                          "per_channel"),
+    "md5 uppercase": ("data.md5", "C32A1D4AB5D03F1284B67883E8D87530",
+                      "data.md5 = 'C32A1D4AB5D03F1284B67883E8D87530' is not allowed; "
+                      "expected 32 lowercase hex digits"),
+    "md5 too short": ("data.md5", "c32a1d4a",
+                      "data.md5 = 'c32a1d4a' is not allowed; expected 32 lowercase hex digits"),
+    "md5 with a newline": ("data.md5", "c32a1d4ab5d03f1284b67883e8d87530\n",
+                           "data.md5 = 'c32a1d4ab5d03f1284b67883e8d87530\\n' is not allowed; "
+                           "expected 32 lowercase hex digits"),
+    "empty url": ("data.url", "  ", "data.url = '  ' is not allowed; expected a non-empty string"),
+    "unknown top-level key": ("sead", 0,
+                              "unknown key sead; allowed keys in the top level: seed, bn, data, "
+                              "normalize, model, train, landscape, study"),
+    "unknown nested key": ("train.epoch", 10,
+                           "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
+                           "optimizer, learning_rate, deterministic"),
+    "missing top-level key": ("bn", DELETE, "missing key bn"),
+    "missing nested key": ("model.kernel_size", DELETE, "missing key model.kernel_size"),
+    "missing section": ("landscape", DELETE, "missing key landscape"),
+    "section not a mapping": ("train", 5, "train must be a mapping, got 5"),
+    "section left empty": ("study", None, "study must be a mapping, got None"),
+    "empty list": ("model.filters", [],
+                   "model.filters = [] is not allowed; expected a non-empty list of int"),
+    "scalar for list": ("model.filters", 16,
+                        "model.filters = 16 is not allowed; expected a list of int"),
+    "repeated seed": ("study.seeds", [0, 1, 1],
+                      "study.seeds = [0, 1, 1] is not allowed; expected a list without repeated "
+                      "entries"),
+    "repeated variant": ("study.variants", ["before", "before"],
+                         "study.variants = ['before', 'before'] is not allowed; expected a list "
+                         "without repeated entries"),
+    "list item of wrong type": ("model.filters", [16, "32", 64],
+                                "model.filters[1] = '32' is not allowed; expected an integer"),
+    "list item out of range": ("landscape.step_sizes", [0.5, 0.0],
+                               "landscape.step_sizes[1] = 0.0 is not allowed; expected a number "
+                               ">= 1e-06"),
+    "list item not a choice": ("study.variants", ["before", "middle"],
+                               "study.variants[1] = 'middle' is not allowed; expected one of: "
+                               "before, after, none"),
+    "list of lists": ("study.seeds", [[0], [1]],
+                      "study.seeds[0] = [0] is not allowed; expected an integer"),
+    "nan learning rate": ("train.learning_rate", math.nan,
+                          "train.learning_rate = nan is not allowed; expected a finite number"),
+    "infinite timeout": ("data.timeout_seconds", math.inf,
+                         "data.timeout_seconds = inf is not allowed; expected a finite number"),
+}
+
+
+@pytest.mark.parametrize("key, value, message", MISTAKES.values(), ids=MISTAKES.keys())
+def test_mistake_gives_one_exact_message(key, value, message):
+    assert error_for(mutated(key, value)) == f"params.yaml: {message}"
+
+
+def test_several_unknown_keys_of_mixed_types_name_one_of_them():
+    """YAML allows non-string keys (`1: x`); the message must still be a ParamsError."""
+    raw = copy.deepcopy(COMMITTED)
+    raw[1] = "x"
+    raw["zz"] = "y"
+    assert error_for(raw).startswith("params.yaml: unknown key ")
+
+
+@pytest.mark.parametrize("document", [None, [1, 2], "seed: 0"])
+def test_top_level_must_be_a_mapping(document):
+    assert error_for(document) == f"params.yaml: the top level must be a mapping, got {document!r}"
+
+
+# --- files --------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value) == (f"{path}: file not found; run from the project root, "
+                                 "where params.yaml lives")
+
+
+def test_messages_name_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(mutated("train.epochs", "ten")))
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value) == f"{path}: train.epochs = 'ten' is not allowed; expected an integer"
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing here\n")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value) == f"{path}: the top level must be a mapping, got None"
+
+
+def test_invalid_yaml_is_a_params_error(tmp_path):
+    """A YAML syntax error is one line naming the file and the place, not a yaml traceback."""
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\nmodel:\n  filters: [16, 32\n")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value) == (f"{path}: not valid YAML at line 4, column 1 "
+                                 "(expected ',' or ']', but got '<stream end>')")
