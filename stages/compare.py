@@ -6,6 +6,8 @@ metrics.json (DVC metrics), study.md and index.html (self-contained, no network)
 
 from pathlib import Path
 
+import numpy as np
+
 from stages.lib.cli import stage_main
 from stages.lib.params import load_params
 
@@ -37,11 +39,12 @@ def main() -> None:
                                  for c in cells[v]] for v in cells},
                             out / "generalization_gap.png", "train - test accuracy",
                             "generalization gap per seed")
-    landscapes = {f"bn={v}": c for v, c in ((v, [x.landscape for x in cells[v]]) for v in cells)
-                  if all(item is not None for item in c)}
-    if landscapes:
-        figures.landscape_bands({k: mean_columns(v) for k, v in landscapes.items()}, out / "landscape.png")
-    markdown = render_markdown(summary, comparisons, cells, with_landscape=bool(landscapes))
+    # Every study cell probes the landscape; cells trained without probes leave it out entirely.
+    with_landscape = all(cell.landscape is not None for runs in cells.values() for cell in runs)
+    if with_landscape:
+        figures.landscape_bands({f"bn={v}": mean_columns([c.landscape for c in runs])
+                                 for v, runs in cells.items()}, out / "landscape.png")
+    markdown = render_markdown(summary, comparisons, cells, with_landscape)
     write_text(STUDY / "study.md", markdown)
     write_text(STUDY / "index.html", render_html(markdown, STUDY))
     for comparison in comparisons:
@@ -50,8 +53,6 @@ def main() -> None:
 
 def mean_columns(runs):
     """Average landscape columns over seeds, step by step (all seeds probe the same steps)."""
-    import numpy as np
-
     return {name: np.mean([run[name] for run in runs], axis=0) for name in runs[0]}
 
 

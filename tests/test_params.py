@@ -170,27 +170,17 @@ def test_missing_file(tmp_path):
                                  "where params.yaml lives")
 
 
-def test_messages_name_the_file(tmp_path):
+@pytest.mark.parametrize("content, expected", [
+    (yaml.safe_dump(mutated("train.epochs", "ten")),
+     "train.epochs = 'ten' is not allowed; expected an integer"),
+    ("# nothing here\n", "the top level must be a mapping, got None"),
+    # A YAML syntax error is one line naming the file and the place, not a yaml traceback.
+    ("seed: 0\nmodel:\n  filters: [16, 32\n",
+     "not valid YAML at line 4, column 1 (expected ',' or ']', but got '<stream end>')"),
+])
+def test_file_errors_name_the_file(tmp_path, content, expected):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(mutated("train.epochs", "ten")))
+    path.write_text(content)
     with pytest.raises(ParamsError) as caught:
         load_params(path)
-    assert str(caught.value) == f"{path}: train.epochs = 'ten' is not allowed; expected an integer"
-
-
-def test_empty_file(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("# nothing here\n")
-    with pytest.raises(ParamsError) as caught:
-        load_params(path)
-    assert str(caught.value) == f"{path}: the top level must be a mapping, got None"
-
-
-def test_invalid_yaml_is_a_params_error(tmp_path):
-    """A YAML syntax error is one line naming the file and the place, not a yaml traceback."""
-    path = tmp_path / "params.yaml"
-    path.write_text("seed: 0\nmodel:\n  filters: [16, 32\n")
-    with pytest.raises(ParamsError) as caught:
-        load_params(path)
-    assert str(caught.value) == (f"{path}: not valid YAML at line 4, column 1 "
-                                 "(expected ',' or ']', but got '<stream end>')")
+    assert str(caught.value) == f"{path}: {expected}"

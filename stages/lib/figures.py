@@ -104,7 +104,8 @@ def study_curves(histories: dict[str, list[dict[str, np.ndarray]]], path: Path) 
         for variant, runs in histories.items():
             values = np.stack([run[metric] for run in runs])
             epochs = np.arange(1, values.shape[1] + 1)
-            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(runs) > 1 else 0 * values[0]
+            mean = values.mean(axis=0)
+            std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
             line, = axis.plot(epochs, mean, "-o", markersize=3, label=f"bn={variant} (n={len(runs)})")
             axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         axis.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean +- 1 std over seeds")

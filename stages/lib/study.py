@@ -32,9 +32,10 @@ class Comparison:
     def detectable(self) -> bool:
         return not (self.ci_low <= 0.0 <= self.ci_high)
 
-    def verdict(self, unit_scale: float = 100.0, unit: str = "points") -> str:
-        interval = (f"{self.difference * unit_scale:+.2f} {unit}, {CONFIDENCE:.0%} CI "
-                    f"[{self.ci_low * unit_scale:+.2f}, {self.ci_high * unit_scale:+.2f}], p = {self.p_value:.3g}")
+    def verdict(self) -> str:
+        """One line; accuracies are fractions, the difference is shown in percentage points."""
+        interval = (f"{self.difference * 100:+.2f} points, {CONFIDENCE:.0%} CI "
+                    f"[{self.ci_low * 100:+.2f}, {self.ci_high * 100:+.2f}], p = {self.p_value:.3g}")
         if not self.detectable:
             return f"{self.first} vs {self.second}: no detectable difference ({interval})"
         better, worse = (self.first, self.second) if self.difference > 0 else (self.second, self.first)

@@ -67,10 +67,9 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
     first = cells[variants[0]][0].run
     total_minutes = sum(run.run["total_seconds"] for runs in cells.values() for run in runs) / 60
 
-    def cell(variant, key, scale=1.0, digits=4):
+    def cell(variant, key, digits=4):
         d = summary[variant][key]
-        return (f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f} "
-                f"[{d['min'] * scale:.{digits}f}, {d['max'] * scale:.{digits}f}]")
+        return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} [{d['min']:.{digits}f}, {d['max']:.{digits}f}]"
 
     lines = [
         "# BN study: where should BatchNormalization sit?", "",
