@@ -31,7 +31,8 @@ from dvclive import Live  # noqa: E402
 from stages.lib.cifar import Split, pixel_statistics, read_archive  # noqa: E402
 from stages.lib.model import build_model  # noqa: E402
 from stages.lib.params import load_params  # noqa: E402
-from stages.lib.training import device_description, epoch_orders, fit, seed_everything  # noqa: E402
+from stages.lib.training import (compute_precision, device_description, epoch_orders, fit,  # noqa: E402
+                                 seed_everything)
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "cifar10" / "cifar-10-binary.tar.gz"
 
@@ -79,7 +80,8 @@ def run_ours(train: Split, test: Split, epochs: int, seed: int) -> tuple[list[fl
     params = load_params(ROOT / "params.yaml")
     train_params = dataclasses.replace(params.train, epochs=epochs)
     seed_everything(seed, train_params.deterministic)
-    model = build_model(params.model, "before", pixel_statistics(train.images, params.normalize.mode))
+    statistics = pixel_statistics(train.images, params.normalize.mode)
+    model = build_model(params.model, "before", statistics, compute_precision(train_params.precision))
     with tempfile.TemporaryDirectory() as folder, Live(folder, dvcyaml=False, save_dvc_exp=False) as live:
         timings = fit(model, train, test, train_params, epoch_orders(len(train.labels), epochs, seed), live)
         accuracy = live.summary["val"]["accuracy"]

@@ -25,10 +25,12 @@ def main(argv=None) -> None:
     import keras
 
     from stages.lib.atomic import write_json, write_text
+    from stages.lib.batch_norm import FusedBatchNormalization
     from stages.lib.cifar import load_split
     from stages.lib.evaluation import evaluate, predictions_csv
 
-    model = keras.models.load_model(args.model)
+    model = keras.models.load_model(
+        args.model, custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     metrics, predicted = evaluate(model, train, test)
     write_json(args.metrics, metrics)

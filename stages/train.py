@@ -38,13 +38,16 @@ def main(argv=None) -> None:
     from stages.lib.landscape import LandscapeProbe
     from stages.lib.model import build_model
     from stages.lib.atomic import atomic_path, write_json
-    from stages.lib.training import environment, epoch_orders, fit, seed_everything
+    from stages.lib.training import (compute_precision, environment, epoch_orders, fit,
+                                     seed_everything)
 
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     statistics = json.loads(paths.STATISTICS.read_text())
     seed_everything(seed, params.train.deterministic)
-    model = build_model(params.model, bn, statistics)
-    print(f"train: bn={bn} seed={seed} params={model.count_params():,} on {environment()['device']}")
+    precision = compute_precision(params.train.precision)
+    model = build_model(params.model, bn, statistics, precision)
+    print(f"train: bn={bn} seed={seed} params={model.count_params():,} precision={precision} "
+          f"on {environment()['device']}")
 
     orders = epoch_orders(len(train.labels), params.train.epochs, seed)
     probe = LandscapeProbe(train, orders, params.landscape, params.train) if probe_landscape else None
@@ -58,8 +61,8 @@ def main(argv=None) -> None:
     with atomic_path(args.model) as temp:
         model.save(temp)
     write_json(args.log_dir / "run.json",
-               {"bn": bn, "seed": seed, "landscape": probe_landscape, **timings,
-                "environment": environment()})
+               {"bn": bn, "seed": seed, "landscape": probe_landscape, "precision": precision,
+                **timings, "environment": environment()})
     print(f"train: saved {args.model} after {timings['total_seconds']:.1f}s")
 
 

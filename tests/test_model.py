@@ -1,7 +1,11 @@
 """The one model builder: layer order per BN variant, per-channel BN, the reference's param counts."""
 
+import dataclasses
+
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from stages.lib.model import batch_norm_layers, build_model, non_trainable_count
 from stages.lib.params import load_params
@@ -14,10 +18,11 @@ def kinds(model) -> list[str]:
     return [type(layer).__name__ for layer in model.layers]
 
 
+# ELU is monotonic, so "before" and "none" pool first (see model.py); the maths is the reference's.
 @pytest.mark.parametrize("bn, block", [
-    ("before", ["Conv2D", "BatchNormalization", "Activation", "MaxPooling2D"]),
-    ("after", ["Conv2D", "BatchNormalization", "MaxPooling2D"]),
-    ("none", ["Conv2D", "MaxPooling2D"]),
+    ("before", ["Conv2D", "FusedBatchNormalization", "MaxPooling2D", "Activation"]),
+    ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "MaxPooling2D"]),
+    ("none", ["Conv2D", "MaxPooling2D", "Activation"]),
 ])
 def test_layer_order(bn, block):
     model = build_model(MODEL, bn, STATISTICS)
@@ -27,8 +32,44 @@ def test_layer_order(bn, block):
     assert [c.filters for c in convs] == [16, 32, 64]
     # The bias is redundant in front of BN, so only the control keeps it.
     assert [c.use_bias for c in convs] == [bn == "none"] * 3
-    expected_activation = "linear" if bn == "before" else "elu"
-    assert [c.activation.__name__ for c in convs] == [expected_activation] * 3
+    activations = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
+    assert [a.activation.__name__ for a in activations] == ["elu"] * 3
+
+
+def test_a_non_monotonic_activation_is_applied_before_pooling():
+    model = build_model(dataclasses.replace(MODEL, activation="gelu"), "before", STATISTICS)
+    assert kinds(model)[1:5] == ["Conv2D", "FusedBatchNormalization", "Activation", "MaxPooling2D"]
+
+
+def reference_order(model) -> list:
+    """The model's layers in the reference's order: activation, then pooling."""
+    layers = list(model.layers)
+    for index in range(len(layers) - 1):
+        if isinstance(layers[index], keras.layers.MaxPooling2D) and \
+                isinstance(layers[index + 1], keras.layers.Activation):
+            layers[index], layers[index + 1] = layers[index + 1], layers[index]
+    return layers
+
+
+@pytest.mark.parametrize("bn", ["before", "none"])
+def test_pooling_first_computes_exactly_what_the_reference_order_does(bn):
+    model = build_model(MODEL, bn, STATISTICS)
+    pixels = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)), "uint8")
+
+    def loss_and_gradients(layers):
+        with tf.GradientTape() as tape:
+            outputs = pixels
+            for layer in layers:
+                # Dropout off so both orders see the same network; BN in training mode (batch stats).
+                outputs = layer(outputs, training=not isinstance(layer, keras.layers.Dropout))
+            loss = tf.reduce_sum(outputs * tf.range(10, dtype="float32"))
+        return outputs, tape.gradient(loss, model.trainable_variables)
+
+    ours, ours_gradients = loss_and_gradients(model.layers)
+    reference, reference_gradients = loss_and_gradients(reference_order(model))
+    np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-7)
+    for a, b in zip(ours_gradients, reference_gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("bn", ["before", "after"])
@@ -66,3 +107,21 @@ def test_per_channel_statistics():
 def test_unknown_bn_placement_is_a_clear_error():
     with pytest.raises(ValueError, match="bn = 'middle' is not allowed; expected one of: before, after, none"):
         build_model(MODEL, "middle", STATISTICS)
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(ValueError, match="precision = 'auto' is not allowed; expected one of: float32, mixed_bfloat16"):
+        build_model(MODEL, "before", STATISTICS, precision="auto")
+
+
+def test_bfloat16_convolution_blocks_keep_float32_weights_activations_and_softmax():
+    model = build_model(MODEL, "after", STATISTICS, precision="mixed_bfloat16")
+    for layer in model.layers:
+        in_block = isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization,
+                                      keras.layers.MaxPooling2D))
+        assert layer.compute_dtype == ("bfloat16" if in_block else "float32"), layer.name
+        assert all(weight.dtype == "float32" for weight in layer.weights), layer.name
+    assert model.count_params() == 553_850
+    probabilities = model(np.zeros((2, 32, 32, 3), "uint8"), training=False)
+    assert probabilities.dtype == "float32"
+    np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, rtol=1e-6)

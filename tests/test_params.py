@@ -81,6 +81,9 @@ MISTAKES = {
     "int for bool": ("train.deterministic", 1,
                      "train.deterministic = 1 is not allowed; expected true or false"),
     "int for string": ("data.url", 42, "data.url = 42 is not allowed; expected a string"),
+    "unknown precision": ("train.precision", "float16",
+                          "train.precision = 'float16' is not allowed; expected one of: auto, float32, "
+                          "mixed_bfloat16"),
     "below min": ("train.epochs", 0, "train.epochs = 0 is not allowed; expected a number >= 1"),
     "negative seed": ("seed", -1, "seed = -1 is not allowed; expected a number >= 0"),
     "above max": ("data.retries", 11, "data.retries = 11 is not allowed; expected a number <= 10"),
@@ -109,7 +112,7 @@ MISTAKES = {
                               "normalize, model, train, landscape, study"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
-                           "optimizer, learning_rate, deterministic"),
+                           "optimizer, learning_rate, deterministic, precision"),
     "missing top-level key": ("bn", DELETE, "missing key bn"),
     "missing nested key": ("model.kernel_size", DELETE, "missing key model.kernel_size"),
     "missing section": ("landscape", DELETE, "missing key landscape"),

@@ -12,7 +12,8 @@ from stages.lib.cifar import Split, pixel_statistics
 from stages.lib.landscape import LandscapeProbe, measure
 from stages.lib.model import build_model
 from stages.lib.params import load_params
-from stages.lib.training import batch_indices, epoch_orders, fit, seed_everything
+from stages.lib import training
+from stages.lib.training import batch_indices, compute_precision, epoch_orders, fit, seed_everything
 
 PARAMS = load_params()
 
@@ -22,12 +23,13 @@ def split(count, seed):
     return Split(images, labels.astype(np.uint8))
 
 
-def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run"):
+def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="auto"):
     """Build, seed and fit exactly as stages/train.py does; return (model, final logged metrics)."""
     train, test = split(200, 1), split(100, 2)
-    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50)
+    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision)
     seed_everything(seed, deterministic=True)
-    model = build_model(PARAMS.model, bn, pixel_statistics(train.images, "global"))
+    model = build_model(PARAMS.model, bn, pixel_statistics(train.images, "global"),
+                        compute_precision(train_params.precision))
     orders = epoch_orders(len(train.labels), epochs, seed)
     landscape = dataclasses.replace(PARAMS.landscape, every_steps=2)
     callbacks = [LandscapeProbe(train, orders, landscape, train_params)] if probe else []
@@ -37,9 +39,24 @@ def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run")
     return model, logged, callbacks
 
 
-def test_training_learns_easy_classes(tmp_path):
-    _, logged, _ = train_once(tmp_path, epochs=6)
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_training_learns_easy_classes(tmp_path, precision):
+    _, logged, _ = train_once(tmp_path, epochs=6, precision=precision)
     assert logged["val"]["accuracy"] >= 0.6  # Chance is 0.1.
+
+
+@pytest.mark.parametrize("flags, onednn, expected", [
+    ("fma avx2 avx512f avx512_bf16", "1", "mixed_bfloat16"),
+    ("fma amx_bf16 amx_tile", "1", "mixed_bfloat16"),
+    ("fma avx2 avx512f", "1", "float32"),  # bfloat16 would be emulated: slow.
+    ("fma avx512_bf16", "0", "float32"),  # Without oneDNN TensorFlow emulates it too.
+])
+def test_auto_precision_follows_the_cpu(monkeypatch, flags, onednn, expected):
+    monkeypatch.setattr(training, "_cpuinfo", lambda field: flags if field == "flags" else "")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    assert compute_precision("auto") == expected
+    assert compute_precision("float32") == "float32"  # An explicit choice always wins.
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):

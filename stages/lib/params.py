@@ -19,6 +19,9 @@ import yaml
 BN_PLACEMENTS = ("before", "after", "none")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
+# auto: decided per device by measurement (training.compute_precision).
+COMPUTE_PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
 
 
@@ -62,6 +65,7 @@ class TrainParams:
     optimizer: str = _rule(choices=OPTIMIZERS)
     learning_rate: float = _rule(min=1e-9, max=10)
     deterministic: bool = _rule()
+    precision: str = _rule(choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

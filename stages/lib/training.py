@@ -30,15 +30,36 @@ def device_description() -> str:
     return f"CPU: {_cpu_model()} ({os.cpu_count()} cores)"
 
 
+def compute_precision(setting: str) -> str:
+    """The precision to train in: `setting`, or for "auto" what measured fastest on this device.
+
+    On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN's bfloat16 convolutions
+    made the training step 1.3x faster at unchanged accuracy (README, Performance); on other CPUs
+    bfloat16 is emulated and slow. GPUs keep float32 (TF32 on tensor cores) until measured there.
+    """
+    if setting != "auto":
+        return setting
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"
+    flags = set(_cpuinfo("flags").split())
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    return "mixed_bfloat16" if onednn and flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
 def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def _cpuinfo(field: str) -> str:
+    """A field of the first processor in /proc/cpuinfo ('' where there is none, as on macOS)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == field:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return ""
 
 
 def environment() -> dict:
