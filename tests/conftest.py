@@ -6,28 +6,25 @@ No test touches the network or ../shared: every archive here is built from known
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from stages.lib.cifar import FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER, TRAIN_MEMBERS, CLASS_NAMES
+from stages.lib.archive_writer import encode_records, write_archive, write_members
+from stages.lib.cifar import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_FILE = 40  # 200 training and 40 test images: enough to train for a step in seconds.
 
 
 def records(labels: np.ndarray, images: np.ndarray) -> bytes:
-    """CIFAR binary records: a label byte, then the R, G and B planes of a (32, 32, 3) image."""
-    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
-    return np.concatenate([labels.astype(np.uint8)[:, None], planes], axis=1).tobytes()
+    return encode_records(Split(images, labels.astype(np.uint8)))
 
 
 def easy_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,17 +41,11 @@ def build_archive(path: Path, records_per_file: int = RECORDS_PER_FILE, seed: in
                   members: dict[str, bytes] | None = None) -> str:
     """Write a well-formed tiny CIFAR-10 archive (or `members` verbatim); return its md5."""
     if members is None:
-        members = {META_MEMBER: ("\n".join(CLASS_NAMES) + "\n").encode()}
-        for offset, name in enumerate((*TRAIN_MEMBERS, TEST_MEMBER)):
-            members[name] = records(*easy_split(records_per_file, seed + offset))
-    with tarfile.open(path, "w:gz") as archive:
-        directory = tarfile.TarInfo(FOLDER)
-        directory.type = tarfile.DIRTYPE
-        archive.addfile(directory)
-        for name, payload in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            archive.addfile(info, io.BytesIO(payload))
+        parts = [Split(images, labels.astype(np.uint8)) for labels, images in
+                 (easy_split(records_per_file, seed + offset) for offset in range(6))]
+        write_archive(path, parts[:5], parts[5])
+    else:
+        write_members(path, members)
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 

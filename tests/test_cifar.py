@@ -140,7 +140,7 @@ def test_train_is_data_batches_1_to_5_in_order(known_archive):
 
 
 def test_conftest_records_helper_matches_the_format():
-    """conftest.records (used by the other tests' archives) writes the same bytes as the spec."""
+    """archive_writer.encode_records (behind every test archive) writes the bytes of the spec."""
     labels = np.array([1, 2, 3])
     assert records(labels, expected_images(4, 3)) == file_bytes(4, [1, 2, 3])
 

@@ -1,6 +1,10 @@
 """The real training path (`fit` as `train` runs it) on tiny fake data, and the landscape probe."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +61,19 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, onednn, expected):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
     assert compute_precision("auto") == expected
     assert compute_precision("float32") == "float32"  # An explicit choice always wins.
+
+
+@pytest.mark.parametrize("setting, expected", [(None, ("1", "True")), ("0", ("0", "False"))])
+def test_stages_turn_onednn_on_unless_told_otherwise(setting, expected):
+    """A fresh process, as a stage is: importing `stages` before TensorFlow decides oneDNN."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = ("import os; from stages.lib.training import onednn_enabled; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, check=True)
+    assert tuple(done.stdout.split()[-2:]) == expected
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):

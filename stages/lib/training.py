@@ -70,7 +70,17 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_description(),
+        "onednn": onednn_enabled(),
     }
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN CPU kernels (see stages/__init__.py); None if unknown."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # Private, hence the fallback.
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def epoch_orders(num_examples: int, epochs: int, seed: int) -> np.ndarray:
