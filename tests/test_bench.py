@@ -1,0 +1,36 @@
+"""The speed benchmark's two trainers still run, on tiny data, and its reference net is the notebook's."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+
+from stages.lib.cifar import Split
+from conftest import ROOT, easy_split
+
+spec = importlib.util.spec_from_file_location("train_speed", ROOT / "bench" / "train_speed.py")
+train_speed = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = train_speed  # Its dataclasses look their module up there.
+spec.loader.exec_module(train_speed)
+
+
+def tiny_splits() -> tuple[Split, Split]:
+    (train_labels, train_images), (test_labels, test_images) = easy_split(200, 0), easy_split(40, 1)
+    return Split(train_images, train_labels.astype(np.uint8)), Split(test_images, test_labels.astype(np.uint8))
+
+
+def test_reference_model_is_the_notebooks():
+    model = train_speed.reference_model()
+    non_trainable = sum(int(np.prod(weight.shape)) for weight in model.non_trainable_weights)
+    assert (model.count_params(), non_trainable) == (553_850, 224)
+
+
+def test_both_approaches_train_and_report_per_epoch_times():
+    train, test = tiny_splits()
+    for run in (train_speed.run_reference, train_speed.run_ours):
+        result = run(train, test, 2, "float32")
+        assert len(result["epoch_seconds"]) == 2 and all(s > 0 for s in result["epoch_seconds"])
+        assert result["total_seconds"] >= sum(result["epoch_seconds"])
+        assert result["precision"] == "float32" and 0.0 <= result["accuracy"] <= 1.0
