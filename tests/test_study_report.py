@@ -1,0 +1,127 @@
+"""The study's summary, verdicts and report, against numbers worked out by hand from made-up cells."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from stages.compare import mean_columns
+from stages.lib.study import Comparison, welch
+from stages.lib.study_report import Cell, collect, render_html, render_markdown, summarize
+
+MEASURES = {"test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
+            "train_accuracy": ("train", "accuracy")}
+# Per variant, over seeds 0, 1, 2: test accuracy, test loss, train accuracy, train seconds, beta.
+RESULTS = {
+    "before": ([0.70, 0.74, 0.72], [0.90, 0.80, 0.85], [0.80, 0.86, 0.83], [60, 90, 30], [300, 400, 350]),
+    "after": ([0.71, 0.75, 0.73], [0.80, 0.80, 0.80], [0.90, 0.90, 0.90], [60, 60, 60], [1, 2, 3]),
+    "none": ([0.60, 0.62, 0.61], [1.20, 1.00, 1.10], [0.70, 0.70, 0.70], [30, 30, 30], [4, 5, 6]),
+}
+ENVIRONMENT = {"device": "CPU: test <cpu> (2 cores)", "tensorflow": "9.9"}
+
+
+def make_cell(variant: str, seed: int, probed: bool = True) -> Cell:
+    """One cell as `collect` would return it; the one place that knows Cell's fields."""
+    test_accuracy, test_loss, train_accuracy, seconds, beta = (column[seed] for column in RESULTS[variant])
+    landscape = {"beta_median": beta, "loss_range_median": 0.02 + 0.005 * seed,
+                 "grad_change_max_median": 5.0 + seed} if probed else {}
+    history = {"val/accuracy": np.array([0.5, test_accuracy])}
+    run = {"bn": variant, "seed": seed, "train": {"epochs": 2}, "epoch_seconds": [1.0, 2.0],
+           "history": {"epoch_seconds": [1.0, 2.0]}, "total_seconds": seconds,
+           "environment": ENVIRONMENT}
+    return Cell(variant, seed, {"test": {"accuracy": test_accuracy, "loss": test_loss},
+                                "train": {"accuracy": train_accuracy}},
+                history, None, run, landscape)
+
+
+def cells(probed: bool = True) -> dict[str, list[Cell]]:
+    return {variant: [make_cell(variant, seed, probed) for seed in range(3)] for variant in RESULTS}
+
+
+def test_summary_describes_each_measure_over_seeds_and_compares_test_accuracy():
+    summary, comparisons = summarize(cells(), MEASURES)
+    # before: test accuracy 0.70, 0.74, 0.72 -> mean 0.72, deviations -0.02, +0.02, 0 -> std 0.02.
+    assert summary["before"]["test_accuracy"] == pytest.approx(
+        {"mean": 0.72, "std": 0.02, "min": 0.70, "max": 0.74, "n": 3})
+    assert summary["before"]["test_loss"] == pytest.approx(
+        {"mean": 0.85, "std": 0.05, "min": 0.80, "max": 0.90, "n": 3})
+    assert summary["none"]["train_accuracy"] == pytest.approx(
+        {"mean": 0.70, "std": 0.0, "min": 0.70, "max": 0.70, "n": 3})
+    assert summary["before"]["beta_median"] == pytest.approx(
+        {"mean": 350, "std": 50, "min": 300, "max": 400, "n": 3})
+    assert summary["before"]["train_seconds"]["mean"] == pytest.approx(60)
+    # Every pair, in the order given, on test accuracy (train accuracy would give +13 and +20 points).
+    assert [(c.first, c.second) for c in comparisons] == [("before", "after"), ("before", "none"),
+                                                          ("after", "none")]
+    assert [c.difference for c in comparisons] == pytest.approx([-0.01, 0.11, 0.12])
+    expected = welch("before", RESULTS["before"][0], "none", RESULTS["none"][0])
+    assert summary["comparisons"]["before_vs_none"] == pytest.approx(
+        {"difference": 0.11, "ci_low": expected.ci_low, "ci_high": expected.ci_high,
+         "p_value": expected.p_value})
+
+
+def test_landscape_measures_are_left_out_unless_every_cell_probed():
+    partial = cells()
+    partial["after"][1] = make_cell("after", 1, probed=False)
+    summary, _ = summarize(partial, MEASURES)
+    assert "beta_median" in summary["before"] and "beta_median" not in summary["after"]
+
+
+def test_markdown_tables_verdicts_and_environment():
+    all_cells = cells()
+    summary, comparisons = summarize(all_cells, MEASURES)
+    markdown = render_markdown(summary, comparisons, all_cells, with_landscape=True)
+    lines = markdown.splitlines()
+    assert "3 variants × 3 seeds, 2 epochs each. Cells: mean ± std [min, max] over seeds." in lines
+    assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
+            "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
+    assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 |" in lines
+    assert "- before vs none: before is higher than none (+11.00 points, 95% CI [+6.84, +15.16], p = 0.00366)" in lines
+    assert "- before vs after: no detectable difference (-1.00 points, 95% CI [-5.53, +3.53], p = 0.573)" in lines
+    assert ("| before | 350.00 ± 50.00 [300.00, 400.00] | 0.0250 ± 0.0050 [0.0200, 0.0300] | "
+            "6.0000 ± 1.0000 [5.0000, 7.0000] |") in lines
+    assert "![landscape](figures/landscape.png)" in lines
+    # 60+90+30 + 3*60 + 3*30 = 450 seconds of training.
+    assert "- total training time of the cells: 7.5 min" in lines
+    assert "- device: CPU: test <cpu> (2 cores)" in lines
+
+
+def test_markdown_without_landscape_has_no_landscape_section():
+    unprobed = cells(probed=False)
+    summary, comparisons = summarize(unprobed, MEASURES)
+    markdown = render_markdown(summary, comparisons, unprobed, with_landscape=False)
+    assert "β" not in markdown and "landscape" not in markdown
+    assert "![test accuracy per seed](figures/test_accuracy.png)" in markdown.splitlines()
+
+
+def test_verdict_names_the_higher_variant_whichever_comes_first():
+    lower_first = Comparison("after", "before", -0.1, -0.12, -0.08, 0.001)
+    assert lower_first.verdict() == (
+        "after vs before: before is higher than after (-10.00 points, 95% CI [-12.00, -8.00], p = 0.001)")
+
+
+def test_html_escapes_text_and_inlines_images(tmp_path):
+    (tmp_path / "figures").mkdir()
+    png = b"\x89PNG\r\n\x1a\n made-up bytes"
+    (tmp_path / "figures" / "curves.png").write_bytes(png)
+    markdown = "\n".join(["# A <b> & c", "", "| bn | a<b |", "|---|---|", "| x & y | 1 |", "",
+                          "- before vs <none>", "", '![curves "quoted"](figures/curves.png)'])
+    page = render_html(markdown, tmp_path)
+    assert "<h1>A &lt;b&gt; &amp; c</h1>" in page
+    assert "<table><tr><th>bn</th><th>a&lt;b</th></tr><tr><td>x &amp; y</td><td>1</td></tr></table>" in page
+    assert "<p>before vs &lt;none&gt;</p>" in page
+    encoded = base64.b64encode(png).decode()
+    assert f'<img alt="curves &quot;quoted&quot;" src="data:image/png;base64,{encoded}">' in page
+    assert "<none>" not in page and "<b>" not in page
+
+
+def test_a_missing_cell_names_itself_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"study cell before-1 .*dvc repro study/dvc.yaml"):
+        collect(tmp_path, ["before"], [1])
+
+
+def test_landscape_columns_are_averaged_over_seeds_step_by_step():
+    seeds = [{"step": np.array([0, 50]), "beta": np.array([1.0, 4.0])},
+             {"step": np.array([0, 50]), "beta": np.array([3.0, 8.0])}]
+    averaged = mean_columns(seeds)
+    assert averaged["step"].tolist() == [0, 50] and averaged["beta"].tolist() == [2.0, 6.0]
