@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.lib.batch_norm import FusedBatchNormalization
+from stages.lib.batch_norm import FUSED_MIN_EPSILON, FusedBatchNormalization
 
 SHAPE = (6, 5, 5, 4)
 
 
 def pair(epsilon=1e-3, dtype="float32"):
-    """A Keras BatchNormalization and a fused one with the same non-trivial weights."""
-    layers = [cls(momentum=0.9, epsilon=epsilon, dtype=dtype) for cls in
+    """A Keras BatchNormalization and a fused one with the same non-trivial weights.
+
+    Momentum 0.7, not Keras' 0.99: one training call then moves the moving statistics visibly."""
+    layers = [cls(momentum=0.7, epsilon=epsilon, dtype=dtype) for cls in
               (keras.layers.BatchNormalization, FusedBatchNormalization)]
     generator = np.random.default_rng(0)
     weights = [generator.uniform(0.5, 1.5, 4), generator.normal(size=4), generator.normal(size=4),
@@ -36,18 +38,37 @@ def run(layer, inputs, training):
     return outputs, gradients, [w.numpy() for w in layer.weights]
 
 
+def kernels(layer, inputs, training) -> set[str]:
+    """The TensorFlow ops one call of `layer` runs."""
+    traced = tf.function(lambda x: layer(x, training=training))
+    return {op.type for op in traced.get_concrete_function(inputs).graph.get_operations()}
+
+
+# Epsilons the fused kernel accepts: its minimum, and one as large as the inputs' variance (0.09),
+# so that passing the wrong epsilon anywhere changes the outputs well beyond the tolerance.
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("epsilon", [1e-3, 1e-6])  # 1e-6 is below the fused kernel's minimum.
+@pytest.mark.parametrize("epsilon", [FUSED_MIN_EPSILON, 0.1])
 def test_fused_matches_keras(training, epsilon):
-    inputs = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, SHAPE), "float32")
+    inputs = tf.constant(np.random.default_rng(1).normal(2.0, 0.3, SHAPE), "float32")
+    keras_layer, fused_layer = pair(epsilon)
+    assert "FusedBatchNormV3" in kernels(fused_layer, inputs, training)
     (keras_out, keras_grads, keras_weights), (fused_out, fused_grads, fused_weights) = (
-        run(layer, inputs, training) for layer in pair(epsilon))
+        run(layer, inputs, training) for layer in (keras_layer, fused_layer))
     np.testing.assert_allclose(fused_out, keras_out, rtol=1e-5, atol=1e-5)
     for fused, expected in zip(fused_grads, keras_grads):
         np.testing.assert_allclose(fused, expected, rtol=1e-4, atol=1e-5)
     # gamma, beta, and the moving mean and variance (updated only in training).
     for fused, expected in zip(fused_weights, keras_weights):
         np.testing.assert_allclose(fused, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_an_epsilon_below_the_kernels_minimum_falls_back_to_keras():
+    """FusedBatchNormV3 rejects it, so the layer must not call the kernel (and still works)."""
+    inputs = tf.constant(np.random.default_rng(1).normal(2.0, 0.3, SHAPE), "float32")
+    keras_layer, fused_layer = pair(FUSED_MIN_EPSILON / 10)
+    assert "FusedBatchNormV3" not in kernels(fused_layer, inputs, True)
+    np.testing.assert_allclose(run(fused_layer, inputs, True)[0], run(keras_layer, inputs, True)[0],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_inputs_keep_float32_statistics():
