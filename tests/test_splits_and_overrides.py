@@ -1,0 +1,181 @@
+"""`train` and `evaluate` end to end, on tiny data built so that a wiring mistake changes a number.
+
+The test split is a copy of 40 training images whose labels are mostly wrong on purpose: every
+4th keeps its class, the others are shifted by 5. A model trained on the training split therefore
+scores about 1.0 on train and about 0.25 on test; one trained on the test split, validated or
+scored on the wrong split, shows a different number. Command-line overrides (--bn, --seed,
+--landscape) must give bit for bit the run that the same values in params.yaml give.
+"""
+
+import contextlib
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, easy_split
+from stages import evaluate as evaluate_stage
+from stages import normalize as normalize_stage
+from stages import train as train_stage
+from stages.lib import paths
+from stages.lib.archive_writer import write_archive
+from stages.lib.batch_norm import FusedBatchNormalization
+from stages.lib.cifar import CLASS_NAMES, Split, load_split
+
+RECORDS_PER_FILE = 40
+SETTINGS = {
+    "model": {"filters": [8, 16], "kernel_size": 5, "activation": "relu", "dense_units": 32,
+              "dropout_rate": 0.1, "bn_momentum": 0.8, "bn_epsilon": 0.01},
+    "train": {"epochs": 3, "batch_size": 25, "optimizer": "adam", "learning_rate": 0.003,
+              "deterministic": True, "precision": "float32"},
+    "landscape": {"enabled": False, "every_steps": 4},
+}
+STEPS = 3 * 8  # 3 epochs of 200 training images in batches of 25.
+
+
+def write_params(folder: Path, **changes) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["normalize"]["records_per_file"] = RECORDS_PER_FILE
+    for section, values in SETTINGS.items():
+        params[section].update(values)
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def designed_splits() -> tuple[list[Split], Split]:
+    """Five training files of easy classes; a test file that copies the first, mostly mislabelled."""
+    parts = []
+    for part in range(5):
+        labels, images = easy_split(RECORDS_PER_FILE, seed=10 + part)
+        parts.append(Split(images, labels.astype(np.uint8)))
+    kept = np.arange(RECORDS_PER_FILE) % 4 == 0
+    test_labels = np.where(kept, parts[0].labels, (parts[0].labels + 5) % 10).astype(np.uint8)
+    return parts, Split(parts[0].images.copy(), test_labels)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """normalize, train and evaluate with params.yaml's bn=before, seed 0 and SETTINGS."""
+    folder = tmp_path_factory.mktemp("base")
+    parts, test = designed_splits()
+    write_archive(folder / paths.ARCHIVE, parts, test)
+    write_params(folder)
+    with contextlib.chdir(folder):
+        normalize_stage.main()
+        train_stage.main([])
+        evaluate_stage.main([])
+    return folder
+
+
+def trained_copy(base: Path, name: str, argv: list[str], **params) -> Path:
+    """`train` alone in a folder with base's prepared data and its own params.yaml."""
+    folder = base.parent / name
+    shutil.copytree(base / "data", folder / "data")
+    write_params(folder, train={"optimizer": "sgd", "learning_rate": 0.0123, "epochs": 1}, **params)
+    with contextlib.chdir(folder):
+        train_stage.main(argv)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def overridden(base) -> dict[str, Path]:
+    return {
+        # bn=before, seed 0 and no probes in params.yaml; after, 1 and probes from the command line.
+        "override": trained_copy(base, "override", ["--bn", "after", "--seed", "1", "--landscape", "on"]),
+        "params": trained_copy(base, "params", [], bn="after", seed=1, landscape={"enabled": True}),
+        "seed_0": trained_copy(base, "seed_0", ["--bn", "after", "--landscape", "on"]),
+    }
+
+
+def saved_model(folder: Path) -> keras.Model:
+    return keras.models.load_model(folder / paths.MODEL,
+                                   custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
+
+
+def logged(folder: Path, name: str) -> list[float]:
+    """One per-epoch curve as DVCLive wrote it, e.g. logged(folder, "val/accuracy")."""
+    with (folder / paths.TRAIN_LOG / "plots" / "metrics" / f"{name}.tsv").open() as handle:
+        return [float(row[name.rsplit("/", 1)[-1]]) for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def scores(model: keras.Model, split: Split) -> tuple[np.ndarray, float, float]:
+    """Predicted classes, mean cross-entropy (probabilities clipped at 1e-7) and accuracy."""
+    probabilities = np.asarray(model.predict(split.images, verbose=0), np.float64)
+    picked = np.clip(probabilities[np.arange(len(split.labels)), split.labels], 1e-7, 1.0)
+    predicted = probabilities.argmax(axis=1)
+    return predicted, -float(np.mean(np.log(picked))), float(np.mean(predicted == split.labels))
+
+
+def test_the_model_learns_the_training_split_and_validation_watches_the_test_split(base):
+    model = saved_model(base)
+    train, test = load_split(base / paths.TRAIN_SPLIT), load_split(base / paths.TEST_SPLIT)
+    _, _, train_accuracy = scores(model, train)
+    test_predicted, _, test_accuracy = scores(model, test)
+    # Trained on the training split: it recognizes the copied images and so gets the mislabelled
+    # ones "wrong". Trained on the test split, it would score high on test instead.
+    assert train_accuracy >= 0.9
+    copied_from = train.labels[:RECORDS_PER_FILE]  # The test images' true classes.
+    assert np.mean(test_predicted == copied_from) >= 0.9
+    assert test_accuracy <= 0.35
+    # Each epoch's validation is the model of that moment on the test split: the last is the saved one.
+    assert len(logged(base, "val/accuracy")) == SETTINGS["train"]["epochs"]
+    assert logged(base, "val/accuracy")[-1] == pytest.approx(test_accuracy, abs=1e-6)
+    # Keras' own loss here: on these very confident mistakes it differs from evaluate's clipped one.
+    keras_loss, _ = model.evaluate(test.images, test.labels.astype(np.int32), verbose=0)
+    assert logged(base, "val/loss")[-1] == pytest.approx(keras_loss, rel=1e-4)
+
+
+def test_evaluate_scores_each_split_with_the_saved_model(base):
+    model = saved_model(base)
+    train, test = load_split(base / paths.TRAIN_SPLIT), load_split(base / paths.TEST_SPLIT)
+    metrics = json.loads((base / paths.METRICS).read_text())
+    _, train_loss, train_accuracy = scores(model, train)
+    predicted, test_loss, test_accuracy = scores(model, test)
+    assert metrics["train"] == pytest.approx({"loss": train_loss, "accuracy": train_accuracy}, abs=2e-6)
+    assert metrics["test"]["loss"] == pytest.approx(test_loss, abs=2e-6)
+    assert metrics["test"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-6)
+    assert abs(train_accuracy - test_accuracy) > 0.5  # So scoring the wrong split shows.
+    per_class = {CLASS_NAMES[c]: float(np.mean(predicted[test.labels == c] == c)) for c in range(10)}
+    assert metrics["test"]["per_class_accuracy"] == pytest.approx(per_class, abs=1e-6)
+    rows = (base / paths.PREDICTIONS).read_text().splitlines()
+    assert rows == ["actual,predicted"] + [f"{CLASS_NAMES[a]},{CLASS_NAMES[p]}"
+                                           for a, p in zip(test.labels, predicted)]
+
+
+def test_training_settings_reach_the_optimizer(base, overridden):
+    adam, sgd = saved_model(base).optimizer, saved_model(overridden["params"]).optimizer
+    assert isinstance(adam, keras.optimizers.Adam)
+    assert float(adam.learning_rate) == pytest.approx(0.003)
+    # Every epoch of every batch of 25 was one optimizer step.
+    assert int(adam.iterations) == STEPS
+    assert isinstance(sgd, keras.optimizers.SGD) and not isinstance(sgd, keras.optimizers.Adam)
+    assert float(sgd.learning_rate) == pytest.approx(0.0123)
+    assert int(sgd.iterations) == 8
+
+
+def test_bn_seed_and_landscape_overrides_act_as_params_would(overridden):
+    override, by_params, seed_0 = (overridden[name] for name in ("override", "params", "seed_0"))
+    record = json.loads((override / paths.TRAIN_LOG / "run.json").read_text())
+    assert (record["bn"], record["seed"], record["landscape"]) == ("after", 1, True)
+    assert json.loads((seed_0 / paths.TRAIN_LOG / "run.json").read_text())["seed"] == 0
+    # The same weights bit for bit: the overrides reached the model, its initialization and the data order.
+    ours, theirs = saved_model(override), saved_model(by_params)
+    kinds = [type(layer).__name__ for layer in ours.layers]
+    assert kinds[1:5] == ["Conv2D", "Activation", "FusedBatchNormalization", "MaxPooling2D"]  # bn=after.
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert logged(override, "val/loss") == logged(by_params, "val/loss")
+    assert (override / paths.TRAIN_LOG / "landscape.csv").read_text() == \
+        (by_params / paths.TRAIN_LOG / "landscape.csv").read_text()
+    # Another seed, all else equal: other weights.
+    other = saved_model(seed_0).get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), other))
