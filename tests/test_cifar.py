@@ -394,5 +394,6 @@ def test_normalize_stage_writes_splits_and_statistics(tmp_path):
     train = load_split(tmp_path / "data" / "prepared" / "train.npz")
     test = load_split(tmp_path / "data" / "prepared" / "test.npz")
     assert (len(train.labels), len(test.labels)) == (5 * RECORDS_PER_FILE, RECORDS_PER_FILE)
+    assert np.bincount(train.labels).tolist() == [5 * RECORDS_PER_FILE // 10] * 10
     stats = json.loads((tmp_path / "data" / "stats.json").read_text())
     assert stats == pixel_statistics(train.images, "global")
