@@ -1,4 +1,4 @@
-"""The speed benchmark's two trainers still run, on tiny data, and its reference net has bnlab's parameters."""
+"""The speed benchmark's two trainers still run on tiny data, and its reference net has bnlab's parameters."""
 
 from __future__ import annotations
 

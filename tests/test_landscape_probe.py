@@ -55,7 +55,8 @@ class FirstStepMeasure(keras.callbacks.Callback):
         if self.values is None:
             weights = [v.value for v in self.model.trainable_variables]
             loss_and_gradient = model_loss_and_gradient(self.model, self.images, self.labels.astype(np.int32))
-            self.values = {k: float(v) for k, v in measure(loss_and_gradient, weights, self.step_sizes).items()}
+            measured = measure(loss_and_gradient, weights, self.step_sizes)
+            self.values = {name: float(value) for name, value in measured.items()}
 
 
 def test_probe_measures_the_batch_and_weights_of_the_next_step(tmp_path):

@@ -20,7 +20,8 @@ METRICS = {"train": {"loss": 0.123456, "accuracy": 0.5},
 
 def run_record(bn: str) -> dict:
     """What `train` recorded: the settings actually used (not today's params.yaml), timings, device."""
-    return {"bn": bn, "seed": 7, "model": dataclasses.asdict(SMALL), "train": dataclasses.asdict(PARAMS.train),
+    return {"bn": bn, "seed": 7, "model": dataclasses.asdict(SMALL),
+            "train": dataclasses.asdict(PARAMS.train),
             "total_seconds": 12.34, "epoch_seconds": [6.0, 6.34],
             "history": {"epoch_seconds": [6.0, 6.34]}, "environment": {"device": "CPU: test"}}
 
@@ -47,7 +48,8 @@ def test_report_shows_the_runs_scores_settings_and_counts():
     assert "![landscape](figures/landscape.png)" not in lines
 
 
-@pytest.mark.parametrize("bn, rows", [("none", ["| (no BN layers: bn=none) | | | |"]), ("before", ["| bn1 | 16 | 16 | ok |"])])
+@pytest.mark.parametrize("bn, rows", [("none", ["| (no BN layers: bn=none) | | | |"]),
+                                      ("before", ["| bn1 | 16 | 16 | ok |"])])
 def test_report_lists_batch_norm_layers_and_the_landscape_figure(bn, rows):
     lines = report(bn, with_landscape=True)
     table = lines.index("| layer | params | 4 x filters | |")

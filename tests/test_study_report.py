@@ -76,8 +76,10 @@ def test_markdown_tables_verdicts_and_environment():
     assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
             "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
     assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 |" in lines
-    assert "- before vs none: before is higher than none (+11.00 points, 95% CI [+6.84, +15.16], p = 0.00366)" in lines
-    assert "- before vs after: no detectable difference (-1.00 points, 95% CI [-5.53, +3.53], p = 0.573)" in lines
+    assert ("- before vs none: before is higher than none (+11.00 points, 95% CI [+6.84, +15.16], "
+            "p = 0.00366)") in lines
+    assert ("- before vs after: no detectable difference (-1.00 points, 95% CI [-5.53, +3.53], "
+            "p = 0.573)") in lines
     assert ("| before | 350.00 ± 50.00 [300.00, 400.00] | 0.0250 ± 0.0050 [0.0200, 0.0300] | "
             "6.0000 ± 1.0000 [5.0000, 7.0000] |") in lines
     assert "![landscape](figures/landscape.png)" in lines
