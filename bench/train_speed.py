@@ -8,8 +8,8 @@ that no TensorFlow setting leaks from one into the next:
       Keras and TensorFlow defaults, as the notebook did;
   (2) reference + oneDNN: the same, with TensorFlow's oneDNN CPU kernels asked for, which shows how
       much of our lead is that switch alone;
-  (3) bnlab train: stages.lib.training.fit exactly as `train` runs it, and, where
-      `train.precision: auto` picks bfloat16, (4) the same forced to float32.
+  (3) bnlab train: stages.lib.training.fit exactly as `train` runs it (train.precision: float32),
+      and with --bfloat16 (4) the same in mixed_bfloat16 (fast only on CPUs with native bfloat16).
 Prints median seconds per epoch (first epoch excluded), images per second, the whole fit's wall
 time and the final test accuracy, then `speedup_vs_reference: X.XX` ((1) / (3), median epochs).
 Uses the real archive when it exists, synthetic data of the same shape otherwise (accuracy is
@@ -55,13 +55,13 @@ class Approach:
     worker: str  # "reference" or "ours"
     # "tensorflow-default", "on", or "as-train": the user's TF_ENABLE_ONEDNN_OPTS, else bnlab's default.
     onednn: str
-    precision: str = "auto"  # Only for "ours": train.precision.
+    precision: str = "float32"  # Only for "ours": train.precision.
 
 
 REFERENCE = Approach("reference (notebook)", "reference", onednn="tensorflow-default")
 REFERENCE_ONEDNN = Approach("reference + oneDNN", "reference", onednn="on")
 OURS = Approach("bnlab train", "ours", onednn="as-train")
-OURS_FLOAT32 = dataclasses.replace(OURS, name="bnlab train, float32 forced", precision="float32")
+OURS_BFLOAT16 = dataclasses.replace(OURS, name="bnlab train, mixed_bfloat16", precision="mixed_bfloat16")
 
 
 def load_data(archive: Path) -> tuple[Split, Split, str]:
@@ -83,7 +83,7 @@ def run_worker(approach: Approach, archive: Path, epochs: int) -> dict:
     run = run_reference if approach.worker == "reference" else run_ours
     result = run(train, test, epochs, approach.precision)
     from stages.lib.training import environment
-    return {**result, "images": len(train.labels), "data": source, "environment": environment()}
+    return {**result, "images": len(train.labels), "data": source, "environment": environment(approach.precision)}
 
 
 def run_reference(train: Split, test: Split, epochs: int, precision: str) -> dict:
@@ -143,18 +143,19 @@ def run_ours(train: Split, test: Split, epochs: int, precision: str) -> dict:
 
     from stages.lib.cifar import pixel_statistics
     from stages.lib.model import build_model
-    from stages.lib.params import load_params
-    from stages.lib.training import compute_precision, epoch_orders, fit, seed_everything
+    from stages.lib.params import read_params
+    from stages.lib.training import epoch_orders, fit, seed_everything
 
-    params = load_params(ROOT / "params.yaml")
+    params = read_params(ROOT / "params.yaml")
     train_params = dataclasses.replace(params.train, epochs=epochs, precision=precision)
     seed_everything(SEED, train_params.deterministic)
-    used = compute_precision(train_params.precision)
-    model = build_model(params.model, "before", pixel_statistics(train.images, params.normalize.mode), used)
+    model = build_model(params.model, "before", pixel_statistics(train.images, params.normalize.mode),
+                        precision)
     with tempfile.TemporaryDirectory() as folder, Live(folder, dvcyaml=False, save_dvc_exp=False) as live:
-        timings = fit(model, train, test, train_params, epoch_orders(len(train.labels), epochs, SEED), live)
-        accuracy = live.summary["val"]["accuracy"]
-    return {**timings, "precision": used, "accuracy": accuracy}
+        timings, history = fit(model, train, test, train_params,
+                               epoch_orders(len(train.labels), epochs, SEED), live)
+    return {**timings, "epoch_seconds": history["epoch_seconds"], "precision": precision,
+            "accuracy": history["val/accuracy"][-1]}
 
 
 # ---- The driver: spawn the workers, then time the pipeline.
@@ -235,6 +236,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per approach (first is excluded)")
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
     parser.add_argument("--pipeline", action="store_true", help="also time the DVC workflow")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time train.precision: mixed_bfloat16 (other numerics; fast only with native bfloat16)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: run one approach, print its result.
     args = parser.parse_args()
     if args.epochs < 2:
@@ -245,9 +248,8 @@ def main() -> None:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
 
-    results = {approach: spawn(approach, archive, args.epochs) for approach in (REFERENCE, REFERENCE_ONEDNN, OURS)}
-    if results[OURS]["precision"] != "float32":
-        results[OURS_FLOAT32] = spawn(OURS_FLOAT32, archive, args.epochs)
+    approaches = (REFERENCE, REFERENCE_ONEDNN, OURS) + ((OURS_BFLOAT16,) if args.bfloat16 else ())
+    results = {approach: spawn(approach, archive, args.epochs) for approach in approaches}
     environment = results[OURS]["environment"]
     print(f"\ndata: {results[OURS]['data']}")
     print(f"device: {environment['device']}; tensorflow {environment['tensorflow']}, "

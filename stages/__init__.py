@@ -11,3 +11,9 @@ import os
 # 3x faster (with the fused BatchNorm kernel), so we ask for them everywhere; an explicit
 # TF_ENABLE_ONEDNN_OPTS=0 in the environment still wins. GPUs are unaffected.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# Without an NVIDIA GPU, TensorFlow's INFO lines (CPU instruction advice and the like) are noise
+# in every stage's log; warnings and errors still show, and an explicit setting wins. A few
+# lines TensorFlow prints before its logging starts ("Could not find cuda drivers") obey no setting.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

@@ -254,9 +254,16 @@ def test_missing_local_file(tmp_path, destination, sleeps):
     """A missing local file is named, with a hint, and never retried."""
     missing = tmp_path / "nowhere" / "cifar-10-binary.tar.gz"
     message = fail(str(missing), PAYLOAD_MD5, destination, retries=3)
-    assert message == (f"local file not found: {missing}. Check data.url in params.yaml "
-                       "(a path is relative to the project root)")
+    assert message == f"local file not found: {missing} (data.url in params.yaml); check the path"
     assert sleeps == []
+
+
+def test_missing_relative_local_file_explains_queued_experiments(destination, sleeps):
+    message = fail("../shared/cifar-10-binary.tar.gz", PAYLOAD_MD5, destination)
+    assert message == ("local file not found: ../shared/cifar-10-binary.tar.gz (data.url in "
+                       "params.yaml); a relative path is read from the folder the stage runs in, "
+                       "and a queued experiment (`dvc exp run --queue`) runs in a copy under "
+                       ".dvc/tmp/exps: use an absolute path")
 
 
 def test_unsupported_scheme(destination):

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from stages.lib.model import batch_norm_layers, build_model, non_trainable_count
-from stages.lib.params import load_params
+from stages.lib.params import read_params
 
 STATISTICS = {"mode": "global", "mean": [120.7], "std": [64.2]}
-MODEL = load_params().model  # The committed defaults: the reference experiment's network.
+MODEL = read_params().model  # The committed defaults: the reference experiment's network.
 
 
 def kinds(model) -> list[str]:

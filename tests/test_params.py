@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.params import ParamsError, load_params, parse_params
+from stages.lib.params import ParamsError, UndeclaredParamError, load_params, parse_params, read_params
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 COMMITTED = yaml.safe_load(PARAMS_FILE.read_text())
@@ -43,7 +43,7 @@ def error_for(raw: object) -> str:
 
 def test_committed_params_load():
     """params.yaml as committed is valid, and values arrive with the declared types."""
-    params = load_params(PARAMS_FILE)
+    params = read_params(PARAMS_FILE)
     assert params.bn in ("before", "after", "none")
     assert params.data.md5 == COMMITTED["data"]["md5"]
     assert params.normalize.records_per_file == 10_000
@@ -52,6 +52,23 @@ def test_committed_params_load():
     assert type(params.data.timeout_seconds) is float
     assert type(params.train.deterministic) is bool
     assert params.study.variants == COMMITTED["study"]["variants"]
+
+
+def test_the_default_precision_is_float32_on_every_machine():
+    assert read_params(PARAMS_FILE).train.precision == "float32"
+    with pytest.raises(ParamsError, match="train.precision = 'auto' is not allowed"):
+        parse_params({**copy.deepcopy(COMMITTED), "train": {**COMMITTED["train"], "precision": "auto"}})
+
+
+def test_a_stage_sees_only_the_params_it_declares():
+    params = load_params(["seed", "landscape.every_steps"], PARAMS_FILE)
+    assert params.seed == COMMITTED["seed"]
+    assert params.landscape.every_steps == COMMITTED["landscape"]["every_steps"]
+    with pytest.raises(UndeclaredParamError, match="reads params 'landscape.enabled' but declares "
+                                                   "only landscape.every_steps, seed"):
+        params.landscape.enabled
+    with pytest.raises(UndeclaredParamError, match="reads params 'train'"):
+        params.train
 
 
 def test_params_are_frozen():
@@ -82,7 +99,7 @@ MISTAKES = {
                      "train.deterministic = 1 is not allowed; expected true or false"),
     "int for string": ("data.url", 42, "data.url = 42 is not allowed; expected a string"),
     "unknown precision": ("train.precision", "float16",
-                          "train.precision = 'float16' is not allowed; expected one of: auto, float32, "
+                          "train.precision = 'float16' is not allowed; expected one of: float32, "
                           "mixed_bfloat16"),
     "below min": ("train.epochs", 0, "train.epochs = 0 is not allowed; expected a number >= 1"),
     "negative seed": ("seed", -1, "seed = -1 is not allowed; expected a number >= 0"),
@@ -168,7 +185,7 @@ def test_top_level_must_be_a_mapping(document):
 def test_missing_file(tmp_path):
     path = tmp_path / "params.yaml"
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        read_params(path)
     assert str(caught.value) == (f"{path}: file not found; run from the project root, "
                                  "where params.yaml lives")
 
@@ -185,5 +202,5 @@ def test_file_errors_name_the_file(tmp_path, content, expected):
     path = tmp_path / "params.yaml"
     path.write_text(content)
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        read_params(path)
     assert str(caught.value) == f"{path}: {expected}"

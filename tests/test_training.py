@@ -13,13 +13,12 @@ from dvclive import Live
 
 from conftest import easy_split
 from stages.lib.cifar import Split, pixel_statistics
-from stages.lib.landscape import LandscapeProbe, measure
-from stages.lib.model import build_model
-from stages.lib.params import load_params
-from stages.lib import training
-from stages.lib.training import batch_indices, compute_precision, epoch_orders, fit, seed_everything
+from stages.lib.landscape import measure
+from stages.lib.params import read_params
+from stages.lib.experiment import train_variant
+from stages.lib.training import batch_indices, epoch_orders
 
-PARAMS = load_params()
+PARAMS = read_params()
 
 
 def split(count, seed):
@@ -27,40 +26,24 @@ def split(count, seed):
     return Split(images, labels.astype(np.uint8))
 
 
-def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="auto"):
-    """Build, seed and fit exactly as stages/train.py does; return (model, final logged metrics)."""
+def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="float32"):
+    """Train exactly as the `train` and `cell` stages do; return (model, DVCLive summary, probes)."""
     train, test = split(200, 1), split(100, 2)
     train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision)
-    seed_everything(seed, deterministic=True)
-    model = build_model(PARAMS.model, bn, pixel_statistics(train.images, "global"),
-                        compute_precision(train_params.precision))
-    orders = epoch_orders(len(train.labels), epochs, seed)
-    landscape = dataclasses.replace(PARAMS.landscape, every_steps=2)
-    callbacks = [LandscapeProbe(train, orders, landscape, train_params)] if probe else []
+    landscape = dataclasses.replace(PARAMS.landscape, every_steps=2) if probe else None
     with Live(str(tmp_path / name), dvcyaml=False, save_dvc_exp=False) as live:
-        fit(model, train, test, train_params, orders, live, callbacks)
+        model, record, probe_callback = train_variant(
+            PARAMS.model, train_params, bn, seed, pixel_statistics(train.images, "global"),
+            train, test, landscape, live)
         logged = dict(live.summary)
-    return model, logged, callbacks
+    assert record["history"]["val/accuracy"][-1] == logged["val"]["accuracy"]
+    return model, logged, [probe_callback] if probe else []
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_training_learns_easy_classes(tmp_path, precision):
     _, logged, _ = train_once(tmp_path, epochs=6, precision=precision)
     assert logged["val"]["accuracy"] >= 0.6  # Chance is 0.1.
-
-
-@pytest.mark.parametrize("flags, onednn, expected", [
-    ("fma avx2 avx512f avx512_bf16", "1", "mixed_bfloat16"),
-    ("fma amx_bf16 amx_tile", "1", "mixed_bfloat16"),
-    ("fma avx2 avx512f", "1", "float32"),  # bfloat16 would be emulated: slow.
-    ("fma avx512_bf16", "0", "float32"),  # Without oneDNN TensorFlow emulates it too.
-])
-def test_auto_precision_follows_the_cpu(monkeypatch, flags, onednn, expected):
-    monkeypatch.setattr(training, "_cpuinfo", lambda field: flags if field == "flags" else "")
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
-    assert compute_precision("auto") == expected
-    assert compute_precision("float32") == "float32"  # An explicit choice always wins.
 
 
 @pytest.mark.parametrize("setting, expected", [(None, ("1", "True")), ("0", ("0", "False"))])
@@ -80,16 +63,16 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     _, first, _ = train_once(tmp_path, seed=3, name="a")
     _, second, _ = train_once(tmp_path, seed=3, name="b")
     _, other, _ = train_once(tmp_path, seed=4, name="c")
-    for split_name in ("train", "val"):
+    for split_name in ("fit", "val"):
         assert first[split_name] == second[split_name]
-    assert first["train"] != other["train"]
+    assert first["fit"] != other["fit"]
 
 
 def test_probing_does_not_disturb_training(tmp_path):
     plain, plain_logged, _ = train_once(tmp_path, seed=5, epochs=2, name="plain")
     probed, probed_logged, (probe,) = train_once(tmp_path, seed=5, epochs=2, probe=True, name="probed")
     assert len(probe.records) == 4  # 8 steps, every 2nd step.
-    assert plain_logged["val"] == probed_logged["val"] and plain_logged["train"] == probed_logged["train"]
+    assert plain_logged["val"] == probed_logged["val"] and plain_logged["fit"] == probed_logged["fit"]
     # Weights, BN moving statistics and the dropout RNG state are bit-identical.
     for a, b in zip(plain.variables, probed.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.atomic import atomic_write
+from stages.lib.errors import BnlabError
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -29,7 +30,7 @@ META_MEMBER = f"{FOLDER}/batches.meta.txt"
 OPTIONAL_MEMBERS = (FOLDER, META_MEMBER, f"{FOLDER}/readme.html")
 
 
-class ArchiveError(ValueError):
+class ArchiveError(BnlabError, ValueError):
     """The archive is not a well-formed CIFAR-10 binary archive."""
 
 

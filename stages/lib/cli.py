@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 import sys
 
-from stages.lib.cifar import ArchiveError
-from stages.lib.download import FetchError
-from stages.lib.params import ParamsError
+from stages.lib.errors import BnlabError
 
-EXPECTED_ERRORS = (ParamsError, FetchError, ArchiveError, FileNotFoundError, ValueError)
+EXPECTED_ERRORS = (BnlabError, FileNotFoundError, ValueError)
 
 
 def stage_main(name: str):

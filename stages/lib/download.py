@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from stages.lib.atomic import atomic_write
+from stages.lib.errors import BnlabError
 
 CHUNK_BYTES = 1 << 20
 OFFLINE_HINT = (
@@ -27,7 +28,7 @@ OFFLINE_HINT = (
 )
 
 
-class FetchError(RuntimeError):
+class FetchError(BnlabError, RuntimeError):
     """The archive could not be fetched or did not match its checksum."""
 
 
@@ -81,8 +82,10 @@ def _fetch_once(url, local_path, md5, destination, timeout_seconds, progress) ->
 
 def _copy_local(path: Path, out: BinaryIO, progress) -> str:
     if not path.is_file():
-        raise FetchError(f"local file not found: {path}. Check data.url in params.yaml "
-                         "(a path is relative to the project root)")
+        hint = ("a relative path is read from the folder the stage runs in, and a queued experiment "
+                "(`dvc exp run --queue`) runs in a copy under .dvc/tmp/exps: use an absolute path"
+                if not path.is_absolute() else "check the path")
+        raise FetchError(f"local file not found: {path} (data.url in params.yaml); {hint}")
     with path.open("rb") as source:
         return _stream(source, out, path.stat().st_size, progress)
 

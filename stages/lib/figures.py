@@ -37,12 +37,14 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_class: i
 
 
 def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch, train vs validation. `history` maps 'train/loss' etc. to arrays."""
+    """Loss and accuracy per epoch, while fitting vs on the validation split. `history` maps
+    'fit/loss', 'val/accuracy' etc. to arrays (see training.EpochLog)."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, metric in zip(axes, ("loss", "accuracy")):
-        for split, style in (("train", "-o"), ("val", "--s")):
+        for split, label, style in (("fit", "training (running, dropout on)", "-o"),
+                                    ("val", "validation (test split)", "--s")):
             values = history[f"{split}/{metric}"]
-            axis.plot(np.arange(1, len(values) + 1), values, style, label=split, markersize=4)
+            axis.plot(np.arange(1, len(values) + 1), values, style, label=label, markersize=4)
         axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({title})")
         axis.grid(alpha=0.3)
         axis.legend()

@@ -102,8 +102,13 @@ class LandscapeProbe(keras.callbacks.Callback):
                 "grad_change_max_median": median("grad_change_max"),
                 "probes": len(self.records)}
 
+    def columns(self) -> dict[str, list[float]]:
+        """The probes column by column (a JSON object of lists, as the study's records keep them)."""
+        return {column: [record[column] for record in self.records] for column in COLUMNS}
+
     def write_csv(self, path) -> None:
         with atomic_write(path) as out:
             lines = [",".join(COLUMNS)]
             lines += [",".join(f"{r[c]:.6g}" for c in COLUMNS) for r in self.records]
             out.write(("\n".join(lines) + "\n").encode())
+

@@ -11,8 +11,9 @@ Three choices make it fast without changing what it computes (bench/train_speed.
 - BatchNorm runs on the fused kernel (batch_norm.py).
 - The activation is its own layer, and with a monotonic activation max-pooling and the activation
   commute exactly, so `before` and `none` pool first and activate 4x fewer values.
-- `precision` (see training.compute_precision) may run convolution, BatchNorm and pooling in
-  bfloat16 with float32 weights; activations, the dense head and the softmax stay float32.
+- `precision: mixed_bfloat16` (train.precision, never chosen silently) runs convolution, BatchNorm
+  and pooling in bfloat16 with float32 weights; activations, the dense head and the softmax stay
+  float32. The default, float32, computes the same numbers on every CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import keras
 import numpy as np
 
 from stages.lib.batch_norm import FusedBatchNormalization
-from stages.lib.params import BN_PLACEMENTS, COMPUTE_PRECISIONS, ModelParams
+from stages.lib.params import BN_PLACEMENTS, PRECISIONS, ModelParams
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (32, 32, 3)
@@ -34,9 +35,9 @@ def build_model(params: ModelParams, bn: str, statistics: dict,
     """Build (uncompiled) the reference ConvNet with BatchNormalization placed as `bn` says."""
     if bn not in BN_PLACEMENTS:
         raise ValueError(f"bn = {bn!r} is not allowed; expected one of: {', '.join(BN_PLACEMENTS)}")
-    if precision not in COMPUTE_PRECISIONS:
+    if precision not in PRECISIONS:
         raise ValueError(f"precision = {precision!r} is not allowed; expected one of: "
-                         f"{', '.join(COMPUTE_PRECISIONS)}")
+                         f"{', '.join(PRECISIONS)}")
     model = keras.Sequential(name=f"convnet_bn_{bn}")
     model.add(keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="pixels"))
     model.add(input_normalization(statistics))

@@ -16,17 +16,22 @@ from pathlib import Path
 
 import yaml
 
+from stages.lib.errors import BnlabError
+
 BN_PLACEMENTS = ("before", "after", "none")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
-# auto: decided per device by measurement (training.compute_precision).
-COMPUTE_PRECISIONS = ("float32", "mixed_bfloat16")
-PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
+# One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
+PRECISIONS = ("float32", "mixed_bfloat16")
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
 
 
-class ParamsError(ValueError):
+class ParamsError(BnlabError, ValueError):
     """A value in params.yaml has the wrong type, is out of range, or a key is missing/unknown."""
+
+
+class UndeclaredParamError(AttributeError):
+    """A stage read a param that it does not declare (and that dvc.yaml therefore does not list)."""
 
 
 def _rule(**metadata) -> dataclasses.Field:
@@ -93,7 +98,14 @@ class Params:
     study: StudyParams = _rule()
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") -> ParamsView:
+    """Validate the whole file, then give the stage only the `keys` it declares ("train",
+    "landscape.every_steps", ...): the same keys its `params:` in dvc.yaml lists (a test checks
+    both), so reading anything else fails at once instead of leaving DVC blind to a dependency."""
+    return ParamsView(read_params(path), frozenset(keys))
+
+
+def read_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; run from the project root, where params.yaml lives")
@@ -185,3 +197,21 @@ def _coerce_scalar(value: object, kind, fail):
     if not math.isfinite(value):  # nan would pass every min/max comparison below.
         raise fail("a finite number")
     return float(value)
+
+
+class ParamsView:
+    """Read-only access to the declared keys of a Params (or one of its sections) and nothing else."""
+
+    def __init__(self, params, keys: frozenset[str], prefix: str = "") -> None:
+        self._params, self._keys, self._prefix = params, keys, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        value = getattr(self._params, name)
+        if key in self._keys:
+            return value
+        if any(declared.startswith(key + ".") for declared in self._keys):
+            return ParamsView(value, self._keys, key + ".")
+        raise UndeclaredParamError(
+            f"this stage reads params '{key}' but declares only {', '.join(sorted(self._keys))}: "
+            "add it to the stage's params_used() and to its `params:` in dvc.yaml")

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.records import read_history, read_landscape, read_run
 from stages.lib.study import Comparison, compare_all, describe
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One study cell, from the JSON record that the `cell` stage wrote."""
+
     variant: str
     seed: int
-    metrics: dict  # evaluate's metrics.json
-    history: dict[str, np.ndarray]
-    landscape: dict[str, np.ndarray] | None
-    run: dict  # train's run.json: timings and environment
+    metrics: dict  # evaluate's scores: {"train": {...}, "test": {...}}
+    history: dict[str, np.ndarray]  # per epoch, e.g. history["val/accuracy"]
+    landscape: dict[str, np.ndarray] | None  # per probe, e.g. landscape["beta"]
+    run: dict  # the rest of the record: settings, timings, environment
     landscape_summary: dict
 
 
@@ -31,14 +32,17 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
     for variant in variants:
         cells[variant] = []
         for seed in seeds:
-            folder = runs / f"{variant}-{seed}"
-            if not (folder / "metrics.json").is_file():
-                raise FileNotFoundError(f"study cell {variant}-{seed} has no {folder}/metrics.json; "
+            path = runs / f"{variant}-{seed}.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"study cell {variant}-{seed} has no record {path}; "
                                         "run `dvc repro study/dvc.yaml` to train the missing cells")
-            live_summary = json.loads((folder / "train" / "metrics.json").read_text())
-            cells[variant].append(Cell(variant, seed, json.loads((folder / "metrics.json").read_text()),
-                                       read_history(folder / "train"), read_landscape(folder / "train"),
-                                       read_run(folder / "train"), live_summary.get("landscape", {})))
+            record = json.loads(path.read_text())
+            probes = record.get("probes")
+            cells[variant].append(Cell(
+                variant, seed, record["metrics"],
+                {name: np.asarray(values) for name, values in record["history"].items()},
+                {name: np.asarray(values) for name, values in probes.items()} if probes else None,
+                record, record.get("landscape") or {}))
     return cells
 
 
@@ -74,7 +78,7 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
     lines = [
         "# BN study: where should BatchNormalization sit?", "",
         f"{len(variants)} variants × {summary[variants[0]]['test_accuracy']['n']} seeds, "
-        f"{len(first['epoch_seconds'])} epochs each. Cells: mean ± std [min, max] over seeds.", "",
+        f"{first['train']['epochs']} epochs each. Cells: mean ± std [min, max] over seeds.", "",
         "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
         *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
           f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",

@@ -30,22 +30,6 @@ def device_description() -> str:
     return f"CPU: {_cpu_model()} ({os.cpu_count()} cores)"
 
 
-def compute_precision(setting: str) -> str:
-    """The precision to train in: `setting`, or for "auto" what measured fastest on this device.
-
-    On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN's bfloat16 convolutions
-    made the training step 1.3x faster at unchanged accuracy (README, Performance); on other CPUs
-    bfloat16 is emulated and slow. GPUs keep float32 (TF32 on tensor cores) until measured there.
-    """
-    if setting != "auto":
-        return setting
-    if tf.config.list_physical_devices("GPU"):
-        return "float32"
-    flags = set(_cpuinfo("flags").split())
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    return "mixed_bfloat16" if onednn and flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
 def _cpu_model() -> str:
     return _cpuinfo("model name") or platform.processor() or "unknown"
 
@@ -62,15 +46,17 @@ def _cpuinfo(field: str) -> str:
     return ""
 
 
-def environment() -> dict:
+def environment(precision: str) -> dict:
+    """What the numbers depend on besides params and seed: recorded next to every result."""
     return {
+        "device": device_description(),
+        "precision": precision,
+        "onednn": onednn_enabled(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": device_description(),
-        "onednn": onednn_enabled(),
     }
 
 
@@ -130,12 +116,20 @@ def compile_model(model: keras.Model, params: TrainParams) -> None:
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Per epoch: train/validation loss and accuracy and wall seconds, to DVCLive and stdout."""
+    """Per epoch: loss and accuracy while fitting and on the validation split, and wall seconds,
+    to DVCLive, stdout and `history`.
+
+    `fit/*` are Keras' running averages over the epoch's batches in training mode (dropout on, BN
+    on batch statistics); `evaluate` reports the trained model's own `train.*` and `test.*`
+    scores, so no two metrics share a name. Ours rather than DVCLive's Keras callback because that
+    one names them `train/*` and `eval/*` and records neither wall times nor a log line per epoch.
+    """
 
     def __init__(self, live) -> None:
         super().__init__()
         self.live = live
         self.epoch_seconds: list[float] = []
+        self.history: dict[str, list[float]] = {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -143,20 +137,21 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(time.perf_counter() - self._start)
         values = {
-            "train/loss": logs["loss"], "train/accuracy": logs["accuracy"],
+            "fit/loss": logs["loss"], "fit/accuracy": logs["accuracy"],
             "val/loss": logs["val_loss"], "val/accuracy": logs["val_accuracy"],
             "epoch_seconds": self.epoch_seconds[-1],
         }
         for name, value in values.items():
             self.live.log_metric(name, round(float(value), 6))
+            self.history.setdefault(name, []).append(round(float(value), 6))
         self.live.next_step()
         print(f"train: epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()),
               flush=True)
 
 
 def fit(model: keras.Model, train: Split, validation: Split, params: TrainParams,
-        orders: np.ndarray, live, callbacks: list | None = None) -> dict:
-    """Train `model` (compiled here) on `orders` (see epoch_orders) and return timings.
+        orders: np.ndarray, live, callbacks: list | None = None) -> tuple[dict, dict]:
+    """Train `model` (compiled here) on `orders` (see epoch_orders); return timings and history.
 
     The validation split is only watched, never used to decide anything (no early stopping, no
     checkpoint choice), which is why the reference's use of the test set here is harmless.
@@ -168,5 +163,4 @@ def fit(model: keras.Model, train: Split, validation: Split, params: TrainParams
               steps_per_epoch=steps_for(len(train.labels), params.batch_size),
               validation_data=evaluation_dataset(validation, params.batch_size),
               callbacks=[log, *(callbacks or [])], shuffle=False, verbose=0)
-    return {"total_seconds": round(time.perf_counter() - start, 3),
-            "epoch_seconds": [round(s, 3) for s in log.epoch_seconds]}
+    return {"total_seconds": round(time.perf_counter() - start, 3)}, log.history

@@ -1,0 +1,41 @@
+"""Train one BN variant and describe the run: what `train` and the study's `cell` stage share.
+
+Both pipelines train through `train_variant`, so a study cell and the main run with the same
+params and seed are the same computation (a test in tests/test_training.py checks this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from stages.lib.cifar import Split
+from stages.lib.landscape import LandscapeProbe
+from stages.lib.model import build_model
+from stages.lib.params import LandscapeParams, ModelParams, TrainParams
+from stages.lib.training import environment, epoch_orders, fit, seed_everything
+
+
+def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
+                  statistics: dict, train: Split, validation: Split,
+                  landscape: LandscapeParams | None, live) -> tuple[keras.Model, dict, LandscapeProbe | None]:
+    """Seed, build, fit; return the model, the run record and the landscape probe (None if off).
+
+    The run record holds everything needed to interpret the result later without params.yaml:
+    the settings used, per-epoch history, timings and the numerics (device, precision, oneDNN).
+    """
+    seed_everything(seed, train_params.deterministic)
+    model = build_model(model_params, bn, statistics, train_params.precision)
+    numerics = environment(train_params.precision)
+    print(f"train: bn={bn} seed={seed} params={model.count_params():,} "
+          f"precision={train_params.precision} on {numerics['device']}", flush=True)
+    orders = epoch_orders(len(train.labels), train_params.epochs, seed)
+    probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
+    timings, history = fit(model, train, validation, train_params, orders, live,
+                           [probe] if probe else [])
+    record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
+              "train": dataclasses.asdict(train_params),
+              "landscape": probe.summary() if probe else None,
+              **timings, "history": history, "environment": numerics}
+    return model, record, probe
