@@ -259,8 +259,8 @@ def test_missing_local_file(tmp_path, destination, sleeps):
 
 
 def test_missing_relative_local_file_explains_queued_experiments(destination, sleeps):
-    message = fail("../shared/cifar-10-binary.tar.gz", PAYLOAD_MD5, destination)
-    assert message == ("local file not found: ../shared/cifar-10-binary.tar.gz (data.url in "
+    message = fail("../no-such-folder/cifar-10-binary.tar.gz", PAYLOAD_MD5, destination)
+    assert message == ("local file not found: ../no-such-folder/cifar-10-binary.tar.gz (data.url in "
                        "params.yaml); a relative path is read from the folder the stage runs in, "
                        "and a queued experiment (`dvc exp run --queue`) runs in a copy under "
                        ".dvc/tmp/exps: use an absolute path")
