@@ -98,7 +98,9 @@ def project(tmp_path, tiny_archive) -> Project:
                              capture_output=True, check=True).stdout.split()
     for name in tracked:
         source = ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "data/", "models/")):
+        # Results and lock files stay behind: the copy is a project that has not run yet.
+        if source.is_file() and not name.startswith(("reports/", "data/", "models/")) \
+                and not name.endswith("dvc.lock"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     project = Project(root)
