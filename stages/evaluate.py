@@ -22,16 +22,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 @stage_main("evaluate")
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # Inputs are checked before TensorFlow is imported: a broken file fails in a second.
+    from stages.lib.cifar import load_split
+    from stages.lib.records import check_model_file
+
+    check_model_file(args.model)
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+
     import keras
 
     from stages.lib.atomic import write_json, write_text
     from stages.lib.batch_norm import FusedBatchNormalization
-    from stages.lib.cifar import load_split
     from stages.lib.evaluation import evaluate, predictions_csv
 
     model = keras.models.load_model(
         args.model, custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     metrics, predicted = evaluate(model, train, test)
     write_json(args.metrics, metrics)
     write_text(args.predictions, predictions_csv(test.labels, predicted))

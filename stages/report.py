@@ -2,7 +2,6 @@
 
 import dataclasses
 import io
-import json
 
 import numpy as np
 import yaml
@@ -18,31 +17,35 @@ def main() -> None:
     import keras
 
     from stages.lib import figures
-    from stages.lib.atomic import write_text
+    from stages.lib.atomic import atomic_directory, write_text
     from stages.lib.cifar import CLASS_NAMES, load_split
     from stages.lib.model import batch_norm_layers, non_trainable_count
-    from stages.lib.records import read_history, read_landscape, read_run
+    from stages.lib.records import (check_model_file, read_history, read_json, read_landscape,
+                                    read_run)
 
-    metrics = json.loads(paths.METRICS.read_text())
+    metrics = read_json(paths.METRICS, "evaluate")
     run = read_run(paths.TRAIN_LOG)
     train = load_split(paths.TRAIN_SPLIT)
     rows = np.genfromtxt(paths.PREDICTIONS, delimiter=",", dtype=str, skip_header=1, ndmin=2)
     index = {name: label for label, name in enumerate(CLASS_NAMES)}
     actual, predicted = (np.array([index[name] for name in rows[:, c]]) for c in (0, 1))
 
-    out = paths.FIGURES
-    figures.sample_grid(train.images, train.labels, out / "samples.png")
-    figures.training_curves(read_history(paths.TRAIN_LOG), out / "curves.png", f"bn={run['bn']}")
-    figures.confusion_matrix(actual, predicted, out / "confusion.png")
-    figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png")
     landscape = read_landscape(paths.TRAIN_LOG)
-    if landscape is not None:
-        figures.landscape_bands({f"bn={run['bn']}": landscape}, out / "landscape.png")
+    # Swapped in whole, so a landscape.png from an earlier run with probes cannot linger.
+    with atomic_directory(paths.FIGURES) as out:
+        figures.sample_grid(train.images, train.labels, out / "samples.png")
+        figures.training_curves(read_history(paths.TRAIN_LOG), out / "curves.png",
+                                f"bn={run['bn']}")
+        figures.confusion_matrix(actual, predicted, out / "confusion.png")
+        figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png")
+        if landscape is not None:
+            figures.landscape_bands({f"bn={run['bn']}": landscape}, out / "landscape.png")
 
+    check_model_file(paths.MODEL)
     model = keras.models.load_model(paths.MODEL)
     write_text(paths.REPORT, render(params, run, metrics, model, batch_norm_layers(model),
                                     non_trainable_count(model), with_landscape=landscape is not None))
-    print(f"report: wrote {paths.REPORT} and figures in {out}/")
+    print(f"report: wrote {paths.REPORT} and figures in {paths.FIGURES}/")
 
 
 def render(params, run, metrics, model, bn_layers, non_trainable: int, with_landscape: bool) -> str:

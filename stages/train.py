@@ -5,7 +5,6 @@ The study pipeline (study/dvc.yaml) runs this same entry point per (variant, see
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from stages.lib import paths
@@ -31,18 +30,21 @@ def main(argv=None) -> None:
     seed = params.seed if args.seed is None else args.seed
     probe_landscape = params.landscape.enabled if args.landscape is None else args.landscape == "on"
 
-    # TensorFlow is imported only after params validate, so a typo fails in a second, not ten.
+    # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
+    # file fails in a second, not ten.
+    from stages.lib.cifar import load_split, load_statistics
+
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+    statistics = load_statistics(paths.STATISTICS)
+
     from dvclive import Live
 
-    from stages.lib.cifar import load_split
     from stages.lib.landscape import LandscapeProbe
     from stages.lib.model import build_model
-    from stages.lib.atomic import atomic_path, write_json
+    from stages.lib.atomic import atomic_directory, atomic_path, write_json
     from stages.lib.training import (compute_precision, environment, epoch_orders, fit,
                                      seed_everything)
 
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-    statistics = json.loads(paths.STATISTICS.read_text())
     seed_everything(seed, params.train.deterministic)
     precision = compute_precision(params.train.precision)
     model = build_model(params.model, bn, statistics, precision)
@@ -51,18 +53,21 @@ def main(argv=None) -> None:
 
     orders = epoch_orders(len(train.labels), params.train.epochs, seed)
     probe = LandscapeProbe(train, orders, params.landscape, params.train) if probe_landscape else None
-    with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        timings = fit(model, train, test, params.train, orders, live, [probe] if probe else [])
-        live.summary["seconds"] = timings["total_seconds"]
+    # The log folder is built aside and swapped in whole at the end: until then the previous run's
+    # curves stay intact, and none of its files (a landscape.csv now switched off) can linger.
+    with atomic_directory(args.log_dir) as log_dir:
+        with Live(str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            timings = fit(model, train, test, params.train, orders, live, [probe] if probe else [])
+            live.summary["seconds"] = timings["total_seconds"]
+            if probe:
+                live.summary["landscape"] = probe.summary()
         if probe:
-            live.summary["landscape"] = probe.summary()
-    if probe:
-        probe.write_csv(args.log_dir / "landscape.csv")
-    with atomic_path(args.model) as temp:
-        model.save(temp)
-    write_json(args.log_dir / "run.json",
-               {"bn": bn, "seed": seed, "landscape": probe_landscape, "precision": precision,
-                **timings, "environment": environment()})
+            probe.write_csv(log_dir / "landscape.csv")
+        with atomic_path(args.model) as temp:
+            model.save(temp)
+        write_json(log_dir / "run.json",
+                   {"bn": bn, "seed": seed, "landscape": probe_landscape, "precision": precision,
+                    **timings, "environment": environment()})
     print(f"train: saved {args.model} after {timings['total_seconds']:.1f}s")
 
 

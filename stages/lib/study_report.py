@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.lib.errors import InputFileError
 from stages.lib.records import read_history, read_landscape, read_run
 from stages.lib.study import Comparison, compare_all, describe
 
@@ -33,8 +34,8 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
         for seed in seeds:
             folder = runs / f"{variant}-{seed}"
             if not (folder / "metrics.json").is_file():
-                raise FileNotFoundError(f"study cell {variant}-{seed} has no {folder}/metrics.json; "
-                                        "run `dvc repro study/dvc.yaml` to train the missing cells")
+                raise InputFileError(f"study cell {variant}-{seed} has no {folder}/metrics.json; "
+                                     "run `dvc repro study/dvc.yaml` to train the missing cells")
             live_summary = json.loads((folder / "train" / "metrics.json").read_text())
             cells[variant].append(Cell(variant, seed, json.loads((folder / "metrics.json").read_text()),
                                        read_history(folder / "train"), read_landscape(folder / "train"),
