@@ -28,9 +28,11 @@ def main(argv=None) -> None:
     from stages.lib.batch_norm import FusedBatchNormalization
     from stages.lib.cifar import load_split
     from stages.lib.evaluation import evaluate, predictions_csv
+    from stages.lib.pooling import PairwiseMaxPooling2D
 
     model = keras.models.load_model(
-        args.model, custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
+        args.model, custom_objects={"FusedBatchNormalization": FusedBatchNormalization,
+                                    "PairwiseMaxPooling2D": PairwiseMaxPooling2D})
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     metrics, predicted = evaluate(model, train, test)
     write_json(args.metrics, metrics)

@@ -34,20 +34,23 @@ def main(argv=None) -> None:
     # TensorFlow is imported only after params validate, so a typo fails in a second, not ten.
     from dvclive import Live
 
+    from stages.lib.atomic import atomic_path, write_json
+    from stages.lib.backend import seed_everything
     from stages.lib.cifar import load_split
+    from stages.lib.device import compute_precision, configure_device, environment
     from stages.lib.landscape import LandscapeProbe
     from stages.lib.model import build_model
-    from stages.lib.atomic import atomic_path, write_json
-    from stages.lib.training import (compute_precision, environment, epoch_orders, fit,
-                                     seed_everything)
+    from stages.lib.training import epoch_orders, fit
 
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     statistics = json.loads(paths.STATISTICS.read_text())
     seed_everything(seed, params.train.deterministic)
+    device_fallback = configure_device(params.train.device, params.train.tf32)
     precision = compute_precision(params.train.precision)
     model = build_model(params.model, bn, statistics, precision)
+    numerics = environment()
     print(f"train: bn={bn} seed={seed} params={model.count_params():,} precision={precision} "
-          f"on {environment()['device']}")
+          f"backend={numerics['backend']} tf32={numerics['tf32']} on {numerics['device']}")
 
     orders = epoch_orders(len(train.labels), params.train.epochs, seed)
     probe = LandscapeProbe(train, orders, params.landscape, params.train) if probe_landscape else None
@@ -62,7 +65,8 @@ def main(argv=None) -> None:
         model.save(temp)
     write_json(args.log_dir / "run.json",
                {"bn": bn, "seed": seed, "landscape": probe_landscape, "precision": precision,
-                **timings, "environment": environment()})
+                "device_setting": params.train.device, "device_fallback": device_fallback,
+                **timings, "environment": numerics})
     print(f"train: saved {args.model} after {timings['total_seconds']:.1f}s")
 
 

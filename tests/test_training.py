@@ -1,6 +1,7 @@
 """The real training path (`fit` as `train` runs it) on tiny fake data, and the landscape probe."""
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
+import keras
 from dvclive import Live
 
 from conftest import easy_split
@@ -16,8 +17,10 @@ from stages.lib.cifar import Split, pixel_statistics
 from stages.lib.landscape import LandscapeProbe, measure
 from stages.lib.model import build_model
 from stages.lib.params import load_params
-from stages.lib import training
-from stages.lib.training import batch_indices, compute_precision, epoch_orders, fit, seed_everything
+from stages.lib import device
+from stages.lib.backend import seed_everything
+from stages.lib.device import compute_precision
+from stages.lib.training import batch_indices, epoch_orders, fit
 
 PARAMS = load_params()
 
@@ -56,9 +59,9 @@ def test_training_learns_easy_classes(tmp_path, precision):
     ("fma avx512_bf16", "0", "float32"),  # Without oneDNN TensorFlow emulates it too.
 ])
 def test_auto_precision_follows_the_cpu(monkeypatch, flags, onednn, expected):
-    monkeypatch.setattr(training, "_cpuinfo", lambda field: flags if field == "flags" else "")
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    monkeypatch.setattr(device, "_cpuinfo", lambda field: flags if field == "flags" else "")
+    monkeypatch.setattr(device, "gpu_names", lambda: [])
+    monkeypatch.setattr(device, "onednn_enabled", lambda: onednn == "1")
     assert compute_precision("auto") == expected
     assert compute_precision("float32") == "float32"  # An explicit choice always wins.
 
@@ -69,7 +72,7 @@ def test_stages_turn_onednn_on_unless_told_otherwise(setting, expected):
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    code = ("import os; from stages.lib.training import onednn_enabled; "
+    code = ("import os; from stages.lib.device import onednn_enabled; "
             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, check=True)
@@ -111,18 +114,21 @@ def test_measures_match_closed_form_on_a_quadratic():
     a = root @ root.T + np.eye(5)
     w = generator.normal(size=5)
     step_sizes = [0.01, 0.02, 0.04]
-    matrix = tf.constant(a)
+    matrix = keras.ops.convert_to_tensor(a, "float32")
 
     def loss_and_gradient(weights):
         (vector,) = weights
-        return 0.5 * tf.tensordot(vector, tf.linalg.matvec(matrix, vector), 1), [tf.linalg.matvec(matrix, vector)]
+        gradient = keras.ops.matmul(matrix, vector)
+        return 0.5 * keras.ops.sum(vector * gradient), [gradient]
 
-    got = {k: float(v) for k, v in measure(loss_and_gradient, [tf.constant(w)], step_sizes).items()}
+    weights = [keras.ops.convert_to_tensor(w, "float32")]
+    close = functools.partial(pytest.approx, rel=1e-4)  # float32 on every backend.
+    got = {k: float(v) for k, v in measure(loss_and_gradient, weights, step_sizes).items()}
     g = a @ w
     losses = [0.5 * (w - eta * g) @ a @ (w - eta * g) for eta in step_sizes]
     changes = [eta * np.linalg.norm(a @ g) for eta in step_sizes]
-    assert got["loss"] == pytest.approx(0.5 * w @ a @ w)
-    assert got["loss_min"] == pytest.approx(min(losses)) and got["loss_max"] == pytest.approx(max(losses))
-    assert got["grad_change_min"] == pytest.approx(min(changes))
-    assert got["grad_change_max"] == pytest.approx(max(changes))
-    assert got["beta"] == pytest.approx(np.linalg.norm(a @ g) / np.linalg.norm(g))
+    assert got["loss"] == close(0.5 * w @ a @ w)
+    assert got["loss_min"] == close(min(losses)) and got["loss_max"] == close(max(losses))
+    assert got["grad_change_min"] == close(min(changes))
+    assert got["grad_change_max"] == close(max(changes))
+    assert got["beta"] == close(np.linalg.norm(a @ g) / np.linalg.norm(g))

@@ -19,10 +19,11 @@ import yaml
 BN_PLACEMENTS = ("before", "after", "none")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
-# auto: decided per device by measurement (training.compute_precision).
+# auto: decided per device by measurement (device.compute_precision).
 COMPUTE_PRECISIONS = ("float32", "mixed_bfloat16")
 PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
+DEVICES = ("auto", "gpu", "cpu")  # See device.configure_device.
 
 
 class ParamsError(ValueError):
@@ -66,6 +67,10 @@ class TrainParams:
     learning_rate: float = _rule(min=1e-9, max=10)
     deterministic: bool = _rule()
     precision: str = _rule(choices=PRECISIONS)
+    device: str = _rule(choices=DEVICES)
+    tf32: bool = _rule()
+    jit_compile: bool = _rule()
+    steps_per_execution: int = _rule(min=1)
 
 
 @dataclass(frozen=True)
