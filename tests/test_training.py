@@ -12,7 +12,7 @@ import pytest
 import keras
 from dvclive import Live
 
-from conftest import easy_split
+from conftest import easy_split, tensorflow_only
 from stages.lib.cifar import Split, pixel_statistics
 from stages.lib.landscape import LandscapeProbe, measure
 from stages.lib.model import build_model
@@ -20,7 +20,7 @@ from stages.lib.params import load_params
 from stages.lib import device
 from stages.lib.backend import seed_everything
 from stages.lib.device import compute_precision
-from stages.lib.training import batch_indices, epoch_orders, fit
+from stages.lib.training import batch_indices, epoch_orders, execution_steps, fit
 
 PARAMS = load_params()
 
@@ -30,10 +30,12 @@ def split(count, seed):
     return Split(images, labels.astype(np.uint8))
 
 
-def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="auto"):
+def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="auto",
+               **train_settings):
     """Build, seed and fit exactly as stages/train.py does; return (model, final logged metrics)."""
     train, test = split(200, 1), split(100, 2)
-    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision)
+    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision,
+                                       **train_settings)
     seed_everything(seed, deterministic=True)
     model = build_model(PARAMS.model, bn, pixel_statistics(train.images, "global"),
                         compute_precision(train_params.precision))
@@ -66,6 +68,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, onednn, expected):
     assert compute_precision("float32") == "float32"  # An explicit choice always wins.
 
 
+@tensorflow_only
 @pytest.mark.parametrize("setting, expected", [(None, ("1", "True")), ("0", ("0", "False"))])
 def test_stages_turn_onednn_on_unless_told_otherwise(setting, expected):
     """A fresh process, as a stage is: importing `stages` before TensorFlow decides oneDNN."""
@@ -97,6 +100,56 @@ def test_probing_does_not_disturb_training(tmp_path):
     for a, b in zip(plain.variables, probed.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert probe.summary()["probes"] == 4 and probe.summary()["beta_median"] > 0
+
+
+def assert_same_training(first, second):
+    (first_model, first_logged, _), (second_model, second_logged, _) = first, second
+    assert first_logged["train"] == second_logged["train"] and first_logged["val"] == second_logged["val"]
+    for a, b in zip(first_model.variables, second_model.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_several_steps_per_execution_train_exactly_as_one(tmp_path):
+    one = train_once(tmp_path, seed=6, epochs=2, name="one", precision="float32")
+    two = train_once(tmp_path, seed=6, epochs=2, name="two", precision="float32", steps_per_execution=2)
+    assert_same_training(one, two)
+
+
+def test_steps_per_execution_must_divide_the_steps_per_epoch():
+    params = dataclasses.replace(PARAMS.train, steps_per_execution=3)
+    with pytest.raises(ValueError, match=r"^train.steps_per_execution = 3 does not divide the 200 steps "
+                                         r"per epoch; choose one of 1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100, 200$"):
+        execution_steps(params, 200, per_step_callbacks=False)
+    assert execution_steps(dataclasses.replace(params, steps_per_execution=8), 200, False) == 8
+
+
+def test_the_landscape_probe_gets_one_step_per_execution(capsys):
+    params = dataclasses.replace(PARAMS.train, steps_per_execution=8)
+    assert execution_steps(params, 200, per_step_callbacks=True) == 1
+    assert "steps_per_execution 8 -> 1" in capsys.readouterr().out
+
+
+@tensorflow_only
+def test_xla_under_determinism_compiles_and_reproduces(tmp_path):
+    """Keras drops XLA whenever TensorFlow's determinism is on; with the pairwise pooling the
+    compiled step is deterministic, so bnlab keeps it (training.compile_model)."""
+    first = train_once(tmp_path, seed=7, name="a", precision="float32", jit_compile=True)
+    second = train_once(tmp_path, seed=7, name="b", precision="float32", jit_compile=True)
+    assert first[0].jit_compile and second[0].jit_compile
+    assert_same_training(first, second)
+
+
+@tensorflow_only
+def test_xla_under_determinism_fails_with_keras_max_pooling(tmp_path, monkeypatch):
+    """Why the pooling is rewritten: XLA has no deterministic MaxPool gradient."""
+    import keras
+    import tensorflow as tf
+
+    from stages.lib import model as model_module
+
+    monkeypatch.setattr(model_module, "PairwiseMaxPooling2D", keras.layers.MaxPooling2D)
+    with pytest.raises(tf.errors.UnimplementedError, match="deterministic"):
+        train_once(tmp_path, seed=7, precision="float32", jit_compile=True)
 
 
 def test_batch_indices_follow_the_epoch_orders():

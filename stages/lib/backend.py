@@ -43,13 +43,16 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
         tf.config.experimental.enable_op_determinism()
     elif name() == "jax":
-        from jax._src import xla_bridge  # Private, but the only way to ask; hence the guard.
+        import jax
+        from jax._src import xla_bridge  # Private, but the only way to ask; hence the getattr.
 
-        if JAX_DETERMINISM_FLAG not in os.environ.get("XLA_FLAGS", ""):
-            if getattr(xla_bridge, "backends_are_initialized", lambda: False)():
-                raise RuntimeError("JAX started its devices before seed_everything could ask XLA "
-                                   "for deterministic kernels; call it before any JAX computation")
+        if JAX_DETERMINISM_FLAG in os.environ.get("XLA_FLAGS", ""):
+            return
+        if not getattr(xla_bridge, "backends_are_initialized", lambda: False)():
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {JAX_DETERMINISM_FLAG}".strip()
+        elif jax.default_backend() != "cpu":  # XLA on a CPU is deterministic anyway.
+            raise RuntimeError("JAX started its GPU before seed_everything could ask XLA for "
+                               "deterministic kernels; call it before any JAX computation")
     elif name() == "torch":
         import torch
 
@@ -76,10 +79,19 @@ def loss_and_gradient(model: keras.Model, non_trainable: list, images, labels) -
     if name() == "torch":
         import torch
 
+        # Keras' unseeded Dropout draws its masks from PyTorch's global generator, not from the
+        # state that stateless_call passes: give every evaluation the same masks, from a forked
+        # generator, so the measurement is of one loss and training's random stream is untouched.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            mask_seed = int(torch.randint(2**31 - 1, ()))
+
         def torch_loss_and_gradient(weights):
-            weights = [weight.detach().requires_grad_(True) for weight in weights]
-            value = loss(weights)
-            return value.detach(), list(torch.autograd.grad(value, weights))
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(mask_seed)
+                weights = [weight.detach().requires_grad_(True) for weight in weights]
+                value = loss(weights)
+                return value.detach(), list(torch.autograd.grad(value, weights))
 
         return torch_loss_and_gradient
     import tensorflow as tf

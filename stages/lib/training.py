@@ -6,6 +6,7 @@ Seeding and the backend's own pieces live in backend.py, the choice of device in
 from __future__ import annotations
 
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -93,6 +94,9 @@ def execution_steps(params: TrainParams, steps_per_epoch: int, per_step_callback
         print(f"train: steps_per_execution {wanted} -> 1, because the landscape probe observes "
               "every step", flush=True)
         return 1
+    if wanted != 1 and backend.name() == "torch":
+        raise ValueError(f"train.steps_per_execution = {wanted}: Keras runs one step per call on "
+                         "PyTorch; set it to 1 there")
     if steps_per_epoch % wanted:
         divisors = [n for n in range(1, steps_per_epoch + 1) if steps_per_epoch % n == 0]
         raise ValueError(f"train.steps_per_execution = {wanted} does not divide the {steps_per_epoch} "
@@ -107,14 +111,16 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_execution: 
     jit_compile = {"tensorflow": params.jit_compile, "jax": True}.get(backend.name(), False)
     # Sparse cross-entropy on integer labels equals the reference's categorical cross-entropy on
     # one-hot labels, without materializing the one-hot matrix.
-    model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    if jit_compile and not model.jit_compile:
+    with warnings.catch_warnings():
         # Keras refuses XLA on TensorFlow whenever op determinism is on, because XLA's MaxPool
-        # gradient has no deterministic form. Our pooling (pooling.py) needs no such gradient, and
-        # with it the compiled step is deterministic (tests/test_training.py).
+        # gradient has no deterministic form, and warns. Our pooling (pooling.py) needs no such
+        # gradient, and with it the compiled step is deterministic (tests/test_training.py).
+        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+        model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    if jit_compile and not model.jit_compile:
         model._jit_compile = True
 
 
