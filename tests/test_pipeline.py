@@ -38,6 +38,14 @@ def test_full_repro_and_bn_experiment(project):
         assert (root / output).is_file(), output
     for figure in ("samples", "curves", "confusion", "per_class"):
         assert (root / f"reports/figures/{figure}.png").stat().st_size > 5_000
+    run = json.loads((root / "reports/train/run.json").read_text())
+    assert run["device_setting"] == "auto" and run["device_fallback"].startswith(
+        "train.device = auto fell back to the CPU: tensorflow registers no GPU")
+    assert run["precision"] in ("float32", "mixed_bfloat16")
+    assert (run["steps_per_execution"], run["xla"]) == (1, False)
+    environment = run["environment"]
+    assert environment["backend"] == "tensorflow" and environment["tensorflow"]
+    assert environment["device"].startswith("CPU: ") and environment["tf32"] == "not applicable"
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics) == {"train", "test"}
     assert len(metrics["test"]["per_class_accuracy"]) == 10
