@@ -42,7 +42,7 @@ def main(argv=None) -> None:
         live.summary["seconds"] = record["total_seconds"]
         # Columns that `dvc exp show` can display next to the params: what the numbers ran on.
         live.summary["numerics"] = {key: record["environment"][key]
-                                    for key in ("device", "precision", "onednn")}
+                                    for key in ("backend", "device", "precision", "tf32", "onednn")}
         if probe:
             live.summary["landscape"] = record["landscape"]
     if probe:

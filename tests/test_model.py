@@ -5,8 +5,8 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from conftest import tensorflow_only
 from stages.lib.model import batch_norm_layers, build_model, non_trainable_count
 from stages.lib.params import read_params
 
@@ -20,9 +20,9 @@ def kinds(model) -> list[str]:
 
 # ELU is monotonic, so "before" and "none" pool first (see model.py); the maths is the reference's.
 @pytest.mark.parametrize("bn, block", [
-    ("before", ["Conv2D", "FusedBatchNormalization", "MaxPooling2D", "Activation"]),
-    ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "MaxPooling2D"]),
-    ("none", ["Conv2D", "MaxPooling2D", "Activation"]),
+    ("before", ["Conv2D", "FusedBatchNormalization", "PairwiseMaxPooling2D", "Activation"]),
+    ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "PairwiseMaxPooling2D"]),
+    ("none", ["Conv2D", "PairwiseMaxPooling2D", "Activation"]),
 ])
 def test_layer_order(bn, block):
     model = build_model(MODEL, bn, STATISTICS)
@@ -38,7 +38,7 @@ def test_layer_order(bn, block):
 
 def test_a_non_monotonic_activation_is_applied_before_pooling():
     model = build_model(dataclasses.replace(MODEL, activation="gelu"), "before", STATISTICS)
-    assert kinds(model)[1:5] == ["Conv2D", "FusedBatchNormalization", "Activation", "MaxPooling2D"]
+    assert kinds(model)[1:5] == ["Conv2D", "FusedBatchNormalization", "Activation", "PairwiseMaxPooling2D"]
 
 
 def reference_order(model) -> list:
@@ -51,8 +51,11 @@ def reference_order(model) -> list:
     return layers
 
 
+@tensorflow_only
 @pytest.mark.parametrize("bn", ["before", "none"])
 def test_pooling_first_computes_exactly_what_the_reference_order_does(bn):
+    import tensorflow as tf
+
     model = build_model(MODEL, bn, STATISTICS)
     pixels = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)), "uint8")
 

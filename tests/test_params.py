@@ -102,6 +102,10 @@ MISTAKES = {
     "unknown precision": ("train.precision", "float16",
                           "train.precision = 'float16' is not allowed; expected one of: float32, "
                           "mixed_bfloat16"),
+    "unknown device": ("train.device", "tpu",
+                       "train.device = 'tpu' is not allowed; expected one of: auto, gpu, cpu"),
+    "zero steps per execution": ("train.steps_per_execution", 0,
+                                 "train.steps_per_execution = 0 is not allowed; expected a number >= 1"),
     "below min": ("train.epochs", 0, "train.epochs = 0 is not allowed; expected a number >= 1"),
     "negative seed": ("seed", -1, "seed = -1 is not allowed; expected a number >= 0"),
     "above max": ("data.retries", 11, "data.retries = 11 is not allowed; expected a number <= 10"),
@@ -130,7 +134,8 @@ MISTAKES = {
                               "normalize, model, train, landscape, study"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
-                           "optimizer, learning_rate, deterministic, precision"),
+                           "optimizer, learning_rate, deterministic, precision, device, tf32, "
+                           "jit_compile, steps_per_execution"),
     "missing top-level key": ("bn", DELETE, "missing key bn"),
     "missing nested key": ("model.kernel_size", DELETE, "missing key model.kernel_size"),
     "missing section": ("landscape", DELETE, "missing key landscape"),

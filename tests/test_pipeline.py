@@ -53,9 +53,17 @@ def test_full_repro_and_bn_experiment(project):
     names = metric_names(project)
     assert set(names) == {"reports/metrics.json", "reports/train/metrics.json"}
     assert names["reports/train/metrics.json"] == [
-        "epoch_seconds", "fit.accuracy", "fit.loss", "numerics.device", "numerics.onednn",
-        "numerics.precision", "seconds", "step", "val.accuracy", "val.loss"]
+        "epoch_seconds", "fit.accuracy", "fit.loss", "numerics.backend", "numerics.device",
+        "numerics.onednn", "numerics.precision", "numerics.tf32", "seconds", "step", "val.accuracy",
+        "val.loss"]
     assert len(names["reports/metrics.json"]) == 14  # train/test loss and accuracy, 10 classes.
+    run = json.loads((root / "reports/train/run.json").read_text())
+    assert run["train"]["device"] == "auto" and run["device_fallback"].startswith(
+        "train.device = auto fell back to the CPU: tensorflow registers no GPU")
+    assert run["train"]["precision"] == "float32" and (run["steps_per_execution"], run["xla"]) == (1, False)
+    environment = run["environment"]
+    assert environment["backend"] == "tensorflow" and environment["tensorflow"]
+    assert environment["device"].startswith("CPU: ") and environment["tf32"] == "not applicable"
     assert stages_run(project.dvc("repro").stdout) == []  # Everything is cached: nothing re-runs.
     project.commit("baseline results")
 

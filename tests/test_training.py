@@ -1,6 +1,7 @@
 """The real training path (`fit` as `train` runs it) on tiny fake data, and the landscape probe."""
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -8,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
+import keras
 from dvclive import Live
 
-from conftest import easy_split
+from conftest import easy_split, tensorflow_only
 from stages.lib.cifar import Split, pixel_statistics
 from stages.lib.landscape import measure
 from stages.lib.params import read_params
 from stages.lib.experiment import train_variant
-from stages.lib.training import batch_indices, epoch_orders
+from stages.lib.training import batch_indices, epoch_orders, execution_steps
 
 PARAMS = read_params()
 
@@ -26,10 +27,12 @@ def split(count, seed):
     return Split(images, labels.astype(np.uint8))
 
 
-def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="float32"):
+def train_once(tmp_path, seed=0, epochs=1, bn="before", probe=False, name="run", precision="float32",
+               **train_settings):
     """Train exactly as the `train` and `cell` stages do; return (model, DVCLive summary, probes)."""
     train, test = split(200, 1), split(100, 2)
-    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision)
+    train_params = dataclasses.replace(PARAMS.train, epochs=epochs, batch_size=50, precision=precision,
+                                       **train_settings)
     landscape = dataclasses.replace(PARAMS.landscape, every_steps=2) if probe else None
     with Live(str(tmp_path / name), dvcyaml=False, save_dvc_exp=False) as live:
         model, record, probe_callback = train_variant(
@@ -46,13 +49,14 @@ def test_training_learns_easy_classes(tmp_path, precision):
     assert logged["val"]["accuracy"] >= 0.6  # Chance is 0.1.
 
 
+@tensorflow_only
 @pytest.mark.parametrize("setting, expected", [(None, ("1", "True")), ("0", ("0", "False"))])
 def test_stages_turn_onednn_on_unless_told_otherwise(setting, expected):
     """A fresh process, as a stage is: importing `stages` before TensorFlow decides oneDNN."""
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    code = ("import os; from stages.lib.training import onednn_enabled; "
+    code = ("import os; from stages.lib.device import onednn_enabled; "
             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, check=True)
@@ -79,6 +83,56 @@ def test_probing_does_not_disturb_training(tmp_path):
     assert probe.summary()["probes"] == 4 and probe.summary()["beta_median"] > 0
 
 
+def assert_same_training(first, second):
+    (first_model, first_logged, _), (second_model, second_logged, _) = first, second
+    assert first_logged["fit"] == second_logged["fit"] and first_logged["val"] == second_logged["val"]
+    for a, b in zip(first_model.variables, second_model.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_several_steps_per_execution_train_exactly_as_one(tmp_path):
+    one = train_once(tmp_path, seed=6, epochs=2, name="one", precision="float32")
+    two = train_once(tmp_path, seed=6, epochs=2, name="two", precision="float32", steps_per_execution=2)
+    assert_same_training(one, two)
+
+
+def test_steps_per_execution_must_divide_the_steps_per_epoch():
+    params = dataclasses.replace(PARAMS.train, steps_per_execution=3)
+    with pytest.raises(ValueError, match=r"^train.steps_per_execution = 3 does not divide the 200 steps "
+                                         r"per epoch; choose one of 1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100, 200$"):
+        execution_steps(params, 200, per_step_callbacks=False)
+    assert execution_steps(dataclasses.replace(params, steps_per_execution=8), 200, False) == 8
+
+
+def test_the_landscape_probe_gets_one_step_per_execution(capsys):
+    params = dataclasses.replace(PARAMS.train, steps_per_execution=8)
+    assert execution_steps(params, 200, per_step_callbacks=True) == 1
+    assert "steps_per_execution 8 -> 1" in capsys.readouterr().out
+
+
+@tensorflow_only
+def test_xla_under_determinism_compiles_and_reproduces(tmp_path):
+    """Keras drops XLA whenever TensorFlow's determinism is on; with the pairwise pooling the
+    compiled step is deterministic, so bnlab keeps it (training.compile_model)."""
+    first = train_once(tmp_path, seed=7, name="a", precision="float32", jit_compile=True)
+    second = train_once(tmp_path, seed=7, name="b", precision="float32", jit_compile=True)
+    assert first[0].jit_compile and second[0].jit_compile
+    assert_same_training(first, second)
+
+
+@tensorflow_only
+def test_xla_under_determinism_fails_with_keras_max_pooling(tmp_path, monkeypatch):
+    """Why the pooling is rewritten: XLA has no deterministic MaxPool gradient."""
+    import keras
+    import tensorflow as tf
+
+    from stages.lib import model as model_module
+
+    monkeypatch.setattr(model_module, "PairwiseMaxPooling2D", keras.layers.MaxPooling2D)
+    with pytest.raises(tf.errors.UnimplementedError, match="deterministic"):
+        train_once(tmp_path, seed=7, precision="float32", jit_compile=True)
+
+
 def test_batch_indices_follow_the_epoch_orders():
     orders = epoch_orders(10, 2, seed=0)
     assert sorted(orders[0]) == list(range(10)) and not np.array_equal(orders[0], orders[1])
@@ -94,18 +148,21 @@ def test_measures_match_closed_form_on_a_quadratic():
     a = root @ root.T + np.eye(5)
     w = generator.normal(size=5)
     step_sizes = [0.01, 0.02, 0.04]
-    matrix = tf.constant(a)
+    matrix = keras.ops.convert_to_tensor(a, "float32")
 
     def loss_and_gradient(weights):
         (vector,) = weights
-        return 0.5 * tf.tensordot(vector, tf.linalg.matvec(matrix, vector), 1), [tf.linalg.matvec(matrix, vector)]
+        gradient = keras.ops.matmul(matrix, vector)
+        return 0.5 * keras.ops.sum(vector * gradient), [gradient]
 
-    got = {k: float(v) for k, v in measure(loss_and_gradient, [tf.constant(w)], step_sizes).items()}
+    weights = [keras.ops.convert_to_tensor(w, "float32")]
+    close = functools.partial(pytest.approx, rel=1e-4)  # float32 on every backend.
+    got = {k: float(v) for k, v in measure(loss_and_gradient, weights, step_sizes).items()}
     g = a @ w
     losses = [0.5 * (w - eta * g) @ a @ (w - eta * g) for eta in step_sizes]
     changes = [eta * np.linalg.norm(a @ g) for eta in step_sizes]
-    assert got["loss"] == pytest.approx(0.5 * w @ a @ w)
-    assert got["loss_min"] == pytest.approx(min(losses)) and got["loss_max"] == pytest.approx(max(losses))
-    assert got["grad_change_min"] == pytest.approx(min(changes))
-    assert got["grad_change_max"] == pytest.approx(max(changes))
-    assert got["beta"] == pytest.approx(np.linalg.norm(a @ g) / np.linalg.norm(g))
+    assert got["loss"] == close(0.5 * w @ a @ w)
+    assert got["loss_min"] == close(min(losses)) and got["loss_max"] == close(max(losses))
+    assert got["grad_change_min"] == close(min(changes))
+    assert got["grad_change_max"] == close(max(changes))
+    assert got["beta"] == close(np.linalg.norm(a @ g) / np.linalg.norm(g))

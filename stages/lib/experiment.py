@@ -14,7 +14,9 @@ from stages.lib.cifar import Split
 from stages.lib.landscape import LandscapeProbe
 from stages.lib.model import build_model
 from stages.lib.params import LandscapeParams, ModelParams, TrainParams
-from stages.lib.training import environment, epoch_orders, fit, seed_everything
+from stages.lib.backend import seed_everything
+from stages.lib.device import configure_device, environment
+from stages.lib.training import epoch_orders, fit
 
 
 def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
@@ -23,13 +25,16 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     """Seed, build, fit; return the model, the run record and the landscape probe (None if off).
 
     The run record holds everything needed to interpret the result later without params.yaml:
-    the settings used, per-epoch history, timings and the numerics (device, precision, oneDNN).
+    the settings used, per-epoch history, timings and the numerics (backend, device, precision,
+    TF32, oneDNN), and why `train.device: auto` fell back to the CPU, if it did.
     """
     seed_everything(seed, train_params.deterministic)
+    device_fallback = configure_device(train_params.device, train_params.tf32)
     model = build_model(model_params, bn, statistics, train_params.precision)
     numerics = environment(train_params.precision)
     print(f"train: bn={bn} seed={seed} params={model.count_params():,} "
-          f"precision={train_params.precision} on {numerics['device']}", flush=True)
+          f"precision={train_params.precision} backend={numerics['backend']} "
+          f"tf32={numerics['tf32']} on {numerics['device']}", flush=True)
     orders = epoch_orders(len(train.labels), train_params.epochs, seed)
     probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
     timings, history = fit(model, train, validation, train_params, orders, live,
@@ -37,5 +42,6 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
               "landscape": probe.summary() if probe else None,
-              **timings, "history": history, "environment": numerics}
+              **timings, "history": history, "environment": numerics,
+              "device_fallback": device_fallback}
     return model, record, probe

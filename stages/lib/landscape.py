@@ -18,49 +18,46 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from stages.lib import backend
 from stages.lib.atomic import atomic_write
 from stages.lib.cifar import Split
 from stages.lib.params import LandscapeParams, TrainParams
 from stages.lib.training import batch_indices
 
-LossAndGradient = Callable[[list[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
+LossAndGradient = backend.LossAndGradient
 COLUMNS = ("step", "loss", "loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta")
 
 
-def measure(loss_and_gradient: LossAndGradient, weights: list[tf.Tensor],
-            step_sizes: Sequence[float]) -> dict[str, tf.Tensor]:
+def measure(loss_and_gradient: LossAndGradient, weights: list,
+            step_sizes: Sequence[float]) -> dict:
     """The paper's three measures at `weights`, for any differentiable loss (a pure function)."""
     loss, gradient = loss_and_gradient(weights)
-    gradient_norm = tf.linalg.global_norm(gradient)
+    gradient_norm = _global_norm(gradient)
     losses, changes, betas = [], [], []
     for eta in step_sizes:
         moved = [w - eta * g for w, g in zip(weights, gradient)]
         moved_loss, moved_gradient = loss_and_gradient(moved)
-        change = tf.linalg.global_norm([a - b for a, b in zip(moved_gradient, gradient)])
+        change = _global_norm([a - b for a, b in zip(moved_gradient, gradient)])
         losses.append(moved_loss)
         changes.append(change)
         # Divide by the distance actually moved, eta * ||g||.
-        betas.append(change / tf.maximum(eta * gradient_norm, 1e-12))
-    return {"loss": loss, "loss_min": tf.reduce_min(losses), "loss_max": tf.reduce_max(losses),
-            "grad_change_min": tf.reduce_min(changes), "grad_change_max": tf.reduce_max(changes),
-            "beta": tf.reduce_max(betas)}
+        betas.append(change / ops.maximum(eta * gradient_norm, 1e-12))
+    return {"loss": loss, "loss_min": ops.min(ops.stack(losses)), "loss_max": ops.max(ops.stack(losses)),
+            "grad_change_min": ops.min(ops.stack(changes)), "grad_change_max": ops.max(ops.stack(changes)),
+            "beta": ops.max(ops.stack(betas))}
 
 
-def model_loss_and_gradient(model: keras.Model, images, labels) -> LossAndGradient:
-    """L(weights) on one mini-batch, computed statelessly: BN in training mode, as the optimized
-    loss is, but its moving statistics, the dropout RNG and the weights are never written."""
-    non_trainable = [v.value for v in model.non_trainable_variables]
+def _global_norm(tensors: list):
+    return ops.sqrt(sum(ops.sum(ops.square(tensor)) for tensor in tensors))
 
-    def loss_and_gradient(weights):
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            predictions, _ = model.stateless_call(weights, non_trainable, images, training=True)
-            loss = model.loss(labels, predictions)
-        return loss, tape.gradient(loss, weights)
 
-    return loss_and_gradient
+def model_loss_and_gradient(model: keras.Model, non_trainable: list, images, labels) -> LossAndGradient:
+    """L(weights) on one mini-batch, computed statelessly with the backend's own gradients:
+    BN in training mode, as the optimized loss is, but its moving statistics, the dropout RNG and
+    the weights are never written (see backend.loss_and_gradient)."""
+    return backend.loss_and_gradient(model, non_trainable, images, labels)
 
 
 class LandscapeProbe(keras.callbacks.Callback):
@@ -77,16 +74,21 @@ class LandscapeProbe(keras.callbacks.Callback):
         self.step_sizes = [m * train_params.learning_rate for m in landscape.step_sizes]
         self.records: list[dict] = []
         self._step = 0
-        self._measure = tf.function(self._measure_batch)
+        self._measure = backend.compile_function(self._measure_batch)
 
-    def _measure_batch(self, images, labels):
-        weights = [v.value for v in self.model.trainable_variables]
-        return measure(model_loss_and_gradient(self.model, images, labels), weights, self.step_sizes)
+    def _measure_batch(self, weights, non_trainable, images, labels):
+        # The variables' values are arguments, not captured: a compiled JAX function would
+        # otherwise keep the values of its first call.
+        loss_and_gradient = model_loss_and_gradient(self.model, non_trainable, images, labels)
+        return measure(loss_and_gradient, weights, self.step_sizes)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._step % self.every_steps == 0:
             index = batch_indices(self.orders, self._step, self.batch_size)
-            values = self._measure(tf.constant(self.images[index]), tf.constant(self.labels[index]))
+            values = self._measure([v.value for v in self.model.trainable_variables],
+                                   [v.value for v in self.model.non_trainable_variables],
+                                   ops.convert_to_tensor(self.images[index]),
+                                   ops.convert_to_tensor(self.labels[index]))
             self.records.append({"step": self._step, **{k: float(v) for k, v in values.items()}})
         self._step += 1
 

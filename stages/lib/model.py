@@ -7,8 +7,9 @@
 then Dropout -> Flatten -> Dense -> Dropout -> Dense(10, softmax). The model takes raw uint8
 pixels; its first layer normalizes them with the training-set statistics from `normalize`.
 
-Three choices make it fast without changing what it computes (bench/train_speed.py measures them):
-- BatchNorm runs on the fused kernel (batch_norm.py).
+Four choices make it fast without changing what it computes (bench/train_speed.py measures them):
+- BatchNorm runs on TensorFlow's fused kernel (batch_norm.py; the Keras code on other backends).
+- Max-pooling is elementwise maxima (pooling.py), which XLA can compile under determinism.
 - The activation is its own layer, and with a monotonic activation max-pooling and the activation
   commute exactly, so `before` and `none` pool first and activate 4x fewer values.
 - `precision: mixed_bfloat16` (train.precision, never chosen silently) runs convolution, BatchNorm
@@ -23,6 +24,7 @@ import numpy as np
 
 from stages.lib.batch_norm import FusedBatchNormalization
 from stages.lib.params import BN_PLACEMENTS, PRECISIONS, ModelParams
+from stages.lib.pooling import PairwiseMaxPooling2D
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (32, 32, 3)
@@ -58,8 +60,8 @@ def conv_block(params: ModelParams, bn: str, filters: int, index: int,
     # A bias right before BatchNorm is redundant (BN's beta plays that role), hence use_bias=False.
     conv = keras.layers.Conv2D(filters, params.kernel_size, padding="same", use_bias=bn == "none",
                                dtype=precision, name=f"conv{index}")
-    pool = keras.layers.MaxPooling2D(pool_size=2, strides=2, padding="same", dtype=precision,
-                                     name=f"pool{index}")
+    pool = PairwiseMaxPooling2D(pool_size=2, strides=2, padding="same", dtype=precision,
+                                name=f"pool{index}")
     # Its own float32 layer in every variant: elementwise maths in bfloat16 is slow on CPU.
     activation = keras.layers.Activation(params.activation, name=f"act{index}")
     # axis=-1 normalizes per channel (channels last), as the BN paper prescribes for convolutions:

@@ -31,6 +31,7 @@ OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("float32", "mixed_bfloat16")
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
 MAX_FILE_BYTES = 1 << 20  # params.yaml is a few hundred bytes; anything near this is not params.
+DEVICES = ("auto", "gpu", "cpu")  # See device.configure_device.
 
 
 class UndeclaredParamError(AttributeError):
@@ -75,6 +76,10 @@ class TrainParams:
     learning_rate: float = _rule(min=1e-9, max=10)
     deterministic: bool = _rule()
     precision: str = _rule(choices=PRECISIONS)
+    device: str = _rule(choices=DEVICES)
+    tf32: bool = _rule()
+    jit_compile: bool = _rule()
+    steps_per_execution: int = _rule(min=1)
 
 
 @dataclass(frozen=True)
