@@ -12,9 +12,9 @@ import keras
 
 from stages.lib.cifar import Split
 from stages.lib.landscape import LandscapeProbe
-from stages.lib.model import build_model
+from stages.lib.model import build_model, data_dependent_init, needs_data_init
 from stages.lib.params import LandscapeParams, ModelParams, TrainParams
-from stages.lib.training import environment, epoch_orders, fit, seed_everything
+from stages.lib.training import batch_indices, environment, epoch_orders, fit, seed_everything
 
 
 def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
@@ -31,11 +31,19 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     print(f"train: bn={bn} seed={seed} params={model.count_params():,} "
           f"precision={train_params.precision} on {numerics['device']}", flush=True)
     orders = epoch_orders(len(train.labels), train_params.epochs, seed)
+    # A data-dependent initialization (bn=rescaled) uses the first training batch, in epoch order.
+    initialization = data_dependent_init(model, init_batch(train, orders, train_params)) \
+        if needs_data_init(bn) else None
     probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
     timings, history = fit(model, train, validation, train_params, orders, live,
                            [probe] if probe else [])
     record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
-              "landscape": probe.summary() if probe else None,
+              "initialization": initialization, "landscape": probe.summary() if probe else None,
               **timings, "history": history, "environment": numerics}
     return model, record, probe
+
+
+def init_batch(train: Split, orders, train_params: TrainParams):
+    """The pixels of the first training step's mini-batch: what a data-dependent init sees."""
+    return train.images[batch_indices(orders, 0, train_params.batch_size)]

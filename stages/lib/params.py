@@ -18,7 +18,8 @@ import yaml
 
 from stages.lib.errors import BnlabError
 
-BN_PLACEMENTS = ("before", "after", "none")
+# rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init).
+BN_PLACEMENTS = ("before", "after", "none", "rescaled")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
 # One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
