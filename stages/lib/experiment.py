@@ -34,6 +34,11 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     # A data-dependent initialization (bn=rescaled) uses the first training batch, in epoch order.
     initialization = data_dependent_init(model, init_batch(train, orders, train_params)) \
         if needs_data_init(bn) else None
+    for layer, moments in (initialization or {}).items():
+        print(f"train: {layer} channels on the first batch: std {moments['std_min_before']:.3g} to "
+              f"{moments['std_max_before']:.3g} -> {moments['std_min_after']:.6f} to "
+              f"{moments['std_max_after']:.6f}, largest |mean| {moments['largest_abs_mean_before']:.3g} "
+              f"-> {moments['largest_abs_mean_after']:.2g}", flush=True)
     probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
     timings, history = fit(model, train, validation, train_params, orders, live,
                            [probe] if probe else [])

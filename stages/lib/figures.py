@@ -200,10 +200,11 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
     {"optimizer", "bn", "learning_rate", "seed", "steps", "update_beta"} (per probe arrays; all
     seeds of a cell probe the same steps)."""
     optimizers = _by(runs, "optimizer")
-    rates = {optimizer: sorted({r["learning_rate"] for r in group}) for optimizer, group in optimizers.items()}
+    rates = {optimizer: sorted({r["learning_rate"] for r in group})
+             for optimizer, group in optimizers.items()}
     columns = max(len(values) for values in rates.values())
-    figure, axes = plt.subplots(len(optimizers), columns, figsize=(3.8 * columns, 3.4 * len(optimizers)),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(len(optimizers), columns, squeeze=False, sharey=True,
+                                figsize=(3.8 * columns, 3.4 * len(optimizers)))
     for row, (optimizer, optimizer_runs) in enumerate(optimizers.items()):
         for column, rate in enumerate(rates[optimizer]):
             axis = axes[row, column]
@@ -215,7 +216,8 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
                 with warnings.catch_warnings():
                     # A step where every seed had diverged has a NaN median: not drawn, no warning.
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    median, low, high = (reduce(values, axis=0) for reduce in (np.nanmedian, np.nanmin, np.nanmax))
+                    median, low, high = (reduce(values, axis=0)
+                                         for reduce in (np.nanmedian, np.nanmin, np.nanmax))
                 color = variant_color(variant)
                 axis.plot(steps, median, color=color, label=f"bn={variant} (n={len(variant_runs)})")
                 axis.fill_between(steps, low, high, color=color, alpha=0.2)

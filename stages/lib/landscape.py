@@ -42,6 +42,10 @@ UPDATE_COLUMNS = ("gradient_norm", "update_norm", "step_length", "cos_update_gra
                   "update_loss_min", "update_loss_max", "update_grad_change_max", "update_beta",
                   "real_length_loss_min", "real_length_loss_max", "real_length_grad_change_max",
                   "real_length_beta")
+# Summarized by their medians over training (LandscapeProbe.summary), the paper's first.
+SUMMARIZED = ("beta", "loss_range", "grad_change_max", "update_beta", "update_loss_range",
+              "update_grad_change_max", "real_length_beta", "real_length_loss_range", "step_length",
+              "cos_update_gradient", "decrease_ratio")
 # Per-variable squared norms from measure_update, summed per layer by the probe.
 SQUARED_NORMS = ("update_squares", "weight_squares", "gradient_squares")
 
@@ -242,6 +246,8 @@ class LandscapeProbe(keras.callbacks.Callback):
         record.update({name: float(value) for name, value in values.items() if name not in SQUARED_NORMS})
         predicted = record["predicted_change"]
         record["decrease_ratio"] = record["loss_change"] / predicted if predicted else math.nan
+        for prefix in ("", "update_", "real_length_"):
+            record[f"{prefix}loss_range"] = record[f"{prefix}loss_max"] - record[f"{prefix}loss_min"]
         squares = {name: np.asarray(values[name], np.float64) for name in SQUARED_NORMS}
         for layer in dict.fromkeys(self.layers):  # Unique layer names, in model order.
             mask = np.array([name == layer for name in self.layers])
@@ -259,27 +265,16 @@ class LandscapeProbe(keras.callbacks.Callback):
         the study table, and whether the run diverged."""
         if not self.records:
             return {}
-        def median(values):
-            finite = [value for value in values if math.isfinite(value)]
-            return round(stats.median(finite), 6) if finite else None
-        def column(key):
-            return [record[key] for record in self.records]
-        def loss_range(prefix):
-            return median(r[f"{prefix}loss_max"] - r[f"{prefix}loss_min"] for r in self.records)
-        initial_loss = self.records[0]["loss"]
+        def median(key):
+            finite = [record[key] for record in self.records if math.isfinite(record[key])]
+            return _rounded(stats.median(finite)) if finite else None
         layers = dict.fromkeys(self.layers)
-        return {"beta_median": median(column("beta")), "loss_range_median": loss_range(""),
-                "grad_change_max_median": median(column("grad_change_max")),
-                **{f"{key}_median": median(column(key)) for key in (
-                    "update_beta", "update_grad_change_max", "real_length_beta", "step_length",
-                    "cos_update_gradient", "decrease_ratio")},
-                "update_loss_range_median": loss_range("update_"),
-                "real_length_loss_range_median": loss_range("real_length_"),
-                "effective_step_median": {layer: median(column(f"effective_step/{layer}")) for layer in layers},
-                "gradient_norm_median": {layer: median(column(f"gradient_norm/{layer}")) for layer in layers},
-                "initial_loss": round(initial_loss, 6) if math.isfinite(initial_loss) else None,
-                "final_loss": round(self.final_loss, 6) if math.isfinite(self.final_loss) else None,
-                "diverged": has_diverged(initial_loss, column("loss"), self.final_loss),
+        initial_loss = self.records[0]["loss"]
+        return {**{f"{key}_median": median(key) for key in SUMMARIZED},
+                **{f"{measure}_median": {layer: median(f"{measure}/{layer}") for layer in layers}
+                   for measure in ("effective_step", "gradient_norm")},
+                "initial_loss": _rounded(initial_loss), "final_loss": _rounded(self.final_loss),
+                "diverged": has_diverged(initial_loss, [r["loss"] for r in self.records], self.final_loss),
                 "probes": len(self.records)}
 
     def columns(self) -> dict[str, list[float]]:
@@ -292,3 +287,9 @@ class LandscapeProbe(keras.callbacks.Callback):
             lines = [",".join(columns)]
             lines += [",".join(f"{r[c]:.6g}" for c in columns) for r in self.records]
             out.write(("\n".join(lines) + "\n").encode())
+
+
+def _rounded(value: float) -> float | None:
+    """Six significant digits for the summary (effective steps are ~1e-4); None for a non-finite
+    value, which JSON cannot hold."""
+    return float(f"{value:.6g}") if math.isfinite(value) else None

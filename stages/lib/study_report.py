@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.study import CONFIDENCE, POWER, TARGET_DIFFERENCE, Comparison, compare_all, describe
+from stages.lib.study import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
+                              describe)
 
 # The probes' summaries (medians over training, landscape.LandscapeProbe.summary) that the study
 # tabulates: key -> (column heading, digits). First the paper's measure along -g, then along the
@@ -112,7 +113,7 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
         *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
           f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
-          f"{c.minimum_detectable * 100:.2f} | {c.seeds_to_detect_target or '> 10,000'} |"
+          f"{c.minimum_detectable * 100:.2f} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
           for c in comparisons), "",
         *(f"- {c.verdict()}" for c in comparisons), "",
     ]
