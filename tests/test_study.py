@@ -10,7 +10,7 @@ from scipy import stats
 from test_pipeline import stages_run
 from stages.lib.study import (compare_all, describe, holm, minimum_detectable_difference, power,
                               seeds_to_detect, welch)
-from stages.lib.study_report import Cell, render_markdown, summarize
+from stages.lib.study_report import Cell, figure_run, render_markdown, summarize
 
 
 def test_identical_samples_have_no_detectable_difference():
@@ -109,7 +109,8 @@ def test_no_detectable_difference_says_what_could_have_been_detected():
 def fake_cell(variant: str, seed: int, accuracy: float, beta: float | None) -> Cell:
     landscape = {"beta_median": 100.0 + seed, "loss_range_median": 0.02, "grad_change_max_median": 5.0,
                  "update_beta_median": beta, "decrease_ratio_median": 0.9}
-    run = {"total_seconds": 60.0, "train": {"epochs": 10}, "environment": {"device": "CPU"}}
+    run = {"total_seconds": 60.0, "train": {"epochs": 10, "optimizer": "adam", "learning_rate": 0.001},
+           "environment": {"device": "CPU"}}
     return Cell(variant, seed, {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8}},
                 {}, None, run, landscape)
 
@@ -133,6 +134,20 @@ def test_report_corrects_p_values_and_puts_intervals_on_the_landscape_summaries(
     assert "| pair | difference (points) | 95% CI | p-value | Holm p |" in markdown
     assert f"| before | 12.00 [{beta['ci_low']:.2f}, {beta['ci_high']:.2f}] |" in markdown
     assert "β along Δ" in markdown and "realized / predicted decrease" in markdown
+
+
+def test_a_cell_becomes_a_point_of_the_sweep_figures():
+    cell = fake_cell("rescaled", 3, 0.71, 9.0)
+    cell.run["train"].update(optimizer="sgd", learning_rate=0.1)
+    cell.landscape_summary.update(diverged=True, effective_step_median={"conv1": 0.01})
+    cell = Cell(**{**cell.__dict__, "landscape": {"step": np.array([0, 50]), "update_beta": np.array([9.0, 8.0])}})
+    run = figure_run(cell)
+    assert run == {"optimizer": "sgd", "bn": "rescaled", "learning_rate": 0.1, "seed": 3, "test_accuracy": 0.71,
+                   "diverged": True, "effective_step": {"conv1": 0.01}, "steps": cell.landscape["step"],
+                   "update_beta": cell.landscape["update_beta"]}
+    unprobed = Cell(**{**fake_cell("none", 0, 0.1, None).__dict__, "landscape_summary": {},
+                       "history": {"fit/loss": np.array([2.3, np.nan])}})
+    assert figure_run(unprobed)["diverged"] is True
 
 
 @pytest.mark.dvc

@@ -63,6 +63,21 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
     return cells
 
 
+def figure_run(cell: Cell) -> dict:
+    """One cell as the sweep figures take it (figures.accuracy_vs_learning_rate and the like).
+
+    Diverged: the probe's flag; a cell trained without probes counts as diverged when its last
+    training loss is not finite."""
+    history_loss = cell.history.get("fit/loss", np.array([np.nan]))
+    probes = cell.landscape or {}
+    return {"optimizer": cell.run["train"]["optimizer"], "bn": cell.variant,
+            "learning_rate": cell.run["train"]["learning_rate"], "seed": cell.seed,
+            "test_accuracy": cell.metrics["test"]["accuracy"],
+            "diverged": bool(cell.landscape_summary.get("diverged", not np.isfinite(history_loss[-1]))),
+            "effective_step": cell.landscape_summary.get("effective_step_median", {}),
+            "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([]))}
+
+
 def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
     """Per variant: each measure described over seeds. Pairs: Welch on test accuracy."""
     summary = {}
