@@ -7,7 +7,6 @@ study needs its scores, not its weights, so a fresh clone has nothing of the stu
 """
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -37,15 +36,18 @@ def record_path(bn: str, seed: int) -> Path:
 def main(argv=None) -> None:
     args = parse_args(argv)
     params = load_params(params_used(args))
+    # TensorFlow is imported only after params and inputs validate, as in `train`.
+    from stages.lib.cifar import load_split, load_statistics
+
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+    statistics = load_statistics(paths.STATISTICS)
+
     from dvclive import Live
 
     from stages.lib.atomic import write_json
-    from stages.lib.cifar import load_split
     from stages.lib.evaluation import evaluate
     from stages.lib.experiment import train_variant
 
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-    statistics = json.loads(paths.STATISTICS.read_text())
     with tempfile.TemporaryDirectory(prefix="bnlab-cell-") as scratch:
         with Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
             model, record, probe = train_variant(params.model, params.train, args.bn, args.seed,

@@ -21,12 +21,17 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("evaluate")
 def main(argv=None) -> None:
     parse_args(argv)
-    from stages.lib.atomic import write_json, write_text
+    # Inputs are checked before TensorFlow is imported: a broken file fails in a second.
     from stages.lib.cifar import load_split
+    from stages.lib.records import check_model_file
+
+    check_model_file(paths.MODEL)
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+
+    from stages.lib.atomic import write_json, write_text
     from stages.lib.evaluation import evaluate, load_model, predictions_csv
 
     model = load_model(paths.MODEL)
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     metrics, predicted = evaluate(model, train, test)
     write_json(paths.METRICS, metrics)
     write_text(paths.PREDICTIONS, predictions_csv(test.labels, predicted))

@@ -2,7 +2,6 @@
 
 import argparse
 import io
-import json
 
 import numpy as np
 import yaml
@@ -28,9 +27,10 @@ def main(argv=None) -> None:
     from stages.lib.cifar import CLASS_NAMES, load_split
     from stages.lib.evaluation import load_model
     from stages.lib.model import batch_norm_layers, non_trainable_count
+    from stages.lib.records import check_model_file, read_json
 
-    metrics = json.loads(paths.METRICS.read_text())
-    run = json.loads(paths.RUN_RECORD.read_text())
+    metrics = read_json(paths.METRICS, "evaluate")
+    run = read_json(paths.RUN_RECORD, "train")
     train = load_split(paths.TRAIN_SPLIT)
     rows = np.genfromtxt(paths.PREDICTIONS, delimiter=",", dtype=str, skip_header=1, ndmin=2)
     index = {name: label for label, name in enumerate(CLASS_NAMES)}
@@ -50,10 +50,11 @@ def main(argv=None) -> None:
     if landscape is not None:
         figures.landscape_bands({f"bn={run['bn']}": landscape}, out / "landscape.png")
 
+    check_model_file(paths.MODEL)
     model = load_model(paths.MODEL)
     write_text(paths.REPORT, render(run, metrics, model, batch_norm_layers(model),
                                     non_trainable_count(model), with_landscape=landscape is not None))
-    print(f"report: wrote {paths.REPORT} and figures in {out}/")
+    print(f"report: wrote {paths.REPORT} and figures in {paths.FIGURES}/")
 
 
 def render(run, metrics, model, bn_layers, non_trainable: int, with_landscape: bool) -> str:

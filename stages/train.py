@@ -7,7 +7,6 @@ renders).
 """
 
 import argparse
-import json
 
 from stages.lib import paths
 from stages.lib.cli import stage_main
@@ -25,15 +24,18 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("train")
 def main(argv=None) -> None:
     params = load_params(params_used(parse_args(argv)))
-    # TensorFlow is imported only after params validate, so a typo fails in a second, not ten.
+    # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
+    # file fails in a second, not ten.
+    from stages.lib.cifar import load_split, load_statistics
+
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+    statistics = load_statistics(paths.STATISTICS)
+
     from dvclive import Live
 
     from stages.lib.atomic import atomic_path, write_json
-    from stages.lib.cifar import load_split
     from stages.lib.experiment import train_variant
 
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-    statistics = json.loads(paths.STATISTICS.read_text())
     landscape = params.landscape if params.landscape.enabled else None
     with Live(str(paths.TRAIN_LOG), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         model, record, probe = train_variant(params.model, params.train, params.bn, params.seed,

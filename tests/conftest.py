@@ -98,7 +98,10 @@ def project(tmp_path, tiny_archive) -> Project:
                              capture_output=True, check=True).stdout.split()
     for name in tracked:
         source = ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "data/", "models/")):
+        # Outputs and lock files stay behind (their folders' .gitignore files come along): the
+        # copy is a fresh clone of a project that has not run yet.
+        outputs = name.startswith(("reports/", "data/", "models/")) and not name.endswith(".gitignore")
+        if source.is_file() and not outputs and not name.endswith("dvc.lock"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     project = Project(root)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,14 @@ def test_the_import_walk_finds_nested_and_function_level_imports():
             "stages/lib/model.py", "stages/lib/batch_norm.py", "stages/lib/cifar.py"} <= files
     assert "stages/lib/__init__.py" not in files  # Empty: no code runs.
     assert "stages/lib/download.py" not in code_run_by("stages.lib.figures")
+
+
+@pytest.mark.parametrize("module", sorted({module for _, command, *_ in STAGES
+                                           for module, _ in stage_entry_points(command)}))
+def test_every_stage_prints_usage_for_help_and_does_nothing_else(module, tmp_path):
+    """In an empty folder: no params.yaml, no data. Any work at all would fail or leave files."""
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, text=True,
+                          capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ") and f"Stage `{module.split('.')[-1]}`" in done.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,121 @@ def test_file_errors_name_the_file(tmp_path, content, expected):
     with pytest.raises(ParamsError) as caught:
         read_params(path)
     assert str(caught.value) == f"{path}: {expected}"
+
+
+# --- read exactly as DVC reads it, with bounds on what sizes memory and time ---------------------
+
+def write_params(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def committed_text_with(old: str, new: str) -> str:
+    text = PARAMS_FILE.read_text()
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def test_values_are_what_dvc_reads(tmp_path):
+    """DVC's own params parser and ours agree on YAML 1.2 spellings PyYAML (1.1) reads otherwise."""
+    from dvc.utils.serialize import parse_yaml
+
+    from stages.lib.params import read_yaml
+
+    text = committed_text_with("learning_rate: 0.001", "learning_rate: 1e-3")
+    text = text.replace("epochs: 10", "epochs: 1.0").replace("every_steps: 50", "every_steps: 5e1")
+    path = write_params(tmp_path, text)
+    assert read_yaml(path) == parse_yaml(text, str(path))
+    params = read_params(path)
+    assert params.train.learning_rate == 0.001
+    assert params.train.epochs == 1 and type(params.train.epochs) is int
+    assert params.landscape.every_steps == 50 and type(params.landscape.every_steps) is int
+
+
+def test_duplicate_key_is_refused_as_dvc_refuses_it(tmp_path):
+    path = write_params(tmp_path, committed_text_with("seed: 0\n", "seed: 0\nseed: 1\n"))
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value) == (f"{path}: not valid YAML at line 3, column 1 (found duplicate "
+                                 'key "seed" with value "1" (original value: "0"))')
+
+
+BOUNDS = {
+    "epochs": ("train.epochs", 100_000_000, "a number <= 1000"),
+    "batch size": ("train.batch_size", 50_001, "a number <= 4096"),
+    "dense units": ("model.dense_units", 1_000_000, "a number <= 8192"),
+    "filters": ("model.filters", [16, 4096], None),
+    "number of blocks": ("model.filters", [16] * 6, "a list of at most 5 entries"),
+    "probe interval": ("landscape.every_steps", 10**9, "a number <= 100000"),
+    "probe sizes": ("landscape.step_sizes", [1.0] * 17, "a list of at most 16 entries"),
+    "study seeds": ("study.seeds", list(range(101)), "a list of at most 100 entries"),
+    "timeout": ("data.timeout_seconds", 1e9, "a number <= 3600"),
+}
+
+
+@pytest.mark.parametrize("key, value, allowed", BOUNDS.values(), ids=BOUNDS.keys())
+def test_sizes_of_memory_and_time_are_bounded(key, value, allowed):
+    message = error_for(mutated(key, value))
+    if allowed is None:  # A list item out of range is named by its index.
+        assert message == f"params.yaml: {key}[1] = 4096 is not allowed; expected a number <= 1024"
+    else:
+        assert message.startswith(f"params.yaml: {key} = ") and message.endswith(f"; expected {allowed}")
+        assert len(message) < 300
+
+
+def test_whole_floats_only_stand_in_for_integers():
+    assert error_for(mutated("train.epochs", 1.5)) == (
+        "params.yaml: train.epochs = 1.5 is not allowed; expected an integer")
+    assert error_for(mutated("train.epochs", math.inf)) == (
+        "params.yaml: train.epochs = inf is not allowed; expected an integer")
+
+
+def test_a_huge_value_is_quoted_short(tmp_path):
+    path = write_params(tmp_path, committed_text_with("bn: before", "bn: " + "x" * 100_000))
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value).startswith(f"{path}: bn = 'xxx") and len(str(caught.value)) < 400
+
+
+def test_alias_bomb_is_quoted_in_bounded_time(tmp_path):
+    """YAML aliases share one object, but repr() would expand them: 92 entries of 9**9 leaves each.
+    The 101-entry list is refused (at most 100), and quoting it takes no time and little space."""
+    chain = ["&a0 [x, x, x, x, x, x, x, x, x]"]
+    chain += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    seeds = "[" + ", ".join(chain + ["*a9"] * 91) + "]"
+    path = write_params(tmp_path, committed_text_with("seeds: [0, 1, 2, 3, 4]", f"seeds: {seeds}"))
+    start = time.perf_counter()
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert time.perf_counter() - start < 2
+    message = str(caught.value)
+    assert message.startswith(f"{path}: study.seeds = [['x', 'x', ")
+    assert message.endswith("is not allowed; expected a list of at most 100 entries")
+    assert len(message) < 500
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"seed: \xff\xfe\n", "not UTF-8 text; params.yaml must be a YAML text file"),
+    (b"seed: " + b"9" * 5000 + b"\n", "not a usable YAML document (Exceeds the limit (4300 digits) "),
+])
+def test_unreadable_documents_are_one_line(tmp_path, content, problem):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value).startswith(f"{path}: {problem}")
+
+
+def test_oversized_file_is_refused_unread(tmp_path):
+    path = write_params(tmp_path, "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value) == (f"{path}: 1,048,579 bytes is too large for a params file "
+                                 "(at most 1,048,576)")
+
+
+def test_a_study_needs_two_seeds():
+    """compare's Welch test needs two seeds per variant: refused up front, not in a traceback."""
+    assert error_for(mutated("study.seeds", [0])) == (
+        "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries")

@@ -153,24 +153,35 @@ def test_a_cell_becomes_a_point_of_the_sweep_figures():
 @pytest.mark.dvc
 def test_study_matrix_is_cached_per_cell(project):
     first = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
-    trained = sorted(s for s in first if s.startswith("study/dvc.yaml:train@"))
-    assert trained == [f"study/dvc.yaml:train@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
+    cells = sorted(s for s in first if s.startswith("study/dvc.yaml:cell@"))
+    assert cells == [f"study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
     assert "fetch" in first and "study/dvc.yaml:compare" in first
+    record = json.loads((project.root / "reports/study/runs/none-1.json").read_text())
+    assert (record["bn"], record["seed"]) == ("none", 1)
+    assert set(record["metrics"]) == {"train", "test"} and len(record["history"]["val/accuracy"]) == 1
+    assert record["probes"]["step"] == [0, 2]  # 4 steps of 50 images, probed every 2nd.
+    assert not (project.root / "models/study").exists()  # Cells keep no model.
     table = json.loads((project.root / "reports/study/metrics.json").read_text())
     assert table["before"]["test_accuracy"]["n"] == 2 and "before_vs_none" in table["comparisons"]
-    assert table["before"]["beta_median"]["mean"] > 0  # The study probes the landscape.
+    assert table["before"]["beta_median"]["n"] == 2  # The study probes the landscape.
     study_md = (project.root / "reports/study/study.md").read_text()
     assert "Welch" in study_md and "β-smoothness" in study_md
     html = (project.root / "reports/study/index.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html and "http" not in html
     for figure in ("curves", "test_accuracy", "generalization_gap", "landscape"):
-        assert (project.root / f"reports/study/figures/{figure}.png").stat().st_size > 5_000
+        assert (project.root / f"reports/study/figures/{figure}.png").is_file()
+    # The study's numbers stay out of the main tables.
+    shown = json.loads(project.dvc("metrics", "show", "--json").stdout)
+    assert not [path for path in shown[""]["data"] if "study" in path]
     project.commit("two seeds")
 
     project.set_params(study={"variants": ["before", "none"], "seeds": [0, 1, 2]})
     second = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
-    assert sorted(s for s in second if "train@" in s) == [
-        "study/dvc.yaml:train@before-2", "study/dvc.yaml:train@none-2"]
+    assert sorted(s for s in second if "cell@" in s) == [
+        "study/dvc.yaml:cell@before-2", "study/dvc.yaml:cell@none-2"]
     assert "study/dvc.yaml:compare" in second and "normalize" not in second
     assert json.loads((project.root / "reports/study/metrics.json").read_text())["none"]["test_accuracy"]["n"] == 3
     assert stages_run(project.dvc("repro", "study/dvc.yaml").stdout) == []
+    # Toggling the main run's probe switch leaves the study's cells cached (they always probe).
+    project.set_params(landscape={"enabled": True})
+    assert "cell@" not in project.dvc("status", "study/dvc.yaml").stdout

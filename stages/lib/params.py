@@ -2,7 +2,12 @@
 
 Every stage calls `load_params()` before doing any work, so a typo in any key fails fast with one
 message naming the key, the bad value and what is allowed, instead of a traceback minutes later.
-Constraints live next to each field, in its `metadata`, so each rule is written once.
+Constraints live next to each field, in its `metadata`, so each rule is written once. Values that
+size memory or time (epochs, batch size, units, filters, step counts) have upper bounds, so a slip
+of the keyboard fails in a second instead of exhausting the machine an hour later.
+
+The file is read exactly as DVC reads it (ruamel.yaml, YAML 1.2, duplicate keys refused), so
+`1e-3` is a number for both and no value means one thing to DVC and another to the stage.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
-from stages.lib.errors import BnlabError
+from stages.lib.errors import ParamsError, quoted, shorten
 
 # rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init).
 BN_PLACEMENTS = ("before", "after", "none", "rescaled")
@@ -25,10 +31,7 @@ OPTIMIZERS = ("adam", "sgd")
 # One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
 PRECISIONS = ("float32", "mixed_bfloat16")
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
-
-
-class ParamsError(BnlabError, ValueError):
-    """A value in params.yaml has the wrong type, is out of range, or a key is missing/unknown."""
+MAX_FILE_BYTES = 1 << 20  # params.yaml is a few hundred bytes; anything near this is not params.
 
 
 class UndeclaredParamError(AttributeError):
@@ -43,7 +46,7 @@ def _rule(**metadata) -> dataclasses.Field:
 class DataParams:
     url: str = _rule(non_empty=True)
     md5: str = _rule(pattern=r"[0-9a-f]{32}", help="32 lowercase hex digits")
-    timeout_seconds: float = _rule(min=1)
+    timeout_seconds: float = _rule(min=1, max=3600)
     retries: int = _rule(min=0, max=10)
 
 
@@ -55,10 +58,11 @@ class NormalizeParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    filters: list[int] = _rule(min=1, non_empty=True)
+    # Each block halves the 32x32 image: five reach 1x1.
+    filters: list[int] = _rule(min=1, max=1024, non_empty=True, max_items=5)
     kernel_size: int = _rule(min=1, max=7)
     activation: str = _rule(choices=ACTIVATIONS)
-    dense_units: int = _rule(min=1)
+    dense_units: int = _rule(min=1, max=8192)
     dropout_rate: float = _rule(min=0, max=0.95)
     bn_momentum: float = _rule(min=0, max=1)
     bn_epsilon: float = _rule(min=1e-12, max=1)
@@ -66,8 +70,8 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = _rule(min=1)
-    batch_size: int = _rule(min=1)
+    epochs: int = _rule(min=1, max=1000)  # Every epoch's order is drawn up front: 200 kB each.
+    batch_size: int = _rule(min=1, max=4096)
     optimizer: str = _rule(choices=OPTIMIZERS)
     learning_rate: float = _rule(min=1e-9, max=10)
     deterministic: bool = _rule()
@@ -77,14 +81,16 @@ class TrainParams:
 @dataclass(frozen=True)
 class LandscapeParams:
     enabled: bool = _rule()
-    every_steps: int = _rule(min=1)
-    step_sizes: list[float] = _rule(min=1e-6, non_empty=True)
+    every_steps: int = _rule(min=1, max=100_000)
+    step_sizes: list[float] = _rule(min=1e-6, max=1000, non_empty=True, max_items=16)
 
 
 @dataclass(frozen=True)
 class StudyParams:
     variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
-    seeds: list[int] = _rule(min=0, non_empty=True, unique=True)
+    # Welch's t-test (compare) needs at least two seeds per variant.
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, min_items=2,
+                             max_items=100)
 
 
 @dataclass(frozen=True)
@@ -110,15 +116,25 @@ def read_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; run from the project root, where params.yaml lives")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ParamsError(f"{path}: {path.stat().st_size:,} bytes is too large for a params file "
+                          f"(at most {MAX_FILE_BYTES:,})")
+    return parse_params(read_yaml(path), source=str(path))
+
+
+def read_yaml(path: Path) -> object:
+    """The document as DVC parses params files (dvc.utils.serialize.parse_yaml: ruamel, safe)."""
     try:
-        with path.open() as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as error:  # One line naming the place, not a traceback.
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except YAMLError as error:  # Syntax errors and duplicate keys: one line naming the place.
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(error, "problem", None) or error).split())
-        raise ParamsError(f"{path}: not valid YAML{where} ({problem})") from None
-    return parse_params(raw, source=str(path))
+        raise ParamsError(f"{path}: not valid YAML{where} ({shorten(problem)})") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not UTF-8 text; params.yaml must be a YAML text file") from None
+    except (ValueError, RecursionError) as error:  # An integer of 5,000 digits, lists nested 1,000 deep.
+        raise ParamsError(f"{path}: not a usable YAML document ({shorten(str(error))})") from None
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
@@ -128,13 +144,14 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
 def _build(cls, raw: object, prefix: str, source: str):
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: {where} must be a mapping, got {raw!r}")
+        raise ParamsError(f"{source}: {where} must be a mapping, got {quoted(raw)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names), key=str)  # YAML keys need not be strings.
     if unknown:
         raise ParamsError(
-            f"{source}: unknown key {prefix}{unknown[0]}; allowed keys in {where}: {', '.join(names)}"
+            f"{source}: unknown key {prefix}{shorten(str(unknown[0]))}; allowed keys in {where}: "
+            f"{', '.join(names)}"
         )
     values = {}
     for spec in dataclasses.fields(cls):
@@ -151,7 +168,7 @@ def _build(cls, raw: object, prefix: str, source: str):
 
 def _check(key: str, value: object, kind, rules, source: str):
     def fail(allowed: str):
-        return ParamsError(f"{source}: {key} = {value!r} is not allowed; expected {allowed}")
+        return ParamsError(f"{source}: {key} = {quoted(value)} is not allowed; expected {allowed}")
 
     if typing.get_origin(kind) is list:
         (item_kind,) = typing.get_args(kind)
@@ -159,6 +176,10 @@ def _check(key: str, value: object, kind, rules, source: str):
             raise fail(f"a list of {item_kind.__name__}")
         if rules.get("non_empty") and not value:
             raise fail(f"a non-empty list of {item_kind.__name__}")
+        if len(value) < rules.get("min_items", 0):
+            raise fail(f"a list of at least {rules['min_items']} entries")
+        if len(value) > rules.get("max_items", len(value)):
+            raise fail(f"a list of at most {rules['max_items']} entries")
         items = [_check(f"{key}[{i}]", item, item_kind, rules, source) for i, item in enumerate(value)]
         if rules.get("unique") and len(set(items)) != len(items):  # Items are now hashable scalars.
             raise fail("a list without repeated entries")
@@ -192,6 +213,10 @@ def _coerce_scalar(value: object, kind, fail):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail("an integer" if kind is int else "a number")
     if kind is int:
+        # YAML 1.2 reads `1.0` and `1e3` as floats; DVC passes them on as such, so a whole number
+        # written that way is that integer here too.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if not isinstance(value, int):
             raise fail("an integer")
         return value

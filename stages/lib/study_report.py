@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stages.lib.errors import InputFileError
+from stages.lib.records import read_json
 from stages.lib.study import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
                               describe)
 
@@ -51,9 +52,9 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
         for seed in seeds:
             path = runs / f"{variant}-{seed}.json"
             if not path.is_file():
-                raise FileNotFoundError(f"study cell {variant}-{seed} has no record {path}; "
-                                        "run `dvc repro study/dvc.yaml` to train the missing cells")
-            record = json.loads(path.read_text())
+                raise InputFileError(f"study cell {variant}-{seed} has no record {path}; "
+                                     "run `dvc repro study/dvc.yaml` to train the missing cells")
+            record = read_json(path, "cell")
             probes = record.get("probes")
             cells[variant].append(Cell(
                 variant, seed, record["metrics"],
