@@ -1,8 +1,9 @@
 """Stage `train`: build the `bn` variant, fit it, log per-epoch curves with DVCLive, save the model.
 
 Writes models/model.keras, reports/train/metrics.json (DVCLive summary, with the numerics used:
-device, precision, oneDNN), reports/train/plots/ (per-epoch curves; landscape.csv when probing)
-and reports/train/run.json (the run record that `report` renders).
+device, precision, oneDNN), reports/train/plots/ (per-epoch curves; when probing, landscape.csv
+and the per-layer landscape_layers.csv) and reports/train/run.json (the run record that `report`
+renders).
 """
 
 import argparse
@@ -45,8 +46,9 @@ def main(argv=None) -> None:
                                     for key in ("backend", "device", "precision", "tf32", "onednn")}
         if probe:
             live.summary["landscape"] = record["landscape"]
-    if probe:
+    if probe:  # The per-layer columns are many and change with the variant: a file of their own.
         probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape.csv")
+        probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape_layers.csv", probe.layer_columns())
     with atomic_path(paths.MODEL) as temp:
         model.save(temp)
     write_json(paths.RUN_RECORD, record)

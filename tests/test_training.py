@@ -2,22 +2,27 @@
 
 import dataclasses
 import functools
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import keras
 from dvclive import Live
 
 from conftest import easy_split, tensorflow_only
+from stages.lib import experiment
 from stages.lib.cifar import Split, pixel_statistics
-from stages.lib.landscape import measure
+from stages.lib.landscape import LandscapeProbe, layer_of, measure
+from stages.lib.model import build_model
 from stages.lib.params import read_params
 from stages.lib.experiment import train_variant
-from stages.lib.training import batch_indices, epoch_orders, execution_steps
+from stages.lib.backend import seed_everything
+from stages.lib.training import batch_indices, epoch_orders, execution_steps, fit, steps_for
 
 PARAMS = read_params()
 
@@ -80,7 +85,75 @@ def test_probing_does_not_disturb_training(tmp_path):
     # Weights, BN moving statistics and the dropout RNG state are bit-identical.
     for a, b in zip(plain.variables, probed.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert probe.summary()["probes"] == 4 and probe.summary()["beta_median"] > 0
+    summary = probe.summary()
+    assert summary["probes"] == 4 and summary["beta_median"] > 0 and summary["update_beta_median"] > 0
+    assert summary["diverged"] is False and summary["final_loss"] < summary["initial_loss"]
+    assert set(summary["effective_step_median"]) == {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3",
+                                                     "dense", "probabilities"}
+
+
+class StepRecorder(keras.callbacks.Callback):
+    """The weights before and after every training step, and the loss Keras logs for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[tuple[list, list, float]] = []
+
+    def weights(self) -> list[np.ndarray]:
+        return [keras.ops.convert_to_numpy(keras.ops.copy(v)) for v in self.model.trainable_variables]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._before = self.weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append((self._before, self.weights(), float(logs["loss"])))
+
+
+@pytest.mark.parametrize("optimizer, learning_rate", [("adam", 1e-3), ("sgd", 0.05)])
+def test_probe_measures_the_batch_and_update_of_the_next_step(tmp_path, optimizer, learning_rate):
+    """The probe's loss is Keras' loss of the step that follows (at an epoch's first step Keras'
+    running mean is that one batch's loss), and its per-layer step is the one the optimizer takes."""
+    train, test = split(200, 1), split(100, 2)
+    train_params = dataclasses.replace(PARAMS.train, epochs=2, batch_size=50, optimizer=optimizer,
+                                       learning_rate=learning_rate)
+    seed_everything(5, train_params.deterministic)
+    model = build_model(PARAMS.model, "before", pixel_statistics(train.images, "global"))
+    orders = epoch_orders(len(train.labels), train_params.epochs, 5)
+    probe = LandscapeProbe(train, orders, dataclasses.replace(PARAMS.landscape, every_steps=2),
+                           train_params)
+    recorder = StepRecorder()
+    with Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False) as live:
+        fit(model, train, test, train_params, orders, live, [probe, recorder])
+    layers = [layer_of(v) for v in model.trainable_variables]
+    steps_per_epoch = steps_for(len(train.labels), train_params.batch_size)
+    assert [record["step"] for record in probe.records] == [0, 2, 4, 6]
+    for record in probe.records:
+        before, after, logged_loss = recorder.steps[record["step"]]
+        if record["step"] % steps_per_epoch == 0:
+            assert record["loss"] == pytest.approx(logged_loss, rel=1e-5)
+        for layer in dict.fromkeys(layers):
+            moved = math.sqrt(sum(np.sum((a - b) ** 2) for a, b, name in zip(after, before, layers)
+                                  if name == layer))
+            size = math.sqrt(sum(np.sum(b**2) for b, name in zip(before, layers) if name == layer))
+            assert record[f"effective_step/{layer}"] == pytest.approx(moved / size, rel=1e-4), layer
+
+
+def test_rescaled_variant_is_initialized_on_the_first_training_batch(tmp_path, monkeypatch):
+    seen = []
+    real_init = experiment.data_dependent_init
+    monkeypatch.setattr(experiment, "data_dependent_init",
+                        lambda model, images: seen.append(images) or real_init(model, images))
+    train, test = split(200, 1), split(100, 2)
+    train_params = dataclasses.replace(PARAMS.train, epochs=1, batch_size=50)
+    with Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False) as live:
+        _, record, _ = train_variant(PARAMS.model, train_params, "rescaled", 7,
+                                     pixel_statistics(train.images, "global"), train, test, None, live)
+    (images,) = seen
+    first_batch = epoch_orders(len(train.labels), 1, seed=7)[0, :50]
+    np.testing.assert_array_equal(images, train.images[first_batch])
+    assert list(record["initialization"]) == ["conv1", "conv2", "conv3"]
+    assert all(layer["std_min_after"] == pytest.approx(1.0, rel=1e-4)
+               for layer in record["initialization"].values())
 
 
 def assert_same_training(first, second):

@@ -12,11 +12,11 @@ import keras
 
 from stages.lib.cifar import Split
 from stages.lib.landscape import LandscapeProbe
-from stages.lib.model import build_model
+from stages.lib.model import build_model, data_dependent_init, needs_data_init
 from stages.lib.params import LandscapeParams, ModelParams, TrainParams
 from stages.lib.backend import seed_everything
 from stages.lib.device import configure_device, environment
-from stages.lib.training import epoch_orders, fit
+from stages.lib.training import batch_indices, epoch_orders, fit
 
 
 def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
@@ -36,12 +36,25 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
           f"precision={train_params.precision} backend={numerics['backend']} "
           f"tf32={numerics['tf32']} on {numerics['device']}", flush=True)
     orders = epoch_orders(len(train.labels), train_params.epochs, seed)
+    # A data-dependent initialization (bn=rescaled) uses the first training batch, in epoch order.
+    initialization = data_dependent_init(model, init_batch(train, orders, train_params)) \
+        if needs_data_init(bn) else None
+    for layer, moments in (initialization or {}).items():
+        print(f"train: {layer} channels on the first batch: std {moments['std_min_before']:.3g} to "
+              f"{moments['std_max_before']:.3g} -> {moments['std_min_after']:.6f} to "
+              f"{moments['std_max_after']:.6f}, largest |mean| {moments['largest_abs_mean_before']:.3g} "
+              f"-> {moments['largest_abs_mean_after']:.2g}", flush=True)
     probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
     timings, history = fit(model, train, validation, train_params, orders, live,
                            [probe] if probe else [])
     record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
-              "landscape": probe.summary() if probe else None,
+              "initialization": initialization, "landscape": probe.summary() if probe else None,
               **timings, "history": history, "environment": numerics,
               "device_fallback": device_fallback}
     return model, record, probe
+
+
+def init_batch(train: Split, orders, train_params: TrainParams):
+    """The pixels of the first training step's mini-batch: what a data-dependent init sees."""
+    return train.images[batch_indices(orders, 0, train_params.batch_size)]

@@ -24,7 +24,8 @@ from ruamel.yaml.error import YAMLError
 
 from stages.lib.errors import ParamsError, quoted, shorten
 
-BN_PLACEMENTS = ("before", "after", "none")
+# rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init).
+BN_PLACEMENTS = ("before", "after", "none", "rescaled")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
 # One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
