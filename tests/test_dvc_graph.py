@@ -93,6 +93,7 @@ def test_both_pipelines_are_covered():
     names = {name for name, *_ in STAGES}
     assert {"fetch", "normalize", "train", "evaluate", "report", "study/dvc.yaml:compare"} <= names
     assert any(name.startswith("study/dvc.yaml:cell@") for name in names)
+    assert {"sweep/dvc.yaml:report"} <= names and any(name.startswith("sweep/dvc.yaml:sgd@") for name in names)
 
 
 @pytest.mark.parametrize("name, command, code, params", STAGES, ids=[s[0] for s in STAGES])

@@ -99,6 +99,20 @@ class StudyParams:
 
 
 @dataclass(frozen=True)
+class GridParams:
+    """One optimizer's part of the sweep: which variants, at which learning rates."""
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    learning_rates: list[float] = _rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+    adam: GridParams = _rule()
+    sgd: GridParams = _rule()  # Plain SGD: Keras' default momentum is 0.
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = _rule(min=0, max=2**31 - 1)
     bn: str = _rule(choices=BN_PLACEMENTS)
@@ -108,6 +122,7 @@ class Params:
     train: TrainParams = _rule()
     landscape: LandscapeParams = _rule()
     study: StudyParams = _rule()
+    sweep: SweepParams = _rule()
 
 
 def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") -> ParamsView:
@@ -246,3 +261,11 @@ class ParamsView:
         raise UndeclaredParamError(
             f"this stage reads params '{key}' but declares only {', '.join(sorted(self._keys))}: "
             "add it to the stage's params_used() and to its `params:` in dvc.yaml")
+
+
+def train_with_overrides(train, overrides: dict) -> TrainParams:
+    """The train section (a TrainParams, or a view without the overridden keys) with `overrides`
+    (field name -> value, from a command line) in place, validated by the same rules."""
+    raw = {field.name: overrides[field.name] if field.name in overrides else getattr(train, field.name)
+           for field in dataclasses.fields(TrainParams)}
+    return _build(TrainParams, raw, prefix="train.", source="the command line")

@@ -46,22 +46,21 @@ class Cell:
 
 
 def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
-    cells = {}
-    for variant in variants:
-        cells[variant] = []
-        for seed in seeds:
-            path = runs / f"{variant}-{seed}.json"
-            if not path.is_file():
-                raise InputFileError(f"study cell {variant}-{seed} has no record {path}; "
-                                     "run `dvc repro study/dvc.yaml` to train the missing cells")
-            record = read_json(path, "cell")
-            probes = record.get("probes")
-            cells[variant].append(Cell(
-                variant, seed, record["metrics"],
+    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "study/dvc.yaml")
+                      for seed in seeds] for variant in variants}
+
+
+def load_cell(path: Path, pipeline: str) -> Cell:
+    """The record a `cell` stage of `pipeline` wrote at `path`."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: missing: this cell has not run; run `dvc repro {pipeline}` "
+                             "to train the missing cells")
+    record = read_json(path, "cell")
+    probes = record.get("probes")
+    return Cell(record["bn"], record["seed"], record["metrics"],
                 {name: np.asarray(values) for name, values in record["history"].items()},
                 {name: np.asarray(values) for name, values in probes.items()} if probes else None,
-                record, record.get("landscape") or {}))
-    return cells
+                record, record.get("landscape") or {})
 
 
 def figure_run(cell: Cell) -> dict:
