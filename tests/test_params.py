@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.params import ParamsError, UndeclaredParamError, load_params, parse_params, read_params
+from stages.lib.params import (ParamsError, UndeclaredParamError, load_params, parse_params, read_params,
+                               train_with_overrides)
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 COMMITTED = yaml.safe_load(PARAMS_FILE.read_text())
@@ -131,7 +132,7 @@ MISTAKES = {
     "empty url": ("data.url", "  ", "data.url = '  ' is not allowed; expected a non-empty string"),
     "unknown top-level key": ("sead", 0,
                               "unknown key sead; allowed keys in the top level: seed, bn, data, "
-                              "normalize, model, train, landscape, study"),
+                              "normalize, model, train, landscape, study, sweep"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
                            "optimizer, learning_rate, deterministic, precision, device, tf32, "
@@ -328,3 +329,13 @@ def test_a_study_needs_two_seeds():
     """compare's Welch test needs two seeds per variant: refused up front, not in a traceback."""
     assert error_for(mutated("study.seeds", [0])) == (
         "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries")
+
+
+def test_command_line_overrides_are_checked_like_params():
+    """The sweep's cells take optimizer and learning rate from the command line, same rules."""
+    train = read_params(PARAMS_FILE).train
+    assert train_with_overrides(train, {"optimizer": "sgd", "learning_rate": 0.3}) == \
+        dataclasses.replace(train, optimizer="sgd", learning_rate=0.3)
+    with pytest.raises(ParamsError, match=r"^the command line: train.learning_rate = 20.0 is not "
+                                          r"allowed; expected a number <= 10$"):
+        train_with_overrides(train, {"learning_rate": 20.0})
