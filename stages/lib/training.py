@@ -40,9 +40,8 @@ def steps_for(num_examples: int, batch_size: int) -> int:
 
 def training_data(split: Split, orders: np.ndarray, batch_size: int):
     """uint8 batches in the precomputed order, all epochs in one sequence; the model casts and
-    normalizes them itself. A Keras PyDataset of NumPy batches on the backends other than
-    TensorFlow, which may have no TensorFlow at all; tf.data on TensorFlow, where it was faster
-    on the full training set (14.0-14.6 vs 15.1-16.4 s per epoch, README, Performance)."""
+    normalizes them itself. tf.data on TensorFlow (it prefetches in parallel), a Keras PyDataset
+    of NumPy batches on the other backends, which may have no TensorFlow at all."""
     if backend.name() == "tensorflow":
         return _tensorflow_training_dataset(split, orders, batch_size)
     return EpochOrderBatches(split, orders, batch_size)
@@ -76,7 +75,6 @@ def _tensorflow_training_dataset(split: Split, orders: np.ndarray, batch_size: i
 
 
 def validation_data(split: Split, batch_size: int):
-    """The split in its own order, one pass per epoch."""
     if backend.name() != "tensorflow":
         return EpochOrderBatches(split, np.arange(len(split.labels))[None], batch_size)
     import tensorflow as tf
