@@ -8,8 +8,10 @@ that no TensorFlow setting leaks from one into the next:
       Keras and TensorFlow defaults, as the notebook did;
   (2) reference + oneDNN: the same, with TensorFlow's oneDNN CPU kernels asked for, which shows how
       much of our lead is that switch alone;
-  (3) bnlab train: stages.lib.training.fit exactly as `train` runs it, and, where
-      `train.precision: auto` picks bfloat16, (4) the same forced to float32.
+  (3) bnlab train: stages.lib.training.fit exactly as `train` runs it (train.precision: float32),
+      and with --bfloat16 (4) the same in mixed_bfloat16 (fast only on CPUs with native bfloat16);
+  (5) bnlab train under JAX (KERAS_BACKEND=jax, float32), where JAX is installed: the same code
+      on another Keras backend (--no-jax skips it).
 Prints median seconds per epoch (first epoch excluded), images per second, the whole fit's wall
 time and the final test accuracy, then `speedup_vs_reference: X.XX` ((1) / (3), median epochs).
 Uses the real archive when it exists, synthetic data of the same shape otherwise (accuracy is
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -55,13 +58,15 @@ class Approach:
     worker: str  # "reference" or "ours"
     # "tensorflow-default", "on", or "as-train": the user's TF_ENABLE_ONEDNN_OPTS, else bnlab's default.
     onednn: str
-    precision: str = "auto"  # Only for "ours": train.precision.
+    precision: str = "float32"  # Only for "ours": train.precision.
+    backend: str = "tensorflow"  # KERAS_BACKEND; the reference approaches run on TensorFlow.
 
 
 REFERENCE = Approach("reference (notebook)", "reference", onednn="tensorflow-default")
 REFERENCE_ONEDNN = Approach("reference + oneDNN", "reference", onednn="on")
 OURS = Approach("bnlab train", "ours", onednn="as-train")
-OURS_FLOAT32 = dataclasses.replace(OURS, name="bnlab train, float32 forced", precision="float32")
+OURS_BFLOAT16 = dataclasses.replace(OURS, name="bnlab train, mixed_bfloat16", precision="mixed_bfloat16")
+OURS_JAX = dataclasses.replace(OURS, backend="jax")
 
 
 def load_data(archive: Path) -> tuple[Split, Split, str]:
@@ -82,14 +87,15 @@ def run_worker(approach: Approach, archive: Path, epochs: int) -> dict:
         os.environ[ONEDNN] = "1"
     run = run_reference if approach.worker == "reference" else run_ours
     result = run(train, test, epochs, approach.precision)
-    from stages.lib.training import environment
-    return {**result, "images": len(train.labels), "data": source, "environment": environment()}
+    from stages.lib.device import environment
+    return {**result, "images": len(train.labels), "data": source,
+            "environment": environment(approach.precision)}
 
 
 def run_reference(train: Split, test: Split, epochs: int, precision: str) -> dict:
     import keras
 
-    from stages.lib.training import seed_everything
+    from stages.lib.backend import seed_everything
 
     seed_everything(SEED, deterministic=False)
     raw_train, raw_test = train.images.astype(np.float64), test.images.astype(np.float64)
@@ -143,18 +149,22 @@ def run_ours(train: Split, test: Split, epochs: int, precision: str) -> dict:
 
     from stages.lib.cifar import pixel_statistics
     from stages.lib.model import build_model
-    from stages.lib.params import load_params
-    from stages.lib.training import compute_precision, epoch_orders, fit, seed_everything
+    from stages.lib.params import read_params
+    from stages.lib.backend import seed_everything
+    from stages.lib.device import configure_device
+    from stages.lib.training import epoch_orders, fit
 
-    params = load_params(ROOT / "params.yaml")
+    params = read_params(ROOT / "params.yaml")
     train_params = dataclasses.replace(params.train, epochs=epochs, precision=precision)
     seed_everything(SEED, train_params.deterministic)
-    used = compute_precision(train_params.precision)
-    model = build_model(params.model, "before", pixel_statistics(train.images, params.normalize.mode), used)
+    configure_device(train_params.device, train_params.tf32)
+    model = build_model(params.model, "before", pixel_statistics(train.images, params.normalize.mode),
+                        precision)
     with tempfile.TemporaryDirectory() as folder, Live(folder, dvcyaml=False, save_dvc_exp=False) as live:
-        timings = fit(model, train, test, train_params, epoch_orders(len(train.labels), epochs, SEED), live)
-        accuracy = live.summary["val"]["accuracy"]
-    return {**timings, "precision": used, "accuracy": accuracy}
+        timings, history = fit(model, train, test, train_params,
+                               epoch_orders(len(train.labels), epochs, SEED), live)
+    return {**timings, "epoch_seconds": history["epoch_seconds"], "precision": precision,
+            "accuracy": history["val/accuracy"][-1]}
 
 
 # ---- The driver: spawn the workers, then time the pipeline.
@@ -164,9 +174,10 @@ def spawn(approach: Approach, archive: Path, epochs: int) -> dict:
     if USER_ONEDNN is not None:
         env[ONEDNN] = USER_ONEDNN
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["KERAS_BACKEND"] = approach.backend
     command = [sys.executable, __file__, "--worker", json.dumps(dataclasses.asdict(approach)),
                "--archive", str(archive), "--epochs", str(epochs)]
-    print(f"bench: training '{approach.name}' for {epochs} epochs ...", flush=True)
+    print(f"bench: training '{approach.name}' on {approach.backend} for {epochs} epochs ...", flush=True)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
@@ -235,6 +246,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per approach (first is excluded)")
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
     parser.add_argument("--pipeline", action="store_true", help="also time the DVC workflow")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time train.precision: mixed_bfloat16 (other numerics; fast only with native bfloat16)")
+    parser.add_argument("--no-jax", action="store_true",
+                        help="skip the JAX row (skipped anyway where JAX is not installed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: run one approach, print its result.
     args = parser.parse_args()
     if args.epochs < 2:
@@ -245,20 +260,21 @@ def main() -> None:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
 
-    results = {approach: spawn(approach, archive, args.epochs) for approach in (REFERENCE, REFERENCE_ONEDNN, OURS)}
-    if results[OURS]["precision"] != "float32":
-        results[OURS_FLOAT32] = spawn(OURS_FLOAT32, archive, args.epochs)
+    approaches = (REFERENCE, REFERENCE_ONEDNN, OURS) + ((OURS_BFLOAT16,) if args.bfloat16 else ())
+    if not args.no_jax and importlib.util.find_spec("jax"):
+        approaches += (OURS_JAX,)
+    results = {approach: spawn(approach, archive, args.epochs) for approach in approaches}
     environment = results[OURS]["environment"]
     print(f"\ndata: {results[OURS]['data']}")
     print(f"device: {environment['device']}; tensorflow {environment['tensorflow']}, "
           f"keras {environment['keras']}, python {environment['python']}")
-    print(f"\n| approach | oneDNN | precision | median s/epoch | images/s | fit wall s "
+    print(f"\n| approach | backend | oneDNN | precision | median s/epoch | images/s | fit wall s "
           f"| test accuracy after {args.epochs} epochs |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     medians = {}
     for approach, result in results.items():
         medians[approach] = statistics.median(result["epoch_seconds"][1:])
-        print(f"| {approach.name} | {'on' if result['environment']['onednn'] else 'off'} "
+        print(f"| {approach.name} | {approach.backend} | {'on' if result['environment']['onednn'] else 'off'} "
               f"| {result['precision']} | {medians[approach]:.2f} | {result['images'] / medians[approach]:,.0f} "
               f"| {result['total_seconds']:.1f} | {result['accuracy']:.4f} |")
     if args.pipeline:

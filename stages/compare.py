@@ -1,18 +1,19 @@
 """Stage `compare` (study/dvc.yaml): the BN study's table, confidence intervals, verdicts, figures.
 
-Reads every (variant, seed) cell listed in params.yaml's `study` and writes, under reports/study/:
-metrics.json (DVC metrics), study.md and index.html (self-contained, no network) and figures/.
+Reads the record of every (variant, seed) cell listed in params.yaml's `study` and writes, under
+reports/study/: metrics.json (the study's own numbers: kept out of `dvc metrics show` and
+`dvc exp show`, which list the main run's), study.md and index.html (self-contained, no network)
+and figures/.
 """
 
-from pathlib import Path
+import argparse
 
 import numpy as np
 
 from stages.lib.cli import stage_main
 from stages.lib.params import load_params
+from stages.lib.paths import STUDY, STUDY_RUNS
 
-STUDY = Path("reports/study")
-RUNS = STUDY / "runs"
 MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
     "test_accuracy": ("test", "accuracy"),
     "test_loss": ("test", "loss"),
@@ -20,14 +21,22 @@ MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
 }
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    return argparse.ArgumentParser(description=__doc__).parse_args(argv)
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    return ("study",)
+
+
 @stage_main("compare")
-def main() -> None:
-    study = load_params().study
+def main(argv=None) -> None:
+    study = load_params(params_used(parse_args(argv))).study
     from stages.lib import figures
     from stages.lib.atomic import write_json, write_text
     from stages.lib.study_report import collect, render_html, render_markdown, summarize
 
-    cells = collect(RUNS, study.variants, study.seeds)
+    cells = collect(STUDY_RUNS, study.variants, study.seeds)
     summary, comparisons = summarize(cells, MEASURES)
     write_json(STUDY / "metrics.json", summary)
 

@@ -5,38 +5,38 @@ reports/predictions.csv (one row per test image: DVC's confusion-matrix plot rea
 """
 
 import argparse
-from pathlib import Path
 
 from stages.lib import paths
 from stages.lib.cli import stage_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=paths.MODEL)
-    parser.add_argument("--metrics", type=Path, default=paths.METRICS)
-    parser.add_argument("--predictions", type=Path, default=paths.PREDICTIONS)
-    return parser.parse_args(argv)
+    return argparse.ArgumentParser(description=__doc__).parse_args(argv)
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    return ()
 
 
 @stage_main("evaluate")
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    import keras
+    parse_args(argv)
+    # Inputs are checked before TensorFlow is imported: a broken file fails in a second.
+    from stages.lib.cifar import load_split
+    from stages.lib.records import check_model_file
+
+    check_model_file(paths.MODEL)
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 
     from stages.lib.atomic import write_json, write_text
-    from stages.lib.batch_norm import FusedBatchNormalization
-    from stages.lib.cifar import load_split
-    from stages.lib.evaluation import evaluate, predictions_csv
+    from stages.lib.evaluation import evaluate, load_model, predictions_csv
 
-    model = keras.models.load_model(
-        args.model, custom_objects={"FusedBatchNormalization": FusedBatchNormalization})
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+    model = load_model(paths.MODEL)
     metrics, predicted = evaluate(model, train, test)
-    write_json(args.metrics, metrics)
-    write_text(args.predictions, predictions_csv(test.labels, predicted))
+    write_json(paths.METRICS, metrics)
+    write_text(paths.PREDICTIONS, predictions_csv(test.labels, predicted))
     print(f"evaluate: train accuracy {metrics['train']['accuracy']:.4f}, "
-          f"test accuracy {metrics['test']['accuracy']:.4f} -> {args.metrics}")
+          f"test accuracy {metrics['test']['accuracy']:.4f} -> {paths.METRICS}")
 
 
 if __name__ == "__main__":

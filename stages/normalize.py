@@ -5,6 +5,7 @@ these statistics, so the test set is normalized with the training statistics onl
 model takes raw pixels.
 """
 
+import argparse
 import time
 
 import numpy as np
@@ -16,9 +17,17 @@ from stages.lib.cli import stage_main
 from stages.lib.params import load_params
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    return argparse.ArgumentParser(description=__doc__).parse_args(argv)
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    return ("normalize",)
+
+
 @stage_main("normalize")
-def main() -> None:
-    params = load_params()
+def main(argv=None) -> None:
+    params = load_params(params_used(parse_args(argv)))
     start = time.perf_counter()
     train, test = read_archive(paths.ARCHIVE, params.normalize.records_per_file)
     statistics = pixel_statistics(train.images, params.normalize.mode)

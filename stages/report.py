@@ -1,30 +1,36 @@
 """Stage `report`: figures (PNG) and a markdown report of one trained variant, all under reports/."""
 
-import dataclasses
+import argparse
 import io
-import json
 
 import numpy as np
 import yaml
 
 from stages.lib import paths
 from stages.lib.cli import stage_main
-from stages.lib.params import load_params
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return argparse.ArgumentParser(description=__doc__).parse_args(argv)
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    # The settings shown are those the run record says were used, not today's params.yaml.
+    return ()
 
 
 @stage_main("report")
-def main() -> None:
-    params = load_params()
-    import keras
-
+def main(argv=None) -> None:
+    parse_args(argv)
     from stages.lib import figures
     from stages.lib.atomic import write_text
     from stages.lib.cifar import CLASS_NAMES, load_split
+    from stages.lib.evaluation import load_model
     from stages.lib.model import batch_norm_layers, non_trainable_count
-    from stages.lib.records import read_history, read_landscape, read_run
+    from stages.lib.records import check_model_file, read_json
 
-    metrics = json.loads(paths.METRICS.read_text())
-    run = read_run(paths.TRAIN_LOG)
+    metrics = read_json(paths.METRICS, "evaluate")
+    run = read_json(paths.RUN_RECORD, "train")
     train = load_split(paths.TRAIN_SPLIT)
     rows = np.genfromtxt(paths.PREDICTIONS, delimiter=",", dtype=str, skip_header=1, ndmin=2)
     index = {name: label for label, name in enumerate(CLASS_NAMES)}
@@ -32,20 +38,26 @@ def main() -> None:
 
     out = paths.FIGURES
     figures.sample_grid(train.images, train.labels, out / "samples.png")
-    figures.training_curves(read_history(paths.TRAIN_LOG), out / "curves.png", f"bn={run['bn']}")
+    history = {name: np.asarray(values) for name, values in run["history"].items()}
+    figures.training_curves(history, out / "curves.png", f"bn={run['bn']}")
     figures.confusion_matrix(actual, predicted, out / "confusion.png")
     figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png")
-    landscape = read_landscape(paths.TRAIN_LOG)
+    landscape_csv = paths.TRAIN_LOG / "plots" / "landscape.csv"
+    landscape = None
+    if run["landscape"]:  # The probe's CSV (landscape.LandscapeProbe.write_csv), column by column.
+        table = np.genfromtxt(landscape_csv, delimiter=",", names=True, ndmin=1)
+        landscape = {name: table[name] for name in table.dtype.names}
     if landscape is not None:
         figures.landscape_bands({f"bn={run['bn']}": landscape}, out / "landscape.png")
 
-    model = keras.models.load_model(paths.MODEL)
-    write_text(paths.REPORT, render(params, run, metrics, model, batch_norm_layers(model),
+    check_model_file(paths.MODEL)
+    model = load_model(paths.MODEL)
+    write_text(paths.REPORT, render(run, metrics, model, batch_norm_layers(model),
                                     non_trainable_count(model), with_landscape=landscape is not None))
-    print(f"report: wrote {paths.REPORT} and figures in {out}/")
+    print(f"report: wrote {paths.REPORT} and figures in {paths.FIGURES}/")
 
 
-def render(params, run, metrics, model, bn_layers, non_trainable: int, with_landscape: bool) -> str:
+def render(run, metrics, model, bn_layers, non_trainable: int, with_landscape: bool) -> str:
     summary = io.StringIO()
     model.summary(print_fn=lambda line, **_: summary.write(line + "\n"), line_length=80)
     bn_checks = [f"| {layer.name} | {layer.count_params()} | {4 * layer.input.shape[-1]} | "
@@ -79,21 +91,20 @@ def render(params, run, metrics, model, bn_layers, non_trainable: int, with_land
         "",
         "## Parameters",
         "",
-        "```yaml", yaml_dump(params, run), "```",
+        "```yaml", yaml_dump(run), "```",
         "",
         "## Environment",
         "",
         *(f"- {key}: {value}" for key, value in environment.items()),
         f"- training wall time: {run['total_seconds']:.1f} s "
-        f"(epochs: {', '.join(f'{s:.1f}' for s in run['epoch_seconds'])} s)",
+        f"(epochs: {', '.join(f'{s:.1f}' for s in run['history']['epoch_seconds'])} s)",
         "",
     ]
     return "\n".join(lines)
 
 
-def yaml_dump(params, run) -> str:
-    used = {"bn": run["bn"], "seed": run["seed"], "model": dataclasses.asdict(params.model),
-            "train": dataclasses.asdict(params.train)}
+def yaml_dump(run) -> str:
+    used = {key: run[key] for key in ("bn", "seed", "model", "train")}
     return yaml.safe_dump(used, sort_keys=False).rstrip()
 
 

@@ -1,69 +1,58 @@
 """Stage `train`: build the `bn` variant, fit it, log per-epoch curves with DVCLive, save the model.
 
-The study pipeline (study/dvc.yaml) runs this same entry point per (variant, seed) cell, passing
---bn, --seed and its own output paths; the main pipeline takes them from params.yaml.
+Writes models/model.keras, reports/train/metrics.json (DVCLive summary, with the numerics used:
+device, precision, oneDNN), reports/train/plots/ (per-epoch curves; when probing, landscape.csv
+and the per-layer landscape_layers.csv) and reports/train/run.json (the run record that `report`
+renders).
 """
 
 import argparse
-import json
-from pathlib import Path
 
 from stages.lib import paths
 from stages.lib.cli import stage_main
-from stages.lib.params import BN_PLACEMENTS, load_params
+from stages.lib.params import load_params
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bn", choices=BN_PLACEMENTS, help="override params.yaml's bn")
-    parser.add_argument("--seed", type=int, help="override params.yaml's seed")
-    parser.add_argument("--landscape", choices=("on", "off"), help="override landscape.enabled")
-    parser.add_argument("--model", type=Path, default=paths.MODEL)
-    parser.add_argument("--log-dir", type=Path, default=paths.TRAIN_LOG)
-    return parser.parse_args(argv)
+    return argparse.ArgumentParser(description=__doc__).parse_args(argv)
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    return ("bn", "seed", "model", "train", "landscape")
 
 
 @stage_main("train")
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    params = load_params()
-    bn = args.bn or params.bn
-    seed = params.seed if args.seed is None else args.seed
-    probe_landscape = params.landscape.enabled if args.landscape is None else args.landscape == "on"
-
-    # TensorFlow is imported only after params validate, so a typo fails in a second, not ten.
-    from dvclive import Live
-
-    from stages.lib.cifar import load_split
-    from stages.lib.landscape import LandscapeProbe
-    from stages.lib.model import build_model
-    from stages.lib.atomic import atomic_path, write_json
-    from stages.lib.training import (compute_precision, environment, epoch_orders, fit,
-                                     seed_everything)
+    params = load_params(params_used(parse_args(argv)))
+    # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
+    # file fails in a second, not ten.
+    from stages.lib.cifar import load_split, load_statistics
 
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-    statistics = json.loads(paths.STATISTICS.read_text())
-    seed_everything(seed, params.train.deterministic)
-    precision = compute_precision(params.train.precision)
-    model = build_model(params.model, bn, statistics, precision)
-    print(f"train: bn={bn} seed={seed} params={model.count_params():,} precision={precision} "
-          f"on {environment()['device']}")
+    statistics = load_statistics(paths.STATISTICS)
 
-    orders = epoch_orders(len(train.labels), params.train.epochs, seed)
-    probe = LandscapeProbe(train, orders, params.landscape, params.train) if probe_landscape else None
-    with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        timings = fit(model, train, test, params.train, orders, live, [probe] if probe else [])
-        live.summary["seconds"] = timings["total_seconds"]
+    from dvclive import Live
+
+    from stages.lib.atomic import atomic_path, write_json
+    from stages.lib.experiment import train_variant
+
+    landscape = params.landscape if params.landscape.enabled else None
+    with Live(str(paths.TRAIN_LOG), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        model, record, probe = train_variant(params.model, params.train, params.bn, params.seed,
+                                             statistics, train, test, landscape, live)
+        live.summary["seconds"] = record["total_seconds"]
+        # Columns that `dvc exp show` can display next to the params: what the numbers ran on.
+        live.summary["numerics"] = {key: record["environment"][key]
+                                    for key in ("backend", "device", "precision", "tf32", "onednn")}
         if probe:
-            live.summary["landscape"] = probe.summary()
-    if probe:
-        probe.write_csv(args.log_dir / "landscape.csv")
-    with atomic_path(args.model) as temp:
+            live.summary["landscape"] = record["landscape"]
+    if probe:  # The per-layer columns are many and change with the variant: a file of their own.
+        probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape.csv")
+        probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape_layers.csv", probe.layer_columns())
+    with atomic_path(paths.MODEL) as temp:
         model.save(temp)
-    write_json(args.log_dir / "run.json",
-               {"bn": bn, "seed": seed, "landscape": probe_landscape, "precision": precision,
-                **timings, "environment": environment()})
-    print(f"train: saved {args.model} after {timings['total_seconds']:.1f}s")
+    write_json(paths.RUN_RECORD, record)
+    print(f"train: saved {paths.MODEL} after {record['total_seconds']:.1f}s")
 
 
 if __name__ == "__main__":

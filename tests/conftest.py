@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import yaml
@@ -21,6 +22,33 @@ from stages.lib.cifar import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_FILE = 40  # 200 training and 40 test images: enough to train for a step in seconds.
+# The suite runs under TensorFlow; tests/test_backends.py reruns the backend-neutral files under JAX.
+BACKEND = keras.backend.backend()
+tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow-specific")
+
+
+def output_and_input_gradient(function, inputs: np.ndarray, loss_weights: np.ndarray):
+    """function(inputs) and the gradient of sum(function(inputs) * loss_weights) with respect to
+    `inputs`, as NumPy arrays, with the current backend's own differentiation."""
+    if BACKEND == "jax":
+        import jax
+
+        outputs, pullback = jax.vjp(function, inputs)
+        return np.asarray(outputs), np.asarray(pullback(loss_weights)[0])
+    if BACKEND == "torch":
+        import torch
+
+        tensor = torch.tensor(inputs, requires_grad=True)
+        outputs = function(tensor)
+        outputs.backward(torch.tensor(loss_weights))
+        return outputs.detach().numpy(), tensor.grad.numpy()
+    import tensorflow as tf
+
+    tensor = tf.constant(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        outputs = function(tensor)
+    return outputs.numpy(), tape.gradient(outputs, tensor, output_gradients=tf.constant(loss_weights)).numpy()
 
 
 def records(labels: np.ndarray, images: np.ndarray) -> bytes:
@@ -98,7 +126,10 @@ def project(tmp_path, tiny_archive) -> Project:
                              capture_output=True, check=True).stdout.split()
     for name in tracked:
         source = ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "data/", "models/")):
+        # Outputs and lock files stay behind (their folders' .gitignore files come along): the
+        # copy is a fresh clone of a project that has not run yet.
+        outputs = name.startswith(("reports/", "data/", "models/")) and not name.endswith(".gitignore")
+        if source.is_file() and not outputs and not name.endswith("dvc.lock"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     project = Project(root)

@@ -25,6 +25,7 @@ from conftest import RECORDS_PER_FILE, build_archive, easy_split, records
 from stages.lib.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER,
                               TRAIN_MEMBERS, ArchiveError, Split, load_split, pixel_statistics,
                               read_archive, save_split)
+from stages.lib.errors import InputFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 META = ("\n".join(CLASS_NAMES) + "\n").encode()
@@ -218,14 +219,17 @@ def test_load_refuses_pickled_objects(tmp_path):
     objects = np.empty(2, dtype=object)
     objects[:] = [{"a": 1}, "b"]
     np.savez(path, images=objects, labels=np.zeros(2, np.int64))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(InputFileError) as caught:
         load_split(path)
+    assert str(caught.value) == (f"{path}: is not an .npz file of plain arrays (random bytes, or "
+                                 "pickled objects); rebuild it with `dvc repro normalize`")
 
 
 def test_load_checks_the_shape(tmp_path):
     path = tmp_path / "wrong.npz"
     np.savez(path, images=np.zeros((2, 32, 32), np.uint8), labels=np.zeros(2, np.int64))
-    with pytest.raises(ValueError, match=r"images must be uint8 of shape \(N, 32, 32, 3\)"):
+    with pytest.raises(InputFileError, match=r"images are uint8 \(2, 32, 32\); expected uint8 "
+                                             r"\(N, 32, 32, 3\); rebuild it with `dvc repro "):
         load_split(path)
 
 

@@ -10,10 +10,12 @@ import collections
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from stages.lib.download import CHUNK_BYTES, FetchError, fetch
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * (CHUNK_BYTES // 256) + b"tail"  # Spans two read chunks.
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+SLOW_PAYLOAD = PAYLOAD * 3  # /slow sends two read chunks of it, then waits for `release`.
 WRONG_MD5 = "0" * 32
 
 
@@ -49,7 +52,7 @@ def closed_port() -> int:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Answers by path: /ok, /no-length, /truncated, /missing, /broken, /stall, /garbage."""
+    """Answers by path: /ok, /no-length, /truncated, /missing, /broken, /stall, /slow, /garbage."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.server.hits[self.path] += 1
@@ -63,6 +66,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, PAYLOAD[:1000], length=len(PAYLOAD))
             self.wfile.flush()
             self.server.release.wait(10)  # Never sends the rest until the test is over.
+        elif self.path == "/slow":
+            self._send(200, SLOW_PAYLOAD[:2 * CHUNK_BYTES], length=len(SLOW_PAYLOAD))
+            self.wfile.flush()
+            self.server.release.wait(30)  # The rest only once the test releases it.
+            try:
+                self.wfile.write(SLOW_PAYLOAD[2 * CHUNK_BYTES:])
+            except (BrokenPipeError, ConnectionResetError):  # The client was killed meanwhile.
+                pass
         elif self.path == "/garbage":
             self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
         elif self.path == "/broken":
@@ -254,9 +265,16 @@ def test_missing_local_file(tmp_path, destination, sleeps):
     """A missing local file is named, with a hint, and never retried."""
     missing = tmp_path / "nowhere" / "cifar-10-binary.tar.gz"
     message = fail(str(missing), PAYLOAD_MD5, destination, retries=3)
-    assert message == (f"local file not found: {missing}. Check data.url in params.yaml "
-                       "(a path is relative to the project root)")
+    assert message == f"local file not found: {missing} (data.url in params.yaml); check the path"
     assert sleeps == []
+
+
+def test_missing_relative_local_file_explains_queued_experiments(destination, sleeps):
+    message = fail("../no-such-folder/cifar-10-binary.tar.gz", PAYLOAD_MD5, destination)
+    assert message == ("local file not found: ../no-such-folder/cifar-10-binary.tar.gz (data.url in "
+                       "params.yaml); a relative path is read from the folder the stage runs in, "
+                       "and a queued experiment (`dvc exp run --queue`) runs in a copy under "
+                       ".dvc/tmp/exps: use an absolute path")
 
 
 def test_unsupported_scheme(destination):
@@ -301,3 +319,74 @@ def test_stage_publishes_a_verified_archive(tmp_path, tiny_archive):
     assert result.returncode == 0, result.stderr
     assert md5_of(workdir / "data" / "raw" / "cifar-10-binary.tar.gz") == md5
     assert f"verified (md5 {md5})" in result.stdout
+
+
+def test_data_url_may_not_be_the_fetch_output(tmp_path):
+    """Pointing data.url at the file fetch writes is refused by name, and the file is kept."""
+    destination = tmp_path / "data" / "raw" / "cifar-10-binary.tar.gz"
+    destination.parent.mkdir(parents=True)
+    destination.write_bytes(PAYLOAD)
+    (tmp_path / "link.tar.gz").symlink_to(destination)
+    roundabout = tmp_path / "data" / "raw" / ".." / "raw" / "cifar-10-binary.tar.gz"
+    for url in (str(destination), destination.as_uri(), str(roundabout), str(tmp_path / "link.tar.gz")):
+        with pytest.raises(FetchError) as caught:
+            fetch(url, PAYLOAD_MD5, destination)
+        assert str(caught.value) == (
+            f"data.url = {url!r} is {destination}, the file this stage writes, so it cannot also "
+            f"be its source; move your copy out of {destination.parent}/ (e.g. to "
+            "../cifar-10-binary.tar.gz) and point data.url there")
+        assert destination.read_bytes() == PAYLOAD
+    assert sorted(os.listdir(destination.parent)) == [destination.name]
+
+
+# --- killed mid-download: the stage in a git checkout of the project -----------------------------
+
+def start_slow_fetch(project, server) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m stages.fetch` on /slow and wait until it has written to its temp file."""
+    project.set_params(data={"url": server.url("/slow"), "md5": hashlib.md5(SLOW_PAYLOAD).hexdigest(),
+                             "retries": 0})
+    project.commit("fetch from the slow server")
+    process = subprocess.Popen([sys.executable, "-m", "stages.fetch"], cwd=project.root,
+                               env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    raw = project.root / "data" / "raw"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        temps = list(raw.glob(".cifar-10-binary.tar.*.partial.gz")) if raw.is_dir() else []
+        if temps and temps[0].stat().st_size >= CHUNK_BYTES:
+            return process, temps[0]
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("fetch never started writing")
+
+
+def test_sigkill_mid_download_leaves_no_trace(project, server):
+    """A fetch killed with SIGKILL mid-write leaves a temp file that git does not see; the next
+    run removes it and publishes the archive, and `git status` shows nothing new at any point."""
+    process, temp = start_slow_fetch(project, server)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert temp.is_file() and temp.stat().st_size >= CHUNK_BYTES  # Killed mid-write, as intended.
+    assert project.run("git", "status", "--porcelain").stdout == ""
+
+    server.httpd.release.set()
+    result = project.run(sys.executable, "-m", "stages.fetch")
+    raw = project.root / "data" / "raw"
+    assert sorted(os.listdir(raw)) == [".gitignore", "cifar-10-binary.tar.gz"], result.stderr
+    assert (raw / "cifar-10-binary.tar.gz").read_bytes() == SLOW_PAYLOAD
+    assert project.run("git", "status", "--porcelain").stdout == ""
+
+
+def test_ctrl_c_mid_download_is_one_line_and_leaves_nothing(project, server):
+    """SIGINT (Ctrl-C) mid-download: exit 130, one line and no traceback, no temp file left."""
+    process, temp = start_slow_fetch(project, server)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.splitlines()[-1] == ("fetch: interrupted (Ctrl-C); outputs are only replaced "
+                                       "once complete, so run it again to finish")
+    assert "Traceback" not in stderr
+    assert not temp.exists()
+    assert sorted(os.listdir(project.root / "data" / "raw")) == [".gitignore"]
+    assert project.run("git", "status", "--porcelain").stdout == ""

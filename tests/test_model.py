@@ -5,13 +5,14 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from stages.lib.model import batch_norm_layers, build_model, non_trainable_count
-from stages.lib.params import load_params
+from conftest import tensorflow_only
+from stages.lib.model import (batch_norm_layers, build_model, channel_moments, data_dependent_init,
+                               non_trainable_count)
+from stages.lib.params import read_params
 
 STATISTICS = {"mode": "global", "mean": [120.7], "std": [64.2]}
-MODEL = load_params().model  # The committed defaults: the reference experiment's network.
+MODEL = read_params().model  # The committed defaults: the reference experiment's network.
 
 
 def kinds(model) -> list[str]:
@@ -20,9 +21,10 @@ def kinds(model) -> list[str]:
 
 # ELU is monotonic, so "before" and "none" pool first (see model.py); the maths is the reference's.
 @pytest.mark.parametrize("bn, block", [
-    ("before", ["Conv2D", "FusedBatchNormalization", "MaxPooling2D", "Activation"]),
-    ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "MaxPooling2D"]),
-    ("none", ["Conv2D", "MaxPooling2D", "Activation"]),
+    ("before", ["Conv2D", "FusedBatchNormalization", "PairwiseMaxPooling2D", "Activation"]),
+    ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "PairwiseMaxPooling2D"]),
+    ("none", ["Conv2D", "PairwiseMaxPooling2D", "Activation"]),
+    ("rescaled", ["Conv2D", "PairwiseMaxPooling2D", "Activation"]),
 ])
 def test_layer_order(bn, block):
     model = build_model(MODEL, bn, STATISTICS)
@@ -30,15 +32,15 @@ def test_layer_order(bn, block):
     assert kinds(model) == ["Normalization", *block * 3, *head]
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [16, 32, 64]
-    # The bias is redundant in front of BN, so only the control keeps it.
-    assert [c.use_bias for c in convs] == [bn == "none"] * 3
+    # The bias is redundant in front of BN, so only the nets without BN keep it.
+    assert [c.use_bias for c in convs] == [bn in ("none", "rescaled")] * 3
     activations = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
     assert [a.activation.__name__ for a in activations] == ["elu"] * 3
 
 
 def test_a_non_monotonic_activation_is_applied_before_pooling():
     model = build_model(dataclasses.replace(MODEL, activation="gelu"), "before", STATISTICS)
-    assert kinds(model)[1:5] == ["Conv2D", "FusedBatchNormalization", "Activation", "MaxPooling2D"]
+    assert kinds(model)[1:5] == ["Conv2D", "FusedBatchNormalization", "Activation", "PairwiseMaxPooling2D"]
 
 
 def reference_order(model) -> list:
@@ -51,8 +53,11 @@ def reference_order(model) -> list:
     return layers
 
 
+@tensorflow_only
 @pytest.mark.parametrize("bn", ["before", "none"])
 def test_pooling_first_computes_exactly_what_the_reference_order_does(bn):
+    import tensorflow as tf
+
     model = build_model(MODEL, bn, STATISTICS)
     pixels = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)), "uint8")
 
@@ -82,11 +87,47 @@ def test_reference_parameter_counts(bn):
         assert layer.count_params() == 4 * filters
 
 
-def test_control_has_no_batch_norm_but_conv_biases():
-    model = build_model(MODEL, "none", STATISTICS)
+@pytest.mark.parametrize("bn", ["none", "rescaled"])
+def test_control_has_no_batch_norm_but_conv_biases(bn):
+    model = build_model(MODEL, bn, STATISTICS)
     assert batch_norm_layers(model) == []
     assert model.count_params() == 553_850 - 448 + (16 + 32 + 64)
     assert non_trainable_count(model) == 0
+
+
+def conv_outputs(model, pixels) -> dict:
+    """Each convolution's output on `pixels`, running the layers in order as the model does."""
+    outputs, found = pixels, {}
+    for layer in model.layers:
+        outputs = layer(outputs, training=False)
+        if isinstance(layer, keras.layers.Conv2D):
+            found[layer.name] = outputs
+    return found
+
+
+def test_data_dependent_init_standardizes_every_channel_on_its_batch():
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3)).astype("uint8")
+    keras.utils.set_random_seed(1)
+    model = build_model(MODEL, "rescaled", STATISTICS)
+    untouched = [w.numpy() for w in model.weights]
+    statistics = data_dependent_init(model, pixels)
+    assert list(statistics) == ["conv1", "conv2", "conv3"]
+    for name, outputs in conv_outputs(model, pixels).items():
+        moments = channel_moments(outputs)
+        np.testing.assert_allclose(moments["mean"], 0.0, atol=1e-5)
+        np.testing.assert_allclose(moments["std"], 1.0, rtol=1e-5)
+        # The returned record says the same, and the Glorot init was far from it before.
+        assert statistics[name]["largest_abs_mean_after"] < 1e-5
+        assert statistics[name]["std_min_after"] == pytest.approx(1.0, rel=1e-5)
+        assert statistics[name]["std_max_after"] == pytest.approx(1.0, rel=1e-5)
+        assert abs(statistics[name]["std_max_before"] - 1.0) > 0.05
+    # Only the convolutions change: the dense head keeps its initial weights.
+    for weight, before in zip(model.weights, untouched):
+        changed = not np.array_equal(weight.numpy(), before)
+        assert changed == weight.path.split("/")[-2].startswith("conv"), weight.path
+    # Another batch is not standardized exactly: the init depends on the batch it saw.
+    other = np.random.default_rng(1).integers(0, 256, (32, 32, 32, 3)).astype("uint8")
+    assert abs(channel_moments(conv_outputs(model, other)["conv3"])["mean"]).max() > 1e-3
 
 
 def test_model_takes_raw_pixels_and_normalizes_them():
@@ -105,7 +146,7 @@ def test_per_channel_statistics():
 
 
 def test_unknown_bn_placement_is_a_clear_error():
-    with pytest.raises(ValueError, match="bn = 'middle' is not allowed; expected one of: before, after, none"):
+    with pytest.raises(ValueError, match="bn = 'middle' is not allowed; expected one of: before, after, none, rescaled"):
         build_model(MODEL, "middle", STATISTICS)
 
 

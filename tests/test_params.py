@@ -5,13 +5,16 @@ exact line naming the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.lib.params import ParamsError, load_params, parse_params
+from stages.lib.params import (ParamsError, UndeclaredParamError, load_params, parse_params, read_params,
+                               train_with_overrides)
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 COMMITTED = yaml.safe_load(PARAMS_FILE.read_text())
@@ -42,7 +45,7 @@ def error_for(raw: object) -> str:
 
 def test_committed_params_load():
     """params.yaml as committed is valid, and values arrive with the declared types."""
-    params = load_params(PARAMS_FILE)
+    params = read_params(PARAMS_FILE)
     assert params.bn in ("before", "after", "none")
     assert params.data.md5 == COMMITTED["data"]["md5"]
     assert params.normalize.records_per_file == 10_000
@@ -51,6 +54,23 @@ def test_committed_params_load():
     assert type(params.data.timeout_seconds) is float
     assert type(params.train.deterministic) is bool
     assert params.study.variants == COMMITTED["study"]["variants"]
+
+
+def test_the_default_precision_is_float32_on_every_machine():
+    assert read_params(PARAMS_FILE).train.precision == "float32"
+    with pytest.raises(ParamsError, match="train.precision = 'auto' is not allowed"):
+        parse_params({**copy.deepcopy(COMMITTED), "train": {**COMMITTED["train"], "precision": "auto"}})
+
+
+def test_a_stage_sees_only_the_params_it_declares():
+    params = load_params(["seed", "landscape.every_steps"], PARAMS_FILE)
+    assert params.seed == COMMITTED["seed"]
+    assert params.landscape.every_steps == COMMITTED["landscape"]["every_steps"]
+    with pytest.raises(UndeclaredParamError, match="reads params 'landscape.enabled' but declares "
+                                                   "only landscape.every_steps, seed"):
+        params.landscape.enabled
+    with pytest.raises(UndeclaredParamError, match="reads params 'train'"):
+        params.train
 
 
 def test_integers_are_accepted_where_a_number_is_expected():
@@ -75,8 +95,12 @@ MISTAKES = {
                      "train.deterministic = 1 is not allowed; expected true or false"),
     "int for string": ("data.url", 42, "data.url = 42 is not allowed; expected a string"),
     "unknown precision": ("train.precision", "float16",
-                          "train.precision = 'float16' is not allowed; expected one of: auto, float32, "
+                          "train.precision = 'float16' is not allowed; expected one of: float32, "
                           "mixed_bfloat16"),
+    "unknown device": ("train.device", "tpu",
+                       "train.device = 'tpu' is not allowed; expected one of: auto, gpu, cpu"),
+    "zero steps per execution": ("train.steps_per_execution", 0,
+                                 "train.steps_per_execution = 0 is not allowed; expected a number >= 1"),
     "below min": ("train.epochs", 0, "train.epochs = 0 is not allowed; expected a number >= 1"),
     "negative seed": ("seed", -1, "seed = -1 is not allowed; expected a number >= 0"),
     "above max": ("data.retries", 11, "data.retries = 11 is not allowed; expected a number <= 10"),
@@ -85,9 +109,9 @@ MISTAKES = {
     "seed above 2**31-1": ("seed", 2**31,
                            "seed = 2147483648 is not allowed; expected a number <= 2147483647"),
     "bn not a choice": ("bn", "middle",
-                        "bn = 'middle' is not allowed; expected one of: before, after, none"),
+                        "bn = 'middle' is not allowed; expected one of: before, after, none, rescaled"),
     "bn is case sensitive": ("bn", "Before",
-                             "bn = 'Before' is not allowed; expected one of: before, after, none"),
+                             "bn = 'Before' is not allowed; expected one of: before, after, none, rescaled"),
     "mode not a choice": ("normalize.mode", "local",
                           "normalize.mode = 'local' is not allowed; expected one of: global, "
                           "per_channel"),
@@ -102,10 +126,11 @@ MISTAKES = {
     "empty url": ("data.url", "  ", "data.url = '  ' is not allowed; expected a non-empty string"),
     "unknown top-level key": ("sead", 0,
                               "unknown key sead; allowed keys in the top level: seed, bn, data, "
-                              "normalize, model, train, landscape, study"),
+                              "normalize, model, train, landscape, study, sweep"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
-                           "optimizer, learning_rate, deterministic, precision"),
+                           "optimizer, learning_rate, deterministic, precision, device, tf32, "
+                           "jit_compile, steps_per_execution"),
     "missing top-level key": ("bn", DELETE, "missing key bn"),
     "missing nested key": ("model.kernel_size", DELETE, "missing key model.kernel_size"),
     "missing section": ("landscape", DELETE, "missing key landscape"),
@@ -128,7 +153,7 @@ MISTAKES = {
                                ">= 1e-06"),
     "list item not a choice": ("study.variants", ["before", "middle"],
                                "study.variants[1] = 'middle' is not allowed; expected one of: "
-                               "before, after, none"),
+                               "before, after, none, rescaled"),
     "list of lists": ("study.seeds", [[0], [1]],
                       "study.seeds[0] = [0] is not allowed; expected an integer"),
     "nan learning rate": ("train.learning_rate", math.nan,
@@ -161,7 +186,7 @@ def test_top_level_must_be_a_mapping(document):
 def test_missing_file(tmp_path):
     path = tmp_path / "params.yaml"
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        read_params(path)
     assert str(caught.value) == (f"{path}: file not found; run from the project root, "
                                  "where params.yaml lives")
 
@@ -178,5 +203,133 @@ def test_file_errors_name_the_file(tmp_path, content, expected):
     path = tmp_path / "params.yaml"
     path.write_text(content)
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        read_params(path)
     assert str(caught.value) == f"{path}: {expected}"
+
+
+# --- read exactly as DVC reads it, with bounds on what sizes memory and time ---------------------
+
+def write_params(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def committed_text_with(old: str, new: str) -> str:
+    text = PARAMS_FILE.read_text()
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def test_values_are_what_dvc_reads(tmp_path):
+    """DVC's own params parser and ours agree on YAML 1.2 spellings PyYAML (1.1) reads otherwise."""
+    from dvc.utils.serialize import parse_yaml
+
+    from stages.lib.params import read_yaml
+
+    text = committed_text_with("learning_rate: 0.001", "learning_rate: 1e-3")
+    text = text.replace("epochs: 10", "epochs: 1.0").replace("every_steps: 50", "every_steps: 5e1")
+    path = write_params(tmp_path, text)
+    assert read_yaml(path) == parse_yaml(text, str(path))
+    params = read_params(path)
+    assert params.train.learning_rate == 0.001
+    assert params.train.epochs == 1 and type(params.train.epochs) is int
+    assert params.landscape.every_steps == 50 and type(params.landscape.every_steps) is int
+
+
+def test_duplicate_key_is_refused_as_dvc_refuses_it(tmp_path):
+    path = write_params(tmp_path, committed_text_with("seed: 0\n", "seed: 0\nseed: 1\n"))
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value) == (f"{path}: not valid YAML at line 3, column 1 (found duplicate "
+                                 'key "seed" with value "1" (original value: "0"))')
+
+
+BOUNDS = {
+    "epochs": ("train.epochs", 100_000_000, "a number <= 1000"),
+    "batch size": ("train.batch_size", 50_001, "a number <= 4096"),
+    "dense units": ("model.dense_units", 1_000_000, "a number <= 8192"),
+    "filters": ("model.filters", [16, 4096], None),
+    "number of blocks": ("model.filters", [16] * 6, "a list of at most 5 entries"),
+    "probe interval": ("landscape.every_steps", 10**9, "a number <= 100000"),
+    "probe sizes": ("landscape.step_sizes", [1.0] * 17, "a list of at most 16 entries"),
+    "study seeds": ("study.seeds", list(range(101)), "a list of at most 100 entries"),
+    "timeout": ("data.timeout_seconds", 1e9, "a number <= 3600"),
+}
+
+
+@pytest.mark.parametrize("key, value, allowed", BOUNDS.values(), ids=BOUNDS.keys())
+def test_sizes_of_memory_and_time_are_bounded(key, value, allowed):
+    message = error_for(mutated(key, value))
+    if allowed is None:  # A list item out of range is named by its index.
+        assert message == f"params.yaml: {key}[1] = 4096 is not allowed; expected a number <= 1024"
+    else:
+        assert message.startswith(f"params.yaml: {key} = ") and message.endswith(f"; expected {allowed}")
+        assert len(message) < 300
+
+
+def test_whole_floats_only_stand_in_for_integers():
+    assert error_for(mutated("train.epochs", 1.5)) == (
+        "params.yaml: train.epochs = 1.5 is not allowed; expected an integer")
+    assert error_for(mutated("train.epochs", math.inf)) == (
+        "params.yaml: train.epochs = inf is not allowed; expected an integer")
+
+
+def test_a_huge_value_is_quoted_short(tmp_path):
+    path = write_params(tmp_path, committed_text_with("bn: before", "bn: " + "x" * 100_000))
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value).startswith(f"{path}: bn = 'xxx") and len(str(caught.value)) < 400
+
+
+def test_alias_bomb_is_quoted_in_bounded_time(tmp_path):
+    """YAML aliases share one object, but repr() would expand them: 92 entries of 9**9 leaves each.
+    The 101-entry list is refused (at most 100), and quoting it takes no time and little space."""
+    chain = ["&a0 [x, x, x, x, x, x, x, x, x]"]
+    chain += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    seeds = "[" + ", ".join(chain + ["*a9"] * 91) + "]"
+    path = write_params(tmp_path, committed_text_with("seeds: [0, 1, 2, 3, 4]", f"seeds: {seeds}"))
+    start = time.perf_counter()
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert time.perf_counter() - start < 2
+    message = str(caught.value)
+    assert message.startswith(f"{path}: study.seeds = [['x', 'x', ")
+    assert message.endswith("is not allowed; expected a list of at most 100 entries")
+    assert len(message) < 500
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"seed: \xff\xfe\n", "not UTF-8 text; params.yaml must be a YAML text file"),
+    (b"seed: " + b"9" * 5000 + b"\n", "not a usable YAML document (Exceeds the limit (4300 digits) "),
+])
+def test_unreadable_documents_are_one_line(tmp_path, content, problem):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value).startswith(f"{path}: {problem}")
+
+
+def test_oversized_file_is_refused_unread(tmp_path):
+    path = write_params(tmp_path, "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ParamsError) as caught:
+        read_params(path)
+    assert str(caught.value) == (f"{path}: 1,048,579 bytes is too large for a params file "
+                                 "(at most 1,048,576)")
+
+
+def test_a_study_needs_two_seeds():
+    """compare's Welch test needs two seeds per variant: refused up front, not in a traceback."""
+    assert error_for(mutated("study.seeds", [0])) == (
+        "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries")
+
+
+def test_command_line_overrides_are_checked_like_params():
+    """The sweep's cells take optimizer and learning rate from the command line, same rules."""
+    train = read_params(PARAMS_FILE).train
+    assert train_with_overrides(train, {"optimizer": "sgd", "learning_rate": 0.3}) == \
+        dataclasses.replace(train, optimizer="sgd", learning_rate=0.3)
+    with pytest.raises(ParamsError, match=r"^the command line: train.learning_rate = 20.0 is not "
+                                          r"allowed; expected a number <= 10$"):
+        train_with_overrides(train, {"learning_rate": 20.0})

@@ -1,6 +1,7 @@
 """The real DVC workflow, end to end, on a tiny synthetic archive in a throwaway git repository."""
 
 import json
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -14,6 +15,18 @@ pytestmark = pytest.mark.dvc
 def stages_run(output: str) -> list[str]:
     """Names of the stages that `dvc repro` / `dvc exp run` actually executed."""
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def metric_names(project) -> dict[str, list[str]]:
+    """`dvc metrics show`'s columns, per file."""
+    def flatten(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f"{prefix}{key}.")
+            elif not isinstance(value, list):
+                yield prefix + key
+    shown = json.loads(project.dvc("metrics", "show", "--json").stdout)
+    return {path: sorted(flatten(entry["data"])) for path, entry in shown[""]["data"].items()}
 
 
 def test_full_repro_and_bn_experiment(project):
@@ -38,19 +51,38 @@ def test_full_repro_and_bn_experiment(project):
     report = (root / "reports/report.md").read_text()
     for split in ("train", "test"):
         assert f"| {split} | {metrics[split]['loss']:.4f} | {metrics[split]['accuracy']:.4f} |" in report
+    # The main run's own metrics only, each name with one meaning; the run's numerics are columns.
+    names = metric_names(project)
+    assert set(names) == {"reports/metrics.json", "reports/train/metrics.json"}
+    assert names["reports/train/metrics.json"] == [
+        "epoch_seconds", "fit.accuracy", "fit.loss", "numerics.backend", "numerics.device",
+        "numerics.onednn", "numerics.precision", "numerics.tf32", "seconds", "step", "val.accuracy",
+        "val.loss"]
+    assert len(names["reports/metrics.json"]) == 14  # train/test loss and accuracy, 10 classes.
+    run = json.loads((root / "reports/train/run.json").read_text())
+    assert run["train"]["device"] == "auto" and run["device_fallback"].startswith(
+        "train.device = auto fell back to the CPU: tensorflow registers no GPU")
+    assert run["train"]["precision"] == "float32" and (run["steps_per_execution"], run["xla"]) == (1, False)
+    environment = run["environment"]
+    assert environment["backend"] == "tensorflow" and environment["tensorflow"]
+    assert environment["device"].startswith("CPU: ") and environment["tf32"] == "not applicable"
     assert stages_run(project.dvc("repro").stdout) == []  # Everything is cached: nothing re-runs.
     project.commit("baseline results")
 
     experiment = project.dvc("exp", "run", "-S", "bn=after")
     assert stages_run(experiment.stdout) == ["train", "evaluate", "report"]
-    after = json.loads((root / "reports/metrics.json").read_text())
-    assert after != metrics  # Another model, other numbers.
-    report = (root / "reports/report.md").read_text()
-    assert "bn=after" in report and "| bn1 | 64 | 64 | ok |" in report
+    assert "bn=after" in (root / "reports/report.md").read_text()
+    # The README's comparison: experiment, bn, seed, precision, test accuracy and loss in 80 columns.
+    lines = project.run(sys.executable, "tools/runs.py").stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split() == ["experiment", "bn", "seed", "precision", "test", "acc", "test", "loss"]
+    after = json.loads((root / "reports/metrics.json").read_text())["test"]
+    rows = [line.split() for line in lines[1:]]
+    assert ["after", "0", "float32", f"{after['accuracy']:.4f}", f"{after['loss']:.4f}"] in [
+        row[-5:] for row in rows if row[0] != "workspace"]  # The experiment's own row.
 
-    diff = project.dvc("metrics", "diff", "--json").stdout
-    assert "reports/metrics.json" in json.loads(diff)
-    shown = project.dvc("exp", "show", "--no-pager", "--csv").stdout
-    assert "bn" in shown.splitlines()[0] and "test.accuracy" in shown.splitlines()[0]
+    diff = json.loads(project.dvc("metrics", "diff", "--json").stdout)
+    assert "reports/metrics.json" in diff
     plots = project.dvc("plots", "diff", "HEAD", "-o", str(root / "plots_html"))
-    assert (root / "plots_html/index.html").is_file(), plots.stdout
+    assert (root / "plots_html/index.html").is_file()
+    assert "WARNING" not in plots.stdout + plots.stderr and "ERROR" not in plots.stderr

@@ -1,14 +1,14 @@
-"""`train` and `evaluate` end to end, on tiny data built so that a wiring mistake changes a number.
+"""`train`, `evaluate` and the study's `cell` end to end, on tiny data built so that a wiring
+mistake changes a number.
 
 The test split is a copy of 40 training images whose labels are mostly wrong on purpose: every
 4th keeps its class, the others are shifted by 5. A model trained on the training split therefore
 scores about 1.0 on train and about 0.25 on test; one trained on the test split, validated or
-scored on the wrong split, shows a different number. Command-line overrides (--bn, --seed,
---landscape) must give bit for bit the run that the same values in params.yaml give.
+scored on the wrong split, shows a different number. A cell's command-line settings (--bn, --seed,
+--optimizer, --learning-rate) must give bit for bit the run that the same values in params.yaml give.
 """
 
 import contextlib
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, easy_split
+from stages import cell as cell_stage
 from stages import evaluate as evaluate_stage
 from stages import normalize as normalize_stage
 from stages import train as train_stage
@@ -33,7 +34,7 @@ SETTINGS = {
               "dropout_rate": 0.1, "bn_momentum": 0.8, "bn_epsilon": 0.01},
     "train": {"epochs": 3, "batch_size": 25, "optimizer": "adam", "learning_rate": 0.003,
               "deterministic": True, "precision": "float32"},
-    "landscape": {"enabled": False, "every_steps": 4},
+    "landscape": {"enabled": False, "every_steps": 8, "step_sizes": [2.0]},  # One cheap probe per run.
 }
 STEPS = 3 * 8  # 3 epochs of 200 training images in batches of 25.
 
@@ -70,30 +71,46 @@ def base(tmp_path_factory) -> Path:
     write_archive(folder / paths.ARCHIVE, parts, test)
     write_params(folder)
     with contextlib.chdir(folder):
-        normalize_stage.main()
+        normalize_stage.main([])
         train_stage.main([])
         evaluate_stage.main([])
     return folder
 
 
-def trained_copy(base: Path, name: str, argv: list[str], **params) -> Path:
-    """`train` alone in a folder with base's prepared data and its own params.yaml."""
+# The cells' and the comparison run's settings: one epoch of plain SGD.
+OVERRIDDEN = {"bn": "after", "seed": 1, "optimizer": "sgd", "learning_rate": 0.0123}
+COMPARISON_TRAIN = {"epochs": 1, "optimizer": "sgd", "learning_rate": 0.0123}
+
+
+def copy_with_data(base: Path, name: str, **params) -> Path:
+    """A folder with base's prepared data and its own params.yaml (one epoch)."""
     folder = base.parent / name
     shutil.copytree(base / "data", folder / "data")
-    write_params(folder, train={"optimizer": "sgd", "learning_rate": 0.0123, "epochs": 1}, **params)
-    with contextlib.chdir(folder):
-        train_stage.main(argv)
+    write_params(folder, **{"train": {"epochs": 1}, **params})
     return folder
 
 
+def run_cell(folder: Path, *argv: str) -> dict:
+    record = folder / "cell.json"
+    with contextlib.chdir(folder):
+        cell_stage.main([*argv, "--record", str(record)])
+    return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="module")
-def overridden(base) -> dict[str, Path]:
-    return {
-        # bn=before, seed 0 and no probes in params.yaml; after, 1 and probes from the command line.
-        "override": trained_copy(base, "override", ["--bn", "after", "--seed", "1", "--landscape", "on"]),
-        "params": trained_copy(base, "params", [], bn="after", seed=1, landscape={"enabled": True}),
-        "seed_0": trained_copy(base, "seed_0", ["--bn", "after", "--landscape", "on"]),
-    }
+def overridden(base) -> dict:
+    """Cells whose settings come from the command line, over params.yaml's bn=before, seed 0 and
+    Adam at 0.003; and `train` + `evaluate` with the same settings written in params.yaml."""
+    by_params = copy_with_data(base, "params", bn="after", seed=1, train=COMPARISON_TRAIN,
+                               landscape={"enabled": True})
+    with contextlib.chdir(by_params):
+        train_stage.main([])
+        evaluate_stage.main([])
+    cells = copy_with_data(base, "cells")
+    sgd = ["--optimizer", "sgd", "--learning-rate", "0.0123"]
+    return {"params": by_params,
+            "cell": run_cell(cells, "--bn", "after", "--seed", "1", *sgd),
+            "seed_0": run_cell(cells, "--bn", "after", "--seed", "0", *sgd)}
 
 
 def saved_model(folder: Path) -> keras.Model:
@@ -102,9 +119,8 @@ def saved_model(folder: Path) -> keras.Model:
 
 
 def logged(folder: Path, name: str) -> list[float]:
-    """One per-epoch curve as DVCLive wrote it, e.g. logged(folder, "val/accuracy")."""
-    with (folder / paths.TRAIN_LOG / "plots" / "metrics" / f"{name}.tsv").open() as handle:
-        return [float(row[name.rsplit("/", 1)[-1]]) for row in csv.DictReader(handle, delimiter="\t")]
+    """One per-epoch curve as `train` recorded it, e.g. logged(folder, "val/accuracy")."""
+    return json.loads((folder / paths.RUN_RECORD).read_text())["history"][name]
 
 
 def scores(model: keras.Model, split: Split) -> tuple[np.ndarray, float, float]:
@@ -162,20 +178,22 @@ def test_training_settings_reach_the_optimizer(base, overridden):
     assert int(sgd.iterations) == 8
 
 
-def test_bn_seed_and_landscape_overrides_act_as_params_would(overridden):
-    override, by_params, seed_0 = (overridden[name] for name in ("override", "params", "seed_0"))
-    record = json.loads((override / paths.TRAIN_LOG / "run.json").read_text())
-    assert (record["bn"], record["seed"], record["landscape"]) == ("after", 1, True)
-    assert json.loads((seed_0 / paths.TRAIN_LOG / "run.json").read_text())["seed"] == 0
-    # The same weights bit for bit: the overrides reached the model, its initialization and the data order.
-    ours, theirs = saved_model(override), saved_model(by_params)
-    kinds = [type(layer).__name__ for layer in ours.layers]
-    assert kinds[1:5] == ["Conv2D", "Activation", "FusedBatchNormalization", "MaxPooling2D"]  # bn=after.
-    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert logged(override, "val/loss") == logged(by_params, "val/loss")
-    assert (override / paths.TRAIN_LOG / "landscape.csv").read_text() == \
-        (by_params / paths.TRAIN_LOG / "landscape.csv").read_text()
-    # Another seed, all else equal: other weights.
-    other = saved_model(seed_0).get_weights()
-    assert not all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), other))
+def test_cell_settings_act_as_the_same_params_would(overridden):
+    cell, seed_0 = overridden["cell"], overridden["seed_0"]
+    by_params = json.loads((overridden["params"] / paths.RUN_RECORD).read_text())
+    recorded = {"bn": cell["bn"], "seed": cell["seed"], "optimizer": cell["train"]["optimizer"],
+                "learning_rate": cell["train"]["learning_rate"]}
+    assert recorded == OVERRIDDEN
+    kinds = [type(layer).__name__ for layer in saved_model(overridden["params"]).layers]
+    assert kinds[1:5] == ["Conv2D", "Activation", "FusedBatchNormalization", "PairwiseMaxPooling2D"]  # after.
+
+    # Bit for bit the same run: the settings reached the model, its initialization, the data order
+    # and the optimizer; and the cell scores its model as `evaluate` does.
+    def curves(record):
+        return {name: values for name, values in record["history"].items() if name != "epoch_seconds"}
+
+    assert curves(cell) == curves(by_params)
+    assert cell["landscape"] == by_params["landscape"] and cell["landscape"]["probes"] == 1
+    assert cell["metrics"] == json.loads((overridden["params"] / paths.METRICS).read_text())
+    # Another seed, all else equal: another run.
+    assert curves(seed_0)["fit/loss"] != curves(cell)["fit/loss"]

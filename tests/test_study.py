@@ -9,7 +9,9 @@ import pytest
 from scipy import stats
 
 from test_pipeline import stages_run
-from stages.lib.study import describe, welch
+from stages.lib.study import (compare_all, describe, holm, minimum_detectable_difference, power,
+                              seeds_to_detect, welch)
+from stages.lib.study_report import Cell, figure_run, render_markdown, summarize
 
 
 def test_identical_samples_have_no_detectable_difference():
@@ -45,29 +47,130 @@ def test_interval_matches_a_hand_computation():
 
 
 def test_describe_and_too_few_seeds():
-    assert describe([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "min": 1.0, "max": 3.0, "n": 2}
+    # t(0.975, 1) = 12.706 (any t table): the 95% interval of the mean is 2 +- 12.706 * sqrt(2) / sqrt(2).
+    assert describe([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "min": 1.0, "max": 3.0,
+                                    "n": 2, "ci_low": pytest.approx(2 - 12.7062, abs=1e-4),
+                                    "ci_high": pytest.approx(2 + 12.7062, abs=1e-4)}
+    assert describe([0.5])["ci_low"] is None and describe([0.5, 0.5])["ci_high"] == 0.5
     with pytest.raises(ValueError, match="at least 2 seeds per variant; got 1 for a"):
         welch("a", [0.5], "b", [0.5, 0.6])
+
+
+def test_holm_matches_a_hand_computation():
+    # Sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> raised to 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # Capped at 1, and never below the previous one.
+    assert holm([0.2]) == [0.2] and holm([]) == []
+
+
+def test_a_difference_significant_only_before_correction_is_not_detectable():
+    noise = np.array([0.000, 0.005, 0.010, 0.008, 0.002])
+    samples = {"a": 0.755 + noise, "b": 0.75 + np.array([0.001, 0.004, 0.008, 0.006, 0.000]),
+               "c": 0.745 + noise}
+    a_b, a_c, b_c = compare_all(samples)
+    # a - b is the second smallest of three p-values: Holm doubles it (0.032 -> 0.064).
+    assert a_b.p_value < 0.05 < a_b.p_holm and a_b.ci_low > 0  # The 95% CI is not adjusted.
+    assert [a_b.p_holm, a_c.p_holm, b_c.p_holm] == holm([a_b.p_value, a_c.p_value, b_c.p_value])
+    assert a_b.p_holm == pytest.approx(2 * a_b.p_value)
+    assert not a_b.detectable and a_c.detectable and not b_c.detectable
+    assert a_b.verdict().startswith("a vs b: no detectable difference (")
+    assert "Holm-adjusted p = " in a_b.verdict()
+
+
+def test_power_matches_the_textbook_sample_size():
+    """Cohen (1988): d = 0.5 at alpha 0.05 two-sided and 80% power needs 64 per group; G*Power
+    gives the actual power at n = 64 as 0.8014596."""
+    assert power(0.5, math.sqrt(2 / 64), 126) == pytest.approx(0.8014596, abs=1e-6)
+    assert seeds_to_detect(0.5, 1.0, 1.0) == 64
+    assert minimum_detectable_difference(1.0, 63, 1.0, 63) > 0.5 > minimum_detectable_difference(1.0, 64, 1.0, 64)
+
+
+def test_minimum_detectable_difference_has_the_power_in_a_simulation():
+    """Equal spreads and sizes, where the t-test's power is exactly the noncentral t's."""
+    difference = minimum_detectable_difference(0.006, 5, 0.006, 5)
+    generator = np.random.default_rng(0)
+    first = generator.normal(difference, 0.006, size=(40_000, 5))
+    second = generator.normal(0.0, 0.006, size=(40_000, 5))
+    rejected = stats.ttest_ind(first, second, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.80, abs=0.01)
+
+
+def test_no_detectable_difference_says_what_could_have_been_detected():
+    before, after = [0.7514, 0.7661, 0.7550, 0.7570, 0.7580], [0.7565, 0.7648, 0.7620, 0.7630, 0.7636]
+    result = welch("before", before, "after", after)
+    spread = (np.std(before, ddof=1), np.std(after, ddof=1))
+    assert result.sizes == (5, 5) and not result.detectable
+    assert result.minimum_detectable == pytest.approx(minimum_detectable_difference(spread[0], 5, spread[1], 5))
+    assert result.seeds_to_detect_target == seeds_to_detect(0.003, *spread) > 5
+    verdict = result.verdict()
+    assert f"is {result.minimum_detectable * 100:.2f} points" in verdict
+    assert f"0.3 points would take {result.seeds_to_detect_target} seeds per variant" in verdict
+
+
+def fake_cell(variant: str, seed: int, accuracy: float, beta: float | None) -> Cell:
+    landscape = {"beta_median": 100.0 + seed, "loss_range_median": 0.02, "grad_change_max_median": 5.0,
+                 "update_beta_median": beta, "decrease_ratio_median": 0.9}
+    run = {"total_seconds": 60.0, "train": {"epochs": 10, "optimizer": "adam", "learning_rate": 0.001},
+           "environment": {"device": "CPU"}}
+    return Cell(variant, seed, {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8}},
+                {}, None, run, landscape)
+
+
+def test_report_corrects_p_values_and_puts_intervals_on_the_landscape_summaries():
+    cells = {"before": [fake_cell("before", s, a, b) for s, a, b in
+                        ((0, 0.760, 10.0), (1, 0.755, 12.0), (2, 0.765, 14.0))],
+             "none": [fake_cell("none", s, a, b) for s, a, b in
+                      ((0, 0.730, 11.0), (1, 0.732, None), (2, 0.728, 13.0))]}
+    measures = {"test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
+                "train_accuracy": ("train", "accuracy")}
+    summary, comparisons = summarize(cells, measures)
+    # The diverged seed (no finite median) leaves the landscape measure, not the accuracy table.
+    assert summary["none"]["update_beta_median"]["n"] == 2 and summary["none"]["test_accuracy"]["n"] == 3
+    beta = summary["before"]["update_beta_median"]  # 12 +- t(0.975, 2) * 2 / sqrt(3), t = 4.3027.
+    assert (beta["ci_low"], beta["ci_high"]) == pytest.approx((12 - 4.3027 * 2 / math.sqrt(3),
+                                                               12 + 4.3027 * 2 / math.sqrt(3)), abs=1e-3)
+    pair = summary["comparisons"]["before_vs_none"]
+    assert pair["p_holm"] == pair["p_value"] and pair["minimum_detectable"] > 0
+    markdown = render_markdown(summary, comparisons, cells, with_landscape=True)
+    assert "| pair | difference (points) | 95% CI | p-value | Holm p |" in markdown
+    assert f"| before | 12.00 [{beta['ci_low']:.2f}, {beta['ci_high']:.2f}] |" in markdown
+    assert "β along Δ" in markdown and "realized / predicted decrease" in markdown
+
+
+def test_a_cell_becomes_a_point_of_the_sweep_figures():
+    cell = fake_cell("rescaled", 3, 0.71, 9.0)
+    cell.run["train"].update(optimizer="sgd", learning_rate=0.1)
+    cell.landscape_summary.update(diverged=True, effective_step_median={"conv1": 0.01})
+    cell = Cell(**{**cell.__dict__, "landscape": {"step": np.array([0, 50]), "update_beta": np.array([9.0, 8.0])}})
+    run = figure_run(cell)
+    assert run == {"optimizer": "sgd", "bn": "rescaled", "learning_rate": 0.1, "seed": 3, "test_accuracy": 0.71,
+                   "diverged": True, "effective_step": {"conv1": 0.01}, "steps": cell.landscape["step"],
+                   "update_beta": cell.landscape["update_beta"]}
+    unprobed = Cell(**{**fake_cell("none", 0, 0.1, None).__dict__, "landscape_summary": {},
+                       "history": {"fit/loss": np.array([2.3, np.nan])}})
+    assert figure_run(unprobed)["diverged"] is True
 
 
 @pytest.mark.dvc
 def test_study_matrix_is_cached_per_cell(project):
     first = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
-    trained = sorted(s for s in first if s.startswith("study/dvc.yaml:train@"))
-    assert trained == [f"study/dvc.yaml:train@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
+    cells = sorted(s for s in first if s.startswith("study/dvc.yaml:cell@"))
+    assert cells == [f"study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
     assert "fetch" in first and "study/dvc.yaml:compare" in first
+    record = json.loads((project.root / "reports/study/runs/none-1.json").read_text())
+    assert (record["bn"], record["seed"]) == ("none", 1)
+    assert set(record["metrics"]) == {"train", "test"} and len(record["history"]["val/accuracy"]) == 1
+    assert record["probes"]["step"] == [0, 2]  # 4 steps of 50 images, probed every 2nd.
+    assert not (project.root / "models/study").exists()  # Cells keep no model.
     table = json.loads((project.root / "reports/study/metrics.json").read_text())
     assert table["before"]["test_accuracy"]["n"] == 2 and "before_vs_none" in table["comparisons"]
-    # The study probes the landscape in every cell, and the table summarizes each cell's probes.
-    runs = project.root / "reports/study/runs"
-    betas = []
-    for seed in (0, 1):
-        probes = np.genfromtxt(runs / f"before-{seed}/train/landscape.csv", delimiter=",", names=True)
-        betas.append(np.median(probes["beta"]))
+    # The study probes the landscape in every cell, and the table summarizes each cell's own records.
+    runs = [json.loads((project.root / f"reports/study/runs/{cell}.json").read_text())
+            for cell in ("before-0", "before-1")]
+    betas = [np.median(run["probes"]["beta"]) for run in runs]
     assert table["before"]["beta_median"]["mean"] == pytest.approx(np.mean(betas), rel=1e-5)
-    accuracies = [json.loads((runs / f"none-{seed}/metrics.json").read_text())["test"]["accuracy"]
-                  for seed in (0, 1)]
-    assert table["none"]["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    assert table["before"]["test_accuracy"]["mean"] == pytest.approx(
+        np.mean([run["metrics"]["test"]["accuracy"] for run in runs]))
     study_md = (project.root / "reports/study/study.md").read_text()
     assert "Welch" in study_md and "β-smoothness" in study_md
     html = (project.root / "reports/study/index.html").read_text()
@@ -75,12 +178,18 @@ def test_study_matrix_is_cached_per_cell(project):
     for figure in ("curves", "test_accuracy", "generalization_gap", "landscape"):
         image = matplotlib.image.imread(project.root / f"reports/study/figures/{figure}.png")
         assert image.ndim == 3 and image[..., :3].std() > 0, figure
+    # The study's numbers stay out of the main tables.
+    shown = json.loads(project.dvc("metrics", "show", "--json").stdout)
+    assert not [path for path in shown[""]["data"] if "study" in path]
     project.commit("two seeds")
 
     project.set_params(study={"variants": ["before", "none"], "seeds": [0, 1, 2]})
     second = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
-    assert sorted(s for s in second if "train@" in s) == [
-        "study/dvc.yaml:train@before-2", "study/dvc.yaml:train@none-2"]
+    assert sorted(s for s in second if "cell@" in s) == [
+        "study/dvc.yaml:cell@before-2", "study/dvc.yaml:cell@none-2"]
     assert "study/dvc.yaml:compare" in second and "normalize" not in second
     assert json.loads((project.root / "reports/study/metrics.json").read_text())["none"]["test_accuracy"]["n"] == 3
     assert stages_run(project.dvc("repro", "study/dvc.yaml").stdout) == []
+    # Toggling the main run's probe switch leaves the study's cells cached (they always probe).
+    project.set_params(landscape={"enabled": True})
+    assert "cell@" not in project.dvc("status", "study/dvc.yaml").stdout

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stages.compare import mean_columns
+from stages.lib.errors import InputFileError
 from stages.lib.study import Comparison, welch
 from stages.lib.study_report import Cell, collect, render_html, render_markdown, summarize
 
@@ -38,33 +39,36 @@ def cells(probed: bool = True) -> dict[str, list[Cell]]:
     return {variant: [make_cell(variant, seed, probed) for seed in range(3)] for variant in RESULTS}
 
 
+def moments(description: dict) -> dict:
+    return {key: description[key] for key in ("mean", "std", "min", "max", "n")}
+
+
 def test_summary_describes_each_measure_over_seeds_and_compares_test_accuracy():
     summary, comparisons = summarize(cells(), MEASURES)
     # before: test accuracy 0.70, 0.74, 0.72 -> mean 0.72, deviations -0.02, +0.02, 0 -> std 0.02.
-    assert summary["before"]["test_accuracy"] == pytest.approx(
+    assert moments(summary["before"]["test_accuracy"]) == pytest.approx(
         {"mean": 0.72, "std": 0.02, "min": 0.70, "max": 0.74, "n": 3})
-    assert summary["before"]["test_loss"] == pytest.approx(
+    assert moments(summary["before"]["test_loss"]) == pytest.approx(
         {"mean": 0.85, "std": 0.05, "min": 0.80, "max": 0.90, "n": 3})
-    assert summary["none"]["train_accuracy"] == pytest.approx(
+    assert moments(summary["none"]["train_accuracy"]) == pytest.approx(
         {"mean": 0.70, "std": 0.0, "min": 0.70, "max": 0.70, "n": 3})
+    # t(0.975, 2) = 4.3027 (any t table): 350 +- 4.3027 * 50 / sqrt(3).
     assert summary["before"]["beta_median"] == pytest.approx(
-        {"mean": 350, "std": 50, "min": 300, "max": 400, "n": 3})
+        {"mean": 350, "std": 50, "min": 300, "max": 400, "n": 3, "ci_low": 225.79, "ci_high": 474.21}, abs=0.01)
     assert summary["before"]["train_seconds"]["mean"] == pytest.approx(60)
     # Every pair, in the order given, on test accuracy (train accuracy would give +13 and +20 points).
     assert [(c.first, c.second) for c in comparisons] == [("before", "after"), ("before", "none"),
                                                           ("after", "none")]
     assert [c.difference for c in comparisons] == pytest.approx([-0.01, 0.11, 0.12])
+    # Holm: the smallest of the 3 p-values times 3, the next times 2 but never below the first.
+    p_values = [c.p_value for c in comparisons]
+    assert [c.p_holm for c in comparisons] == pytest.approx(
+        [p_values[0], 3 * p_values[2], 3 * p_values[2]])
     expected = welch("before", RESULTS["before"][0], "none", RESULTS["none"][0])
-    assert summary["comparisons"]["before_vs_none"] == pytest.approx(
+    pair = summary["comparisons"]["before_vs_none"]
+    assert {key: pair[key] for key in ("difference", "ci_low", "ci_high", "p_value")} == pytest.approx(
         {"difference": 0.11, "ci_low": expected.ci_low, "ci_high": expected.ci_high,
          "p_value": expected.p_value})
-
-
-def test_landscape_measures_are_left_out_unless_every_cell_probed():
-    partial = cells()
-    partial["after"][1] = make_cell("after", 1, probed=False)
-    summary, _ = summarize(partial, MEASURES)
-    assert "beta_median" in summary["before"] and "beta_median" not in summary["after"]
 
 
 def test_markdown_tables_verdicts_and_environment():
@@ -75,31 +79,33 @@ def test_markdown_tables_verdicts_and_environment():
     assert "3 variants × 3 seeds, 2 epochs each. Cells: mean ± std [min, max] over seeds." in lines
     assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
             "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
-    assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 |" in lines
+    assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 | 0.00856 | 5.55 | 438 |" in lines
     assert ("- before vs none: before is higher than none (+11.00 points, 95% CI [+6.84, +15.16], "
-            "p = 0.00366)") in lines
-    assert ("- before vs after: no detectable difference (-1.00 points, 95% CI [-5.53, +3.53], "
-            "p = 0.573)") in lines
-    assert ("| before | 350.00 ± 50.00 [300.00, 400.00] | 0.0250 ± 0.0050 [0.0200, 0.0300] | "
-            "6.0000 ± 1.0000 [5.0000, 7.0000] |") in lines
+            "p = 0.00366, Holm-adjusted p = 0.00856)") in lines
+    assert any(line.startswith("- before vs after: no detectable difference (-1.00 points, 95% CI "
+                               "[-5.53, +3.53], p = 0.573, Holm-adjusted p = 0.573); with 3 and 3 seeds")
+               for line in lines)
+    # Beta: 350 [225.79, 474.21]; loss range 0.025 +- 4.3027 * 0.005 / sqrt(3); gradient change 6 +- 2.484.
+    assert "| before | 350.00 [225.79, 474.21] | 0.0250 [0.0126, 0.0374] | 6.000 [3.516, 8.484] |" in lines
     assert "![landscape](figures/landscape.png)" in lines
     # 60+90+30 + 3*60 + 3*30 = 450 seconds of training.
     assert "- total training time of the cells: 7.5 min" in lines
     assert "- device: CPU: test <cpu> (2 cores)" in lines
 
 
-def test_markdown_without_landscape_has_no_landscape_section():
+def test_without_probes_there_is_no_landscape_summary_or_section():
     unprobed = cells(probed=False)
     summary, comparisons = summarize(unprobed, MEASURES)
+    assert "beta_median" not in summary["before"]
     markdown = render_markdown(summary, comparisons, unprobed, with_landscape=False)
     assert "β" not in markdown and "landscape" not in markdown
     assert "![test accuracy per seed](figures/test_accuracy.png)" in markdown.splitlines()
 
 
 def test_verdict_names_the_higher_variant_whichever_comes_first():
-    lower_first = Comparison("after", "before", -0.1, -0.12, -0.08, 0.001)
-    assert lower_first.verdict() == (
-        "after vs before: before is higher than after (-10.00 points, 95% CI [-12.00, -8.00], p = 0.001)")
+    lower_first = Comparison("after", "before", -0.1, -0.12, -0.08, 0.001, 0.002, (5, 5), 0.01, 7)
+    assert lower_first.verdict() == ("after vs before: before is higher than after (-10.00 points, "
+                                     "95% CI [-12.00, -8.00], p = 0.001, Holm-adjusted p = 0.002)")
 
 
 def test_html_escapes_text_and_inlines_images(tmp_path):
@@ -118,7 +124,7 @@ def test_html_escapes_text_and_inlines_images(tmp_path):
 
 
 def test_a_missing_cell_names_itself_and_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"study cell before-1 .*dvc repro study/dvc.yaml"):
+    with pytest.raises(InputFileError, match=r"before-1.json: missing: .*run `dvc repro study/dvc.yaml`"):
         collect(tmp_path, ["before"], [1])
 
 

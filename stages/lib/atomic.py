@@ -1,34 +1,37 @@
-"""Write outputs so that readers only ever see a complete file or none at all."""
+"""Write outputs so that readers only ever see a complete file or none at all, and leave no trash.
+
+An output is written to a temporary name beside it, `.<stem>.<8 hex digits>.partial<suffix>`, and
+renamed over it only on success. A process killed mid-write (SIGKILL, power loss) cannot delete its
+temporary file, so every write first removes the stale temporaries of the same output: the next
+run of the stage cleans up. Until then they are invisible to git and DVC, whose ignore files
+(.gitignore, .dvcignore) list the pattern `.*.partial*`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+TEMP_MARK = ".partial"
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path` (same suffix); rename it over `path` only on success.
+    """Yield a new empty temp file beside `path` (same suffix); rename it over `path` on success.
 
-    On any exception the temp file is deleted and `path` is left untouched, so an interrupted
-    stage never leaves a half-written output that DVC or a later stage could mistake for valid.
+    On any exception the temp file is deleted and `path` is left untouched. An OSError without a
+    file name (a failed write to an open handle, such as a full disk) is given `path` as its name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
-                                         dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(temp_name)
-        os.chmod(temp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs are shared.
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    with _temporary(path) as temp:
+        yield temp
+        os.chmod(temp, 0o666 & ~_current_umask())  # Created 0600; outputs are shared.
+        os.replace(temp, path)
 
 
 @contextlib.contextmanager
@@ -45,6 +48,40 @@ def write_json(path: str | Path, data: object) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_write(path) as out:
         out.write(text.encode())
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporaries of `path` that a killed writer left behind."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[0-9a-f]{{8}}{TEMP_MARK}{re.escape(path.suffix)}")
+    for entry in path.parent.iterdir():
+        if pattern.fullmatch(entry.name) and not entry.is_dir():
+            entry.unlink()
+
+
+@contextlib.contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    while True:
+        temp = _temp_name(path)
+        try:
+            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            break
+        except FileExistsError:  # 2**32 names: only ever a coincidence, so draw again.
+            continue
+    try:
+        yield temp
+    except OSError as error:
+        if error.errno is not None and error.filename is None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def _temp_name(path: Path) -> Path:
+    return path.parent / f".{path.stem}.{secrets.token_hex(4)}{TEMP_MARK}{path.suffix}"
 
 
 def _current_umask() -> int:

@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from stages.lib.atomic import atomic_write
+from stages.lib.errors import FetchError, quoted, shorten
 
 CHUNK_BYTES = 1 << 20
 OFFLINE_HINT = (
-    "If this machine is offline, copy cifar-10-binary.tar.gz here by other means and run "
+    "If this machine is offline, copy cifar-10-binary.tar.gz to this machine by other means "
+    "(outside data/raw/, which fetch writes) and run "
     "`dvc exp run -S data.url=/path/to/cifar-10-binary.tar.gz -S data.md5=<its md5>` "
     "(see 'Offline / air-gapped machines' in README.md)."
 )
-
-
-class FetchError(RuntimeError):
-    """The archive could not be fetched or did not match its checksum."""
 
 
 class _RetryableError(FetchError):
@@ -40,6 +38,11 @@ def fetch(url: str, md5: str, destination: Path, *, timeout_seconds: float = 60,
     """Copy or download `url` to `destination`, verifying `md5`. Raises FetchError on any failure."""
     destination = Path(destination)
     local_path = _local_path(url)
+    if local_path is not None and _same_file(local_path, destination):
+        raise FetchError(f"data.url = {quoted(url)} is {destination}, the file this stage "
+                         "writes, so it cannot also be its source; move your copy out of "
+                         f"{destination.parent}/ (e.g. to ../cifar-10-binary.tar.gz) and point "
+                         "data.url there")
     attempts = 1 if local_path else retries + 1
     for attempt in range(1, attempts + 1):
         try:
@@ -62,8 +65,18 @@ def _local_path(url: str) -> Path | None:
         return None
     if parsed.scheme == "" or len(parsed.scheme) == 1:  # A plain path (or a Windows drive letter).
         return Path(url).expanduser()
-    raise FetchError(f"data.url = {url!r} has an unsupported scheme {parsed.scheme!r}; "
+    raise FetchError(f"data.url = {quoted(url)} has an unsupported scheme {quoted(parsed.scheme)}; "
                      "use http://, https://, file:// or a local path")
+
+
+def _same_file(source: Path, destination: Path) -> bool:
+    """Whether `source` is `destination`, by path or, where both exist, by identity (links)."""
+    if source.resolve() == destination.resolve():
+        return True
+    try:
+        return source.samefile(destination)
+    except OSError:  # One of them does not exist (yet): then they cannot be one file.
+        return False
 
 
 def _fetch_once(url, local_path, md5, destination, timeout_seconds, progress) -> Path:
@@ -73,7 +86,8 @@ def _fetch_once(url, local_path, md5, destination, timeout_seconds, progress) ->
         else:
             actual = _download(url, out, timeout_seconds, progress)
         if actual != md5:
-            raise FetchError(f"checksum mismatch for {url}: expected md5 {md5}, got {actual}. "
+            raise FetchError(f"checksum mismatch for {shorten(url)}: expected md5 {md5}, "
+                             f"got {actual}. "
                              "The file is corrupt or a different version; if you trust it, set "
                              f"data.md5 to {actual}")
     return destination
@@ -81,8 +95,10 @@ def _fetch_once(url, local_path, md5, destination, timeout_seconds, progress) ->
 
 def _copy_local(path: Path, out: BinaryIO, progress) -> str:
     if not path.is_file():
-        raise FetchError(f"local file not found: {path}. Check data.url in params.yaml "
-                         "(a path is relative to the project root)")
+        hint = ("a relative path is read from the folder the stage runs in, and a queued experiment "
+                "(`dvc exp run --queue`) runs in a copy under .dvc/tmp/exps: use an absolute path"
+                if not path.is_absolute() else "check the path")
+        raise FetchError(f"local file not found: {path} (data.url in params.yaml); {hint}")
     with path.open("rb") as source:
         return _stream(source, out, path.stat().st_size, progress)
 
@@ -96,7 +112,7 @@ def _download(url: str, out: BinaryIO, timeout_seconds: float, progress) -> str:
             expected = int(length) if length is not None else None
             return _stream(response, out, expected, progress)
     except urllib.error.HTTPError as error:
-        message = f"HTTP error {error.code} {error.reason} for {url}"
+        message = f"HTTP error {error.code} {error.reason} for {shorten(url)}"
         if error.code >= 500:
             raise _RetryableError(message) from error
         raise FetchError(message + ". Check data.url in params.yaml") from error
@@ -106,7 +122,8 @@ def _download(url: str, out: BinaryIO, timeout_seconds: float, progress) -> str:
         raise _RetryableError(f"timed out after {timeout_seconds:g}s reading from {host}. "
                               f"{OFFLINE_HINT}") from error
     except (http.client.IncompleteRead, ConnectionError) as error:
-        raise _RetryableError(f"truncated download from {url}: the connection broke ({error})") from error
+        raise _RetryableError(f"truncated download from {shorten(url)}: the connection broke "
+                              f"({error})") from error
     except http.client.HTTPException as error:  # Not HTTP at all (BadStatusLine, LineTooLong...).
         raise _RetryableError(f"invalid HTTP response from {host} "
                               f"({type(error).__name__}: {error})") from error

@@ -5,9 +5,17 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from stages.lib.batch_norm import FusedBatchNormalization
 from stages.lib.cifar import CLASS_NAMES, Split
+from stages.lib.pooling import PairwiseMaxPooling2D
 
 BATCH_SIZE = 1000  # Inference only: any size gives the same numbers; larger is faster.
+
+
+def load_model(path) -> keras.Model:
+    """A model that `train` saved, with bnlab's own layers (fused BatchNorm, pairwise pooling)."""
+    return keras.models.load_model(path, custom_objects={
+        "FusedBatchNormalization": FusedBatchNormalization, "PairwiseMaxPooling2D": PairwiseMaxPooling2D})
 
 
 def evaluate(model: keras.Model, train: Split, test: Split) -> tuple[dict, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -12,10 +13,12 @@ import numpy as np  # noqa: E402
 
 from stages.lib.atomic import atomic_path  # noqa: E402
 from stages.lib.cifar import CLASS_NAMES  # noqa: E402
+from stages.lib.params import BN_PLACEMENTS  # noqa: E402
 
 
-def save(figure, path: Path) -> None:
-    figure.tight_layout()
+def save(figure, path: Path, layout: bool = True) -> None:
+    if layout:
+        figure.tight_layout()
     with atomic_path(path) as temp:
         figure.savefig(temp, dpi=110, format="png")
     plt.close(figure)
@@ -37,12 +40,14 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_class: i
 
 
 def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch, train vs validation. `history` maps 'train/loss' etc. to arrays."""
+    """Loss and accuracy per epoch, while fitting vs on the validation split. `history` maps
+    'fit/loss', 'val/accuracy' etc. to arrays (see training.EpochLog)."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, metric in zip(axes, ("loss", "accuracy")):
-        for split, style in (("train", "-o"), ("val", "--s")):
+        for split, label, style in (("fit", "training (running, dropout on)", "-o"),
+                                    ("val", "validation (test split)", "--s")):
             values = history[f"{split}/{metric}"]
-            axis.plot(np.arange(1, len(values) + 1), values, style, label=split, markersize=4)
+            axis.plot(np.arange(1, len(values) + 1), values, style, label=label, markersize=4)
         axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({title})")
         axis.grid(alpha=0.3)
         axis.legend()
@@ -78,22 +83,152 @@ def per_class_accuracy(accuracy: dict[str, float], path: Path) -> None:
 def landscape_bands(records: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     """The paper's Figure 4: per variant, the loss range and gradient-change range as bands over
     training steps, and effective beta-smoothness. `records` maps a label to landscape columns."""
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for (label, columns), color in zip(records.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         steps = columns["step"]
         axes[0].fill_between(steps, columns["loss_min"], columns["loss_max"], alpha=0.35, color=color, label=label)
         axes[1].fill_between(steps, columns["grad_change_min"], columns["grad_change_max"], alpha=0.35,
                              color=color, label=label)
         axes[2].plot(steps, columns["beta"], color=color, label=label)
-    titles = ("loss landscape: L(w - eta g) over eta", "gradient predictiveness: ||grad L(w - eta g) - g||",
-              "effective beta-smoothness")
-    for axis, title in zip(axes, titles):
-        axis.set(xlabel="training step", title=title)
+    labels = (("loss landscape", "loss L(w − ηg), min to max over η"),
+              ("gradient predictiveness", "‖∇L(w − ηg) − g‖, min to max over η"),
+              ("effective β-smoothness", "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖"))
+    for axis, (title, ylabel) in zip(axes, labels):
+        axis.set(xlabel="training step", ylabel=ylabel, title=title, yscale="log")
         axis.grid(alpha=0.3)
         axis.legend()
-    axes[0].set_yscale("log")
-    axes[1].set_yscale("log")
-    axes[2].set_yscale("log")
+    figure.suptitle("Along the gradient g = ∇L(w) of each probed step's mini-batch, η ∈ step sizes × "
+                    "learning rate. Band: the range over η at each probe (over several seeds, between "
+                    "the seed-averaged min and max)", fontsize=9)
+    save(figure, path)
+
+
+def variant_color(variant: str) -> str:
+    """The same colour for a BN variant in every figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    known = variant in BN_PLACEMENTS
+    return cycle[BN_PLACEMENTS.index(variant) if known else len(BN_PLACEMENTS) % len(cycle)]
+
+
+def _by(runs: list[dict], key: str) -> dict:
+    """Runs grouped by `key`, groups in order of first appearance."""
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault(run[key], []).append(run)
+    return groups
+
+
+def _seed_offsets(count: int) -> np.ndarray:
+    """Small multiplicative offsets on a log axis, so that variants at one learning rate do not overlap."""
+    return 10 ** (np.linspace(-0.06, 0.06, count) if count > 1 else np.zeros(1))
+
+
+def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
+    """Test accuracy against learning rate (log x), one panel per optimizer: every seed a dot,
+    diverged runs a cross, the mean over seeds a line. A run: {"optimizer", "bn",
+    "learning_rate", "seed", "test_accuracy", "diverged"}."""
+    optimizers = _by(runs, "optimizer")
+    figure, axes = plt.subplots(1, len(optimizers), figsize=(6 * len(optimizers), 4.6), squeeze=False,
+                                sharey=True)
+    for axis, (optimizer, optimizer_runs) in zip(axes[0], optimizers.items()):
+        variants = _by(optimizer_runs, "bn")
+        for (variant, variant_runs), offset in zip(variants.items(), _seed_offsets(len(variants))):
+            color = variant_color(variant)
+            rates = sorted({run["learning_rate"] for run in variant_runs})
+            means = [np.mean([r["test_accuracy"] for r in variant_runs if r["learning_rate"] == rate])
+                     for rate in rates]
+            axis.plot(np.multiply(rates, offset), means, "-", color=color, alpha=0.7, label=f"bn={variant}")
+            for diverged, marker in ((False, "o"), (True, "x")):
+                chosen = [r for r in variant_runs if bool(r["diverged"]) is diverged]
+                axis.scatter([r["learning_rate"] * offset for r in chosen], [r["test_accuracy"] for r in chosen],
+                             marker=marker, color=color, s=30 if diverged else 18, zorder=3)
+        axis.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance (10 classes)")
+        axis.scatter([], [], marker="x", color="black", label="diverged run")
+        axis.set(xscale="log", xlabel="learning rate (log scale)", ylabel="final test accuracy",
+                 title=f"{optimizer}: dots = seeds, line = mean over seeds")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Diverged: a non-finite loss, or a final training loss above the initial one. "
+                    "Variants are shifted slightly along x so that their dots do not overlap", fontsize=9)
+    save(figure, path)
+
+
+def effective_step_vs_learning_rate(runs: list[dict], path: Path) -> None:
+    """Per layer, the median over training of the effective step ||D_l|| / ||w_l|| against the
+    learning rate (both log): colour = variant, solid/dots = first optimizer, dashed/squares =
+    second, and so on. A run: {"optimizer", "bn", "learning_rate", "seed", "effective_step":
+    {layer: median}}; runs without a value for a layer (no such layer, or diverged) are left out."""
+    layers = list(dict.fromkeys(layer for run in runs for layer in run["effective_step"]))
+    columns = min(4, len(layers))
+    rows = -(-len(layers) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.5 * rows), squeeze=False)
+    styles = [("-", "o"), ("--", "s"), (":", "^")]
+    for axis, layer in zip(axes.flat, layers):
+        for (optimizer, optimizer_runs), (line, marker) in zip(_by(runs, "optimizer").items(), styles):
+            for variant, variant_runs in _by(optimizer_runs, "bn").items():
+                values = [(r["learning_rate"], r["effective_step"].get(layer)) for r in variant_runs]
+                values = [(rate, value) for rate, value in values if value is not None and np.isfinite(value)]
+                if not values:
+                    continue
+                rates = sorted({rate for rate, _ in values})
+                means = [np.mean([v for r, v in values if r == rate]) for rate in rates]
+                color = variant_color(variant)
+                axis.scatter(*zip(*values), marker=marker, color=color, s=12, alpha=0.6)
+                axis.plot(rates, means, line, marker=marker, color=color, markersize=4,
+                          label=f"{optimizer}, bn={variant}")
+        axis.set(xscale="log", yscale="log", xlabel="learning rate (log scale)",
+                 ylabel="effective step ‖Δ_l‖ / ‖w_l‖", title=f"layer {layer}")
+        axis.grid(alpha=0.3)
+    for axis in axes.flat[len(layers):]:
+        axis.axis("off")
+    legend = {}  # One entry per (optimizer, variant), wherever it first appears.
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    labels = list(legend)
+    figure.legend(list(legend.values()), labels, loc="lower center", ncol=min(len(labels), 4),
+                  fontsize=8, bbox_to_anchor=(0.5, 0))
+    figure.suptitle("Effective step per layer: median over training of ‖Δ_l‖ / ‖w_l‖ (Δ: the update "
+                    "the optimizer applied). Small dots: seeds; line: mean over seeds", fontsize=9)
+    figure.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 1))
+    save(figure, path, layout=False)
+
+
+def update_beta_over_training(runs: list[dict], path: Path) -> None:
+    """beta along the real update D over training, small multiples per (optimizer, learning rate):
+    per variant the median over seeds as a line, min to max over seeds as a band. A run:
+    {"optimizer", "bn", "learning_rate", "seed", "steps", "update_beta"} (per probe arrays; all
+    seeds of a cell probe the same steps)."""
+    optimizers = _by(runs, "optimizer")
+    rates = {optimizer: sorted({r["learning_rate"] for r in group})
+             for optimizer, group in optimizers.items()}
+    columns = max(len(values) for values in rates.values())
+    figure, axes = plt.subplots(len(optimizers), columns, squeeze=False, sharey=True,
+                                figsize=(3.8 * columns, 3.4 * len(optimizers)))
+    for row, (optimizer, optimizer_runs) in enumerate(optimizers.items()):
+        for column, rate in enumerate(rates[optimizer]):
+            axis = axes[row, column]
+            for variant, variant_runs in _by([r for r in optimizer_runs if r["learning_rate"] == rate],
+                                             "bn").items():
+                steps = np.asarray(variant_runs[0]["steps"])
+                values = np.stack([np.asarray(r["update_beta"], dtype=float) for r in variant_runs])
+                values[~np.isfinite(values)] = np.nan  # A diverged seed leaves gaps, not spikes.
+                with warnings.catch_warnings():
+                    # A step where every seed had diverged has a NaN median: not drawn, no warning.
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    median, low, high = (reduce(values, axis=0)
+                                         for reduce in (np.nanmedian, np.nanmin, np.nanmax))
+                color = variant_color(variant)
+                axis.plot(steps, median, color=color, label=f"bn={variant} (n={len(variant_runs)})")
+                axis.fill_between(steps, low, high, color=color, alpha=0.2)
+            axis.set(yscale="log", xlabel="training step", ylabel="β along Δ",
+                     title=f"{optimizer}, learning rate {rate:g}")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
+        for axis in axes[row, len(rates[optimizer]):]:
+            axis.axis("off")
+    figure.suptitle("β along the update Δ = max over k of ‖∇L(w + kΔ) − ∇L(w)‖ / ‖kΔ‖ at each probe. "
+                    "Line: median over seeds; band: min to max over seeds", fontsize=9)
     save(figure, path)
 
 

@@ -3,16 +3,21 @@
     before: Conv2D(no bias) -> BatchNorm -> activation -> MaxPool     (the reference's main model)
     after:  Conv2D(activation, no bias) -> BatchNorm -> MaxPool       (the reference's variant)
     none:   Conv2D(activation, bias) -> MaxPool                       (the control: no BN at all)
+    rescaled: the `none` block, whose kernels and biases `data_dependent_init` rescales once, so
+            that on one training batch every conv channel has mean 0 and std 1: BatchNorm's first
+            step without BatchNorm (nothing normalizes after that; same parameters as `none`)
 
 then Dropout -> Flatten -> Dense -> Dropout -> Dense(10, softmax). The model takes raw uint8
 pixels; its first layer normalizes them with the training-set statistics from `normalize`.
 
-Three choices make it fast without changing what it computes (bench/train_speed.py measures them):
-- BatchNorm runs on the fused kernel (batch_norm.py).
+Four choices make it fast without changing what it computes (bench/train_speed.py measures them):
+- BatchNorm runs on TensorFlow's fused kernel (batch_norm.py; the Keras code on other backends).
+- Max-pooling is elementwise maxima (pooling.py), which XLA can compile under determinism.
 - The activation is its own layer, and with a monotonic activation max-pooling and the activation
   commute exactly, so `before` and `none` pool first and activate 4x fewer values.
-- `precision` (see training.compute_precision) may run convolution, BatchNorm and pooling in
-  bfloat16 with float32 weights; activations, the dense head and the softmax stay float32.
+- `precision: mixed_bfloat16` (train.precision, never chosen silently) runs convolution, BatchNorm
+  and pooling in bfloat16 with float32 weights; activations, the dense head and the softmax stay
+  float32. The default, float32, computes the same numbers on every CPU.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import keras
 import numpy as np
 
 from stages.lib.batch_norm import FusedBatchNormalization
-from stages.lib.params import BN_PLACEMENTS, COMPUTE_PRECISIONS, ModelParams
+from stages.lib.params import BN_PLACEMENTS, PRECISIONS, ModelParams
+from stages.lib.pooling import PairwiseMaxPooling2D
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (32, 32, 3)
 # Non-decreasing activations: max(f(a), f(b)) == f(max(a, b)), so pooling may come first.
 MONOTONIC_ACTIVATIONS = ("elu", "relu", "selu", "tanh")
+WITHOUT_BN = ("none", "rescaled")  # The same architecture; `rescaled` differs in its initial weights.
 
 
 def build_model(params: ModelParams, bn: str, statistics: dict,
@@ -34,9 +41,9 @@ def build_model(params: ModelParams, bn: str, statistics: dict,
     """Build (uncompiled) the reference ConvNet with BatchNormalization placed as `bn` says."""
     if bn not in BN_PLACEMENTS:
         raise ValueError(f"bn = {bn!r} is not allowed; expected one of: {', '.join(BN_PLACEMENTS)}")
-    if precision not in COMPUTE_PRECISIONS:
+    if precision not in PRECISIONS:
         raise ValueError(f"precision = {precision!r} is not allowed; expected one of: "
-                         f"{', '.join(COMPUTE_PRECISIONS)}")
+                         f"{', '.join(PRECISIONS)}")
     model = keras.Sequential(name=f"convnet_bn_{bn}")
     model.add(keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="pixels"))
     model.add(input_normalization(statistics))
@@ -55,10 +62,10 @@ def build_model(params: ModelParams, bn: str, statistics: dict,
 def conv_block(params: ModelParams, bn: str, filters: int, index: int,
                precision: str = "float32") -> list[keras.layers.Layer]:
     # A bias right before BatchNorm is redundant (BN's beta plays that role), hence use_bias=False.
-    conv = keras.layers.Conv2D(filters, params.kernel_size, padding="same", use_bias=bn == "none",
+    conv = keras.layers.Conv2D(filters, params.kernel_size, padding="same", use_bias=bn in WITHOUT_BN,
                                dtype=precision, name=f"conv{index}")
-    pool = keras.layers.MaxPooling2D(pool_size=2, strides=2, padding="same", dtype=precision,
-                                     name=f"pool{index}")
+    pool = PairwiseMaxPooling2D(pool_size=2, strides=2, padding="same", dtype=precision,
+                                name=f"pool{index}")
     # Its own float32 layer in every variant: elementwise maths in bfloat16 is slow on CPU.
     activation = keras.layers.Activation(params.activation, name=f"act{index}")
     # axis=-1 normalizes per channel (channels last), as the BN paper prescribes for convolutions:
@@ -68,8 +75,52 @@ def conv_block(params: ModelParams, bn: str, filters: int, index: int,
     pool_first = params.activation in MONOTONIC_ACTIVATIONS
     if bn == "after":
         return [conv, activation, norm, pool]
-    head = [conv] if bn == "none" else [conv, norm]
+    head = [conv] if bn in WITHOUT_BN else [conv, norm]
     return head + ([pool, activation] if pool_first else [activation, pool])
+
+
+def needs_data_init(bn: str) -> bool:
+    return bn == "rescaled"
+
+
+def data_dependent_init(model: keras.Model, images) -> dict[str, dict[str, float]]:
+    """Rescale each convolution's kernel and bias, in order, so that on `images` (one batch of raw
+    pixels) every output channel has mean 0 and std 1 over the batch and positions, as BatchNorm in
+    training mode would make it. Returns, per convolution, its channels' statistics before and
+    after: the largest |mean| and the smallest and largest std.
+
+    Layer by layer, because each layer's input depends on the rescaling of the ones before. With
+    z = conv(x) = W*x + b, per channel: W <- W / std(z), b <- (b - mean(z)) / std(z). A channel that
+    is constant on the batch cannot be given std 1, so it is only centred. Dropout, the only random
+    layer, comes after the convolutions and is off here: the initialization uses no randomness.
+    """
+    outputs = keras.ops.convert_to_tensor(images)
+    statistics = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            before = channel_moments(layer(outputs))
+            std = np.where(before["std"] > 0, before["std"], 1.0)
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+            layer.kernel.assign((kernel / std).astype(kernel.dtype))
+            layer.bias.assign(((bias - before["mean"]) / std).astype(bias.dtype))
+            after = channel_moments(layer(outputs))
+            statistics[layer.name] = {f"{name}_{when}": value
+                                      for when, moments in (("before", before), ("after", after))
+                                      for name, value in _extremes(moments).items()}
+        outputs = layer(outputs, training=False)
+    return statistics
+
+
+def channel_moments(outputs) -> dict[str, np.ndarray]:
+    """Per channel (channels last) mean and std over every other axis, as BatchNorm computes them."""
+    values = keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")).astype(np.float64)
+    axes = tuple(range(values.ndim - 1))
+    return {"mean": values.mean(axis=axes), "std": values.std(axis=axes)}
+
+
+def _extremes(moments: dict[str, np.ndarray]) -> dict[str, float]:
+    return {"largest_abs_mean": float(np.abs(moments["mean"]).max()),
+            "std_min": float(moments["std"].min()), "std_max": float(moments["std"].max())}
 
 
 def input_normalization(statistics: dict) -> keras.layers.Layer:

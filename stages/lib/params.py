@@ -2,7 +2,12 @@
 
 Every stage calls `load_params()` before doing any work, so a typo in any key fails fast with one
 message naming the key, the bad value and what is allowed, instead of a traceback minutes later.
-Constraints live next to each field, in its `metadata`, so each rule is written once.
+Constraints live next to each field, in its `metadata`, so each rule is written once. Values that
+size memory or time (epochs, batch size, units, filters, step counts) have upper bounds, so a slip
+of the keyboard fails in a second instead of exhausting the machine an hour later.
+
+The file is read exactly as DVC reads it (ruamel.yaml, YAML 1.2, duplicate keys refused), so
+`1e-3` is a number for both and no value means one thing to DVC and another to the stage.
 """
 
 from __future__ import annotations
@@ -14,19 +19,24 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
-BN_PLACEMENTS = ("before", "after", "none")
+from stages.lib.errors import ParamsError, quoted, shorten
+
+# rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init).
+BN_PLACEMENTS = ("before", "after", "none", "rescaled")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
-# auto: decided per device by measurement (training.compute_precision).
-COMPUTE_PRECISIONS = ("float32", "mixed_bfloat16")
-PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
+# One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
+PRECISIONS = ("float32", "mixed_bfloat16")
 ACTIVATIONS = ("elu", "relu", "gelu", "selu", "tanh")
+MAX_FILE_BYTES = 1 << 20  # params.yaml is a few hundred bytes; anything near this is not params.
+DEVICES = ("auto", "gpu", "cpu")  # See device.configure_device.
 
 
-class ParamsError(ValueError):
-    """A value in params.yaml has the wrong type, is out of range, or a key is missing/unknown."""
+class UndeclaredParamError(AttributeError):
+    """A stage read a param that it does not declare (and that dvc.yaml therefore does not list)."""
 
 
 def _rule(**metadata) -> dataclasses.Field:
@@ -37,7 +47,7 @@ def _rule(**metadata) -> dataclasses.Field:
 class DataParams:
     url: str = _rule(non_empty=True)
     md5: str = _rule(pattern=r"[0-9a-f]{32}", help="32 lowercase hex digits")
-    timeout_seconds: float = _rule(min=1)
+    timeout_seconds: float = _rule(min=1, max=3600)
     retries: int = _rule(min=0, max=10)
 
 
@@ -49,10 +59,11 @@ class NormalizeParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    filters: list[int] = _rule(min=1, non_empty=True)
+    # Each block halves the 32x32 image: five reach 1x1.
+    filters: list[int] = _rule(min=1, max=1024, non_empty=True, max_items=5)
     kernel_size: int = _rule(min=1, max=7)
     activation: str = _rule(choices=ACTIVATIONS)
-    dense_units: int = _rule(min=1)
+    dense_units: int = _rule(min=1, max=8192)
     dropout_rate: float = _rule(min=0, max=0.95)
     bn_momentum: float = _rule(min=0, max=1)
     bn_epsilon: float = _rule(min=1e-12, max=1)
@@ -60,25 +71,45 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = _rule(min=1)
-    batch_size: int = _rule(min=1)
+    epochs: int = _rule(min=1, max=1000)  # Every epoch's order is drawn up front: 200 kB each.
+    batch_size: int = _rule(min=1, max=4096)
     optimizer: str = _rule(choices=OPTIMIZERS)
     learning_rate: float = _rule(min=1e-9, max=10)
     deterministic: bool = _rule()
     precision: str = _rule(choices=PRECISIONS)
+    device: str = _rule(choices=DEVICES)
+    tf32: bool = _rule()
+    jit_compile: bool = _rule()
+    steps_per_execution: int = _rule(min=1)
 
 
 @dataclass(frozen=True)
 class LandscapeParams:
     enabled: bool = _rule()
-    every_steps: int = _rule(min=1)
-    step_sizes: list[float] = _rule(min=1e-6, non_empty=True)
+    every_steps: int = _rule(min=1, max=100_000)
+    step_sizes: list[float] = _rule(min=1e-6, max=1000, non_empty=True, max_items=16)
 
 
 @dataclass(frozen=True)
 class StudyParams:
     variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
-    seeds: list[int] = _rule(min=0, non_empty=True, unique=True)
+    # Welch's t-test (compare) needs at least two seeds per variant.
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, min_items=2,
+                             max_items=100)
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """One optimizer's part of the sweep: which variants, at which learning rates."""
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    learning_rates: list[float] = _rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+    adam: GridParams = _rule()
+    sgd: GridParams = _rule()  # Plain SGD: Keras' default momentum is 0.
 
 
 @dataclass(frozen=True)
@@ -91,21 +122,39 @@ class Params:
     train: TrainParams = _rule()
     landscape: LandscapeParams = _rule()
     study: StudyParams = _rule()
+    sweep: SweepParams = _rule()
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") -> ParamsView:
+    """Validate the whole file, then give the stage only the `keys` it declares ("train",
+    "landscape.every_steps", ...): the same keys its `params:` in dvc.yaml lists (a test checks
+    both), so reading anything else fails at once instead of leaving DVC blind to a dependency."""
+    return ParamsView(read_params(path), frozenset(keys))
+
+
+def read_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; run from the project root, where params.yaml lives")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ParamsError(f"{path}: {path.stat().st_size:,} bytes is too large for a params file "
+                          f"(at most {MAX_FILE_BYTES:,})")
+    return parse_params(read_yaml(path), source=str(path))
+
+
+def read_yaml(path: Path) -> object:
+    """The document as DVC parses params files (dvc.utils.serialize.parse_yaml: ruamel, safe)."""
     try:
-        with path.open() as handle:
-            raw = yaml.safe_load(handle)
-    except yaml.YAMLError as error:  # One line naming the place, not a traceback.
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except YAMLError as error:  # Syntax errors and duplicate keys: one line naming the place.
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(error, "problem", None) or error).split())
-        raise ParamsError(f"{path}: not valid YAML{where} ({problem})") from None
-    return parse_params(raw, source=str(path))
+        raise ParamsError(f"{path}: not valid YAML{where} ({shorten(problem)})") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not UTF-8 text; params.yaml must be a YAML text file") from None
+    except (ValueError, RecursionError) as error:  # An integer of 5,000 digits, lists nested 1,000 deep.
+        raise ParamsError(f"{path}: not a usable YAML document ({shorten(str(error))})") from None
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
@@ -115,13 +164,14 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
 def _build(cls, raw: object, prefix: str, source: str):
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: {where} must be a mapping, got {raw!r}")
+        raise ParamsError(f"{source}: {where} must be a mapping, got {quoted(raw)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names), key=str)  # YAML keys need not be strings.
     if unknown:
         raise ParamsError(
-            f"{source}: unknown key {prefix}{unknown[0]}; allowed keys in {where}: {', '.join(names)}"
+            f"{source}: unknown key {prefix}{shorten(str(unknown[0]))}; allowed keys in {where}: "
+            f"{', '.join(names)}"
         )
     values = {}
     for spec in dataclasses.fields(cls):
@@ -138,7 +188,7 @@ def _build(cls, raw: object, prefix: str, source: str):
 
 def _check(key: str, value: object, kind, rules, source: str):
     def fail(allowed: str):
-        return ParamsError(f"{source}: {key} = {value!r} is not allowed; expected {allowed}")
+        return ParamsError(f"{source}: {key} = {quoted(value)} is not allowed; expected {allowed}")
 
     if typing.get_origin(kind) is list:
         (item_kind,) = typing.get_args(kind)
@@ -146,6 +196,10 @@ def _check(key: str, value: object, kind, rules, source: str):
             raise fail(f"a list of {item_kind.__name__}")
         if rules.get("non_empty") and not value:
             raise fail(f"a non-empty list of {item_kind.__name__}")
+        if len(value) < rules.get("min_items", 0):
+            raise fail(f"a list of at least {rules['min_items']} entries")
+        if len(value) > rules.get("max_items", len(value)):
+            raise fail(f"a list of at most {rules['max_items']} entries")
         items = [_check(f"{key}[{i}]", item, item_kind, rules, source) for i, item in enumerate(value)]
         if rules.get("unique") and len(set(items)) != len(items):  # Items are now hashable scalars.
             raise fail("a list without repeated entries")
@@ -179,9 +233,39 @@ def _coerce_scalar(value: object, kind, fail):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail("an integer" if kind is int else "a number")
     if kind is int:
+        # YAML 1.2 reads `1.0` and `1e3` as floats; DVC passes them on as such, so a whole number
+        # written that way is that integer here too.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if not isinstance(value, int):
             raise fail("an integer")
         return value
     if not math.isfinite(value):  # nan would pass every min/max comparison below.
         raise fail("a finite number")
     return float(value)
+
+
+class ParamsView:
+    """Read-only access to the declared keys of a Params (or one of its sections) and nothing else."""
+
+    def __init__(self, params, keys: frozenset[str], prefix: str = "") -> None:
+        self._params, self._keys, self._prefix = params, keys, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        value = getattr(self._params, name)
+        if key in self._keys:
+            return value
+        if any(declared.startswith(key + ".") for declared in self._keys):
+            return ParamsView(value, self._keys, key + ".")
+        raise UndeclaredParamError(
+            f"this stage reads params '{key}' but declares only {', '.join(sorted(self._keys))}: "
+            "add it to the stage's params_used() and to its `params:` in dvc.yaml")
+
+
+def train_with_overrides(train, overrides: dict) -> TrainParams:
+    """The train section (a TrainParams, or a view without the overridden keys) with `overrides`
+    (field name -> value, from a command line) in place, validated by the same rules."""
+    raw = {field.name: overrides[field.name] if field.name in overrides else getattr(train, field.name)
+           for field in dataclasses.fields(TrainParams)}
+    return _build(TrainParams, raw, prefix="train.", source="the command line")

@@ -9,8 +9,12 @@ TEST_SPLIT = PREPARED / "test.npz"
 STATISTICS = Path("data/stats.json")
 
 MODEL = Path("models/model.keras")
-TRAIN_LOG = Path("reports/train")  # DVCLive's folder: per-epoch metrics, plots, environment.
+TRAIN_LOG = Path("reports/train")  # DVCLive: metrics.json (summary) and plots/ (per epoch).
 METRICS = Path("reports/metrics.json")
 PREDICTIONS = Path("reports/predictions.csv")
 REPORT = Path("reports/report.md")
 FIGURES = Path("reports/figures")
+RUN_RECORD = TRAIN_LOG / "run.json"  # Settings, history, timings and numerics of the run.
+
+STUDY = Path("reports/study")
+STUDY_RUNS = STUDY / "runs"  # One JSON record per (variant, seed) cell.

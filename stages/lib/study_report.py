@@ -4,42 +4,78 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from stages.lib.records import read_history, read_landscape, read_run
-from stages.lib.study import Comparison, compare_all, describe
+from stages.lib.errors import InputFileError
+from stages.lib.records import read_json
+from stages.lib.study import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
+                              describe)
+
+# The probes' summaries (medians over training, landscape.LandscapeProbe.summary) that the study
+# tabulates: key -> (column heading, digits). First the paper's measure along -g, then along the
+# update D the optimizer really takes.
+PAPER_MEASURES = {
+    "beta_median": ("effective β-smoothness", 2),
+    "loss_range_median": ("loss range over steps", 4),
+    "grad_change_max_median": ("max gradient change", 3),
+}
+UPDATE_MEASURES = {
+    "update_beta_median": ("β along Δ", 2),
+    "update_loss_range_median": ("loss range along Δ", 4),
+    "real_length_loss_range_median": ("loss range along −g at ‖Δ‖", 4),
+    "cos_update_gradient_median": ("cos(Δ, −g)", 3),
+    "decrease_ratio_median": ("realized / predicted decrease", 3),
+}
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One study cell, from the JSON record that the `cell` stage wrote."""
+
     variant: str
     seed: int
-    metrics: dict  # evaluate's metrics.json
-    history: dict[str, np.ndarray]
-    landscape: dict[str, np.ndarray] | None
-    run: dict  # train's run.json: timings and environment
+    metrics: dict  # evaluate's scores: {"train": {...}, "test": {...}}
+    history: dict[str, np.ndarray]  # per epoch, e.g. history["val/accuracy"]
+    landscape: dict[str, np.ndarray] | None  # per probe, e.g. landscape["beta"]
+    run: dict  # the rest of the record: settings, timings, environment
     landscape_summary: dict
 
 
 def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
-    cells = {}
-    for variant in variants:
-        cells[variant] = []
-        for seed in seeds:
-            folder = runs / f"{variant}-{seed}"
-            if not (folder / "metrics.json").is_file():
-                raise FileNotFoundError(f"study cell {variant}-{seed} has no {folder}/metrics.json; "
-                                        "run `dvc repro study/dvc.yaml` to train the missing cells")
-            live_summary = json.loads((folder / "train" / "metrics.json").read_text())
-            cells[variant].append(Cell(variant, seed, json.loads((folder / "metrics.json").read_text()),
-                                       read_history(folder / "train"), read_landscape(folder / "train"),
-                                       read_run(folder / "train"), live_summary.get("landscape", {})))
-    return cells
+    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "study/dvc.yaml")
+                      for seed in seeds] for variant in variants}
+
+
+def load_cell(path: Path, pipeline: str) -> Cell:
+    """The record a `cell` stage of `pipeline` wrote at `path`."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: missing: this cell has not run; run `dvc repro {pipeline}` "
+                             "to train the missing cells")
+    record = read_json(path, "cell")
+    probes = record.get("probes")
+    return Cell(record["bn"], record["seed"], record["metrics"],
+                {name: np.asarray(values) for name, values in record["history"].items()},
+                {name: np.asarray(values) for name, values in probes.items()} if probes else None,
+                record, record.get("landscape") or {})
+
+
+def figure_run(cell: Cell) -> dict:
+    """One cell as the sweep figures take it (figures.accuracy_vs_learning_rate and the like).
+
+    Diverged: the probe's flag; a cell trained without probes counts as diverged when its last
+    training loss is not finite."""
+    history_loss = cell.history.get("fit/loss", np.array([np.nan]))
+    probes = cell.landscape or {}
+    return {"optimizer": cell.run["train"]["optimizer"], "bn": cell.variant,
+            "learning_rate": cell.run["train"]["learning_rate"], "seed": cell.seed,
+            "test_accuracy": cell.metrics["test"]["accuracy"],
+            "diverged": bool(cell.landscape_summary.get("diverged", not np.isfinite(history_loss[-1]))),
+            "effective_step": cell.landscape_summary.get("effective_step_median", {}),
+            "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([]))}
 
 
 def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
@@ -48,15 +84,19 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
     for variant, runs in cells.items():
         summary[variant] = {name: describe([run.metrics[a][b] for run in runs])
                             for name, (a, b) in measures.items()}
-        if all(run.landscape_summary for run in runs):
-            for key in ("beta_median", "loss_range_median", "grad_change_max_median"):
-                summary[variant][key] = describe([run.landscape_summary[key] for run in runs])
+        for key in (*PAPER_MEASURES, *UPDATE_MEASURES):
+            # A diverged run has no finite median (None): the measure describes the other seeds.
+            values = [run.landscape_summary.get(key) for run in runs]
+            if any(value is not None for value in values):
+                summary[variant][key] = describe([value for value in values if value is not None])
         summary[variant]["train_seconds"] = describe([run.run["total_seconds"] for run in runs])
     accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
     comparisons = compare_all(accuracy)
     summary["comparisons"] = {
         f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,
-                                     "ci_high": c.ci_high, "p_value": c.p_value}
+                                     "ci_high": c.ci_high, "p_value": c.p_value, "p_holm": c.p_holm,
+                                     "minimum_detectable": c.minimum_detectable,
+                                     "seeds_to_detect_target": c.seeds_to_detect_target}
         for c in comparisons}
     return summary, comparisons
 
@@ -74,24 +114,26 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
     lines = [
         "# BN study: where should BatchNormalization sit?", "",
         f"{len(variants)} variants × {summary[variants[0]]['test_accuracy']['n']} seeds, "
-        f"{len(first['epoch_seconds'])} epochs each. Cells: mean ± std [min, max] over seeds.", "",
+        f"{first['train']['epochs']} epochs each. Cells: mean ± std [min, max] over seeds.", "",
         "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
         *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
           f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",
         "## Differences in mean test accuracy (Welch's t-test, 95% CI)", "",
-        "| pair | difference (points) | 95% CI | p-value |", "|---|---|---|---|",
+        f"p-values are Holm-adjusted over the {len(comparisons)} pairs (the CIs are not); a difference "
+        f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
+        f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "
+        "points with that power.", "",
+        f"| pair | difference (points) | 95% CI | p-value | Holm p | minimum detectable (points) | "
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
         *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
-          f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} |" for c in comparisons), "",
+          f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
+          f"{c.minimum_detectable * 100:.2f} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
+          for c in comparisons), "",
         *(f"- {c.verdict()}" for c in comparisons), "",
     ]
     if with_landscape:
-        lines += [
-            "## Loss-landscape smoothness (Santurkar et al. 2018), medians over training", "",
-            "| bn | effective β-smoothness | loss range over steps | max gradient change |",
-            "|---|---|---|---|",
-            *(f"| {v} | {cell(v, 'beta_median', digits=2)} | {cell(v, 'loss_range_median')} | "
-              f"{cell(v, 'grad_change_max_median')} |" for v in variants), "",
-        ]
+        lines += landscape_tables(summary, variants)
     lines += [
         "![validation curves](figures/curves.png)", "",
         "![test accuracy per seed](figures/test_accuracy.png)", "",
@@ -102,6 +144,36 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         f"- total training time of the cells: {total_minutes:.1f} min", "",
     ]
     return "\n".join(lines)
+
+
+def landscape_tables(summary: dict, variants: list[str]) -> list[str]:
+    """The probes' medians over training: mean over seeds [95% t interval of that mean]."""
+    def cell(variant, key, digits):
+        d = summary[variant].get(key)
+        if d is None:
+            return "–"
+        interval = f" [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]" if d["n"] > 1 else ""
+        return f"{d['mean']:.{digits}f}{interval}"
+
+    def table(measures):
+        shown = {key: spec for key, spec in measures.items()
+                 if any(key in summary[variant] for variant in variants)}
+        if not shown:
+            return []
+        return ["| bn | " + " | ".join(heading for heading, _ in shown.values()) + " |",
+                "|---" * (len(shown) + 1) + "|",
+                *(f"| {v} | " + " | ".join(cell(v, key, digits) for key, (_, digits) in shown.items())
+                  + " |" for v in variants), ""]
+
+    return [
+        "## Loss-landscape smoothness (Santurkar et al. 2018), medians over training", "",
+        f"Each cell: the mean over seeds of the run's median, with the {CONFIDENCE:.0%} t interval of "
+        "that mean. Along −g at η ∈ step sizes × the learning rate (the paper's measure):", "",
+        *table(PAPER_MEASURES),
+        "Along the update Δ the optimizer takes at that step (k ∈ step sizes × Δ), and along −g "
+        "moved as far as Δ:", "",
+        *table(UPDATE_MEASURES),
+    ]
 
 
 def render_html(markdown: str, base: Path) -> str:

@@ -1,86 +1,20 @@
-"""Seeding, the input pipeline, and `fit` with per-epoch logging: the training path `train` runs."""
+"""The input pipeline, compilation and `fit` with per-epoch logging: the training path `train` runs.
+
+Seeding and the backend's own pieces live in backend.py, the choice of device in device.py.
+"""
 
 from __future__ import annotations
 
-import os
-import platform
 import time
+import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from stages.lib import backend
 from stages.lib.cifar import Split
+from stages.lib.errors import ParamsError
 from stages.lib.params import TrainParams
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Same params + same seed + same machine -> same weights, batches, dropout masks and metrics."""
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow generators.
-    if deterministic:
-        # Picks deterministic kernels (notably on GPU) at a small cost in speed.
-        tf.config.experimental.enable_op_determinism()
-
-
-def device_description() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)} (x{len(gpus)})"
-    return f"CPU: {_cpu_model()} ({os.cpu_count()} cores)"
-
-
-def compute_precision(setting: str) -> str:
-    """The precision to train in: `setting`, or for "auto" what measured fastest on this device.
-
-    On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) oneDNN's bfloat16 convolutions
-    made the training step 1.3x faster at unchanged accuracy (README, Performance); on other CPUs
-    bfloat16 is emulated and slow. GPUs keep float32 (TF32 on tensor cores) until measured there.
-    """
-    if setting != "auto":
-        return setting
-    if tf.config.list_physical_devices("GPU"):
-        return "float32"
-    flags = set(_cpuinfo("flags").split())
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    return "mixed_bfloat16" if onednn and flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
-def _cpu_model() -> str:
-    return _cpuinfo("model name") or platform.processor() or "unknown"
-
-
-def _cpuinfo(field: str) -> str:
-    """A field of the first processor in /proc/cpuinfo ('' where there is none, as on macOS)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.split(":", 1)[0].strip() == field:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def environment() -> dict:
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": device_description(),
-        "onednn": onednn_enabled(),
-    }
-
-
-def onednn_enabled() -> bool | None:
-    """Whether TensorFlow runs its oneDNN CPU kernels (see stages/__init__.py); None if unknown."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port  # Private, hence the fallback.
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
 
 
 def epoch_orders(num_examples: int, epochs: int, seed: int) -> np.ndarray:
@@ -104,8 +38,34 @@ def steps_for(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
-def training_dataset(split: Split, orders: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """uint8 batches in the precomputed order; the model casts and normalizes them itself."""
+def training_data(split: Split, orders: np.ndarray, batch_size: int):
+    """uint8 batches in the precomputed order, all epochs in one sequence; the model casts and
+    normalizes them itself. tf.data on TensorFlow (it prefetches in parallel), a Keras PyDataset
+    of NumPy batches on the other backends, which may have no TensorFlow at all."""
+    if backend.name() == "tensorflow":
+        return _tensorflow_training_dataset(split, orders, batch_size)
+    return EpochOrderBatches(split, orders, batch_size)
+
+
+class EpochOrderBatches(keras.utils.PyDataset):
+    """Batch `index` (counted over all epochs) of the precomputed orders, as NumPy arrays."""
+
+    def __init__(self, split: Split, orders: np.ndarray, batch_size: int) -> None:
+        super().__init__()
+        self.images, self.labels = split.images, split.labels.astype(np.int32)
+        self.orders, self.batch_size = orders, batch_size
+
+    def __len__(self) -> int:
+        return len(self.orders) * steps_for(self.orders.shape[1], self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        examples = batch_indices(self.orders, index, self.batch_size)
+        return self.images[examples], self.labels[examples]
+
+
+def _tensorflow_training_dataset(split: Split, orders: np.ndarray, batch_size: int):
+    import tensorflow as tf
+
     images = tf.constant(split.images)
     labels = tf.constant(split.labels.astype(np.int32))
     batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
@@ -114,28 +74,72 @@ def training_dataset(split: Split, orders: np.ndarray, batch_size: int) -> tf.da
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
-def evaluation_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
+def validation_data(split: Split, batch_size: int):
+    if backend.name() != "tensorflow":
+        return EpochOrderBatches(split, np.arange(len(split.labels))[None], batch_size)
+    import tensorflow as tf
+
     return tf.data.Dataset.from_tensor_slices(
         (split.images, split.labels.astype(np.int32))).batch(batch_size).prefetch(2)
 
 
-def compile_model(model: keras.Model, params: TrainParams) -> None:
+def execution_steps(params: TrainParams, steps_per_epoch: int, per_step_callbacks: bool) -> int:
+    """How many training steps each compiled call runs: params.steps_per_execution, checked.
+
+    Keras calls batch-level callbacks once per execution, so per-step observers (the landscape
+    probe) need 1; and an execution that does not divide the epoch would run into the next
+    epoch's batches, shifting every epoch boundary.
+    """
+    wanted = params.steps_per_execution
+    if per_step_callbacks and wanted != 1:
+        print(f"train: steps_per_execution {wanted} -> 1, because the landscape probe observes "
+              "every step", flush=True)
+        return 1
+    if wanted != 1 and backend.name() == "torch":
+        raise ParamsError(f"train.steps_per_execution = {wanted}: Keras runs one step per call on "
+                         "PyTorch; set it to 1 there")
+    if steps_per_epoch % wanted:
+        divisors = [n for n in range(1, steps_per_epoch + 1) if steps_per_epoch % n == 0]
+        raise ParamsError(f"train.steps_per_execution = {wanted} does not divide the {steps_per_epoch} "
+                         f"steps per epoch; choose one of {', '.join(map(str, divisors))}")
+    return wanted
+
+
+def compile_model(model: keras.Model, params: TrainParams, steps_per_execution: int = 1) -> None:
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    # XLA: TensorFlow's is a choice (4x slower on a CPU, bench/); JAX always compiles with XLA
+    # (its uncompiled mode runs op by op); PyTorch's torch.compile is not used.
+    jit_compile = {"tensorflow": params.jit_compile, "jax": True}.get(backend.name(), False)
     # Sparse cross-entropy on integer labels equals the reference's categorical cross-entropy on
     # one-hot labels, without materializing the one-hot matrix.
-    model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=False)  # XLA made this net 2-3x slower on CPU (bench/).
+    with warnings.catch_warnings():
+        # Keras refuses XLA on TensorFlow whenever op determinism is on, because XLA's MaxPool
+        # gradient has no deterministic form, and warns. Our pooling (pooling.py) needs no such
+        # gradient, and with it the compiled step is deterministic (tests/test_training.py).
+        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+        model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    if jit_compile and not model.jit_compile:
+        model._jit_compile = True
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Per epoch: train/validation loss and accuracy and wall seconds, to DVCLive and stdout."""
+    """Per epoch: loss and accuracy while fitting and on the validation split, and wall seconds,
+    to DVCLive, stdout and `history`.
+
+    `fit/*` are Keras' running averages over the epoch's batches in training mode (dropout on, BN
+    on batch statistics); `evaluate` reports the trained model's own `train.*` and `test.*`
+    scores, so no two metrics share a name. Ours rather than DVCLive's Keras callback because that
+    one names them `train/*` and `eval/*` and records neither wall times nor a log line per epoch.
+    """
 
     def __init__(self, live) -> None:
         super().__init__()
         self.live = live
         self.epoch_seconds: list[float] = []
+        self.history: dict[str, list[float]] = {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -143,30 +147,36 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(time.perf_counter() - self._start)
         values = {
-            "train/loss": logs["loss"], "train/accuracy": logs["accuracy"],
+            "fit/loss": logs["loss"], "fit/accuracy": logs["accuracy"],
             "val/loss": logs["val_loss"], "val/accuracy": logs["val_accuracy"],
             "epoch_seconds": self.epoch_seconds[-1],
         }
         for name, value in values.items():
             self.live.log_metric(name, round(float(value), 6))
+            self.history.setdefault(name, []).append(round(float(value), 6))
         self.live.next_step()
         print(f"train: epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in values.items()),
               flush=True)
 
 
 def fit(model: keras.Model, train: Split, validation: Split, params: TrainParams,
-        orders: np.ndarray, live, callbacks: list | None = None) -> dict:
-    """Train `model` (compiled here) on `orders` (see epoch_orders) and return timings.
+        orders: np.ndarray, live, callbacks: list | None = None) -> tuple[dict, dict]:
+    """Train `model` (compiled here) on `orders` (see epoch_orders); return timings and history.
+
+    `callbacks` observe every training step (the landscape probe), so with any of them each
+    compiled call runs one step (see execution_steps).
 
     The validation split is only watched, never used to decide anything (no early stopping, no
     checkpoint choice), which is why the reference's use of the test set here is harmless.
     """
-    compile_model(model, params)
+    steps_per_epoch = steps_for(len(train.labels), params.batch_size)
+    steps_per_execution = execution_steps(params, steps_per_epoch, per_step_callbacks=bool(callbacks))
+    compile_model(model, params, steps_per_execution)
     log = EpochLog(live)
     start = time.perf_counter()
-    model.fit(training_dataset(train, orders, params.batch_size), epochs=params.epochs,
-              steps_per_epoch=steps_for(len(train.labels), params.batch_size),
-              validation_data=evaluation_dataset(validation, params.batch_size),
+    model.fit(training_data(train, orders, params.batch_size), epochs=params.epochs,
+              steps_per_epoch=steps_per_epoch,
+              validation_data=validation_data(validation, params.batch_size),
               callbacks=[log, *(callbacks or [])], shuffle=False, verbose=0)
     return {"total_seconds": round(time.perf_counter() - start, 3),
-            "epoch_seconds": [round(s, 3) for s in log.epoch_seconds]}
+            "steps_per_execution": steps_per_execution, "xla": bool(model.jit_compile)}, log.history

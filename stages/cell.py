@@ -1,0 +1,79 @@
+"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml): one cell of the BN study or the learning-rate
+sweep, trained with landscape probes.
+
+Trains exactly as `train` does (stages/lib/experiment.py), scores the model as `evaluate` does,
+and keeps one small JSON record: the run record (settings, per-epoch history, probes, timings,
+numerics) plus the evaluated metrics. The model itself lives only in a temporary folder: the
+study needs its scores, not its weights, so a fresh clone has nothing of the study to fetch.
+"""
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from stages.lib import paths
+from stages.lib.cli import stage_main
+from stages.lib.params import (BN_PLACEMENTS, OPTIMIZERS, TrainParams, load_params,
+                               train_with_overrides)
+
+OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes.
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bn", choices=BN_PLACEMENTS, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="instead of train.optimizer")
+    parser.add_argument("--learning-rate", type=float, help="instead of train.learning_rate")
+    return parser.parse_args(argv)
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name) is not None}
+
+
+def params_used(args: argparse.Namespace) -> tuple[str, ...]:
+    # bn and seed come from the command line, and a cell always probes: landscape.enabled (the
+    # main run's switch) is not read, so toggling it leaves the cells cached. Nor is a train
+    # setting the command line overrides, so the sweep's cells ignore its value in params.yaml.
+    replaced = overrides(args)
+    train = (("train",) if not replaced else
+             tuple(f"train.{field.name}" for field in dataclasses.fields(TrainParams)
+                   if field.name not in replaced))
+    return ("model", *train, "landscape.every_steps", "landscape.step_sizes")
+
+
+@stage_main("cell")
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    params = load_params(params_used(args))
+    train_params = train_with_overrides(params.train, overrides(args))
+    # TensorFlow is imported only after params and inputs validate, as in `train`.
+    from stages.lib.cifar import load_split, load_statistics
+
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
+    statistics = load_statistics(paths.STATISTICS)
+
+    from dvclive import Live
+
+    from stages.lib.atomic import write_json
+    from stages.lib.evaluation import evaluate
+    from stages.lib.experiment import train_variant
+
+    with tempfile.TemporaryDirectory(prefix="bnlab-cell-") as scratch:
+        with Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            model, record, probe = train_variant(params.model, train_params, args.bn, args.seed,
+                                                 statistics, train, test, params.landscape, live)
+    metrics, _ = evaluate(model, train, test)
+    record["metrics"] = metrics
+    record["probes"] = probe.columns()
+    write_json(args.record, record)
+    print(f"cell: bn={args.bn} seed={args.seed} {train_params.optimizer} "
+          f"lr={train_params.learning_rate:g}: test accuracy {metrics['test']['accuracy']:.4f} "
+          f"-> {args.record}")
+
+
+if __name__ == "__main__":
+    main()

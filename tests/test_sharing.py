@@ -1,0 +1,89 @@
+"""Sharing results the DVC way, for real: a local-directory remote stands in for S3/SSH/NFS.
+
+One machine runs and pushes, a fresh clone pulls and finds nothing to re-run; two machines split
+the study's cells and a third collects them from the run-cache without training anything.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Project
+from test_pipeline import stages_run
+
+pytestmark = pytest.mark.dvc
+
+
+def clone(source: Project, destination) -> Project:
+    subprocess.run(["git", "clone", "-q", str(source.root), str(destination)], check=True)
+    return Project(destination)
+
+
+def quiet(result: subprocess.CompletedProcess) -> None:
+    """A command that neither failed nor complained."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.fixture
+def shared(project, tmp_path) -> Project:
+    """The project with a default remote in a shared folder, committed as the README says."""
+    project.dvc("remote", "add", "-d", "team", str(tmp_path / "remote"))
+    project.commit("team remote")
+    return project
+
+
+def test_a_fresh_clone_pulls_the_results_and_reruns_nothing(shared, tmp_path):
+    shared.dvc("repro")
+    shared.commit("results")
+    shared.dvc("push", "--run-cache")
+
+    collaborator = clone(shared, tmp_path / "collaborator")
+    quiet(collaborator.dvc("pull"))
+    assert "Data and pipelines are up to date" in collaborator.dvc("status", "dvc.yaml").stdout
+    assert stages_run(collaborator.dvc("repro").stdout) == []
+    # The study never ran on either machine: its cells are pending, and nothing errs or warns.
+    quiet(collaborator.dvc("status", "study/dvc.yaml"))
+    quiet(collaborator.dvc("checkout"))
+    # The pulled model scores exactly what the first machine measured.
+    score = collaborator.run("python", "-c", (
+        "import json; from stages.lib import paths; from stages.lib.cifar import load_split; "
+        "from stages.lib.evaluation import evaluate, load_model; "
+        "m, _ = evaluate(load_model(paths.MODEL), load_split(paths.TRAIN_SPLIT), "
+        "load_split(paths.TEST_SPLIT)); print(json.dumps(m))"))
+    assert json.loads(score.stdout.splitlines()[-1]) == json.loads(
+        (shared.root / "reports/metrics.json").read_text())
+
+    # An experiment is applied and checked out without a word about the (absent) study.
+    experiment = collaborator.dvc("exp", "run", "-S", "bn=none")
+    assert stages_run(experiment.stdout) == ["train", "evaluate", "report"]
+    (name,) = collaborator.dvc("exp", "list", "--name-only").stdout.split()
+    collaborator.run("git", "checkout", "-q", "--", ".")
+    quiet(collaborator.dvc("checkout"))
+    quiet(collaborator.dvc("exp", "apply", name))
+    assert json.loads((collaborator.root / "reports/train/run.json").read_text())["bn"] == "none"
+    quiet(collaborator.dvc("plots", "diff", "HEAD", "-o", str(tmp_path / "plots")))
+
+
+def test_two_machines_split_the_study_and_a_third_only_compares(shared, tmp_path):
+    shared.dvc("repro", "normalize")  # Everyone trains on the same prepared data.
+    shared.commit("prepared data")
+    shared.dvc("push")
+
+    for machine, variant in (("a", "before"), ("b", "none")):
+        worker = clone(shared, tmp_path / machine)
+        worker.dvc("pull", "--with-deps", "normalize")
+        cells = [f"study/dvc.yaml:cell@{variant}-{seed}" for seed in (0, 1)]
+        assert sorted(stages_run(worker.dvc("repro", *cells).stdout)) == cells
+        worker.run(sys.executable, "tools/push_run_cache.py")
+
+    collector = clone(shared, tmp_path / "collector")
+    collector.dvc("pull", "--run-cache", "--with-deps", "normalize")
+    result = collector.dvc("repro", "--pull", "study/dvc.yaml")
+    assert stages_run(result.stdout) == ["study/dvc.yaml:compare"], result.stdout
+    assert result.stdout.count("is cached - skipping run") == 4
+    table = json.loads((collector.root / "reports/study/metrics.json").read_text())
+    assert table["before"]["test_accuracy"]["n"] == table["none"]["test_accuracy"]["n"] == 2
