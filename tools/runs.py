@@ -22,6 +22,13 @@ def cell(text: str, width: int, template: str) -> str:
     return text.rjust(width) if template != "{}" else text.ljust(width)
 
 
+def shown(value, template: str) -> str:
+    """A value as `template` formats it; DVC's "!" (no such metric in that run) and the like as is."""
+    if value is None:
+        return "-"
+    return template.format(value) if isinstance(value, (int, float)) else str(value)
+
+
 def main() -> None:
     print(" ".join(["experiment".ljust(NAME_WIDTH)] + [cell(header, width, template)
                                                       for _, header, width, template in COLUMNS]))
@@ -30,7 +37,7 @@ def main() -> None:
         if row["typ"] != "baseline":  # An experiment: indent it under its baseline commit.
             name = "  " + name
         print(" ".join([name[:NAME_WIDTH].ljust(NAME_WIDTH)] +
-                       [cell("-" if row.get(key) is None else template.format(row[key]), width, template)
+                       [cell(shown(row.get(key), template), width, template)
                         for key, _, width, template in COLUMNS]))
 
 
