@@ -85,7 +85,7 @@ def render(run, metrics, model, bn_layers, non_trainable: int, with_landscape: b
         "BatchNormalization check (per channel: 4 parameters per filter):",
         "",
         "| layer | params | 4 x filters | |", "|---|---|---|---|", *bn_checks,
-        *([] if bn_checks else ["| (no BN layers: bn=none) | | | |"]),
+        *([] if bn_checks else [f"| (no BN layers: bn={run['bn']}) | | | |"]),
         "",
         "```", summary.getvalue().rstrip(), "```",
         "",

@@ -1,7 +1,8 @@
 """Stage `sweep_report` (sweep/dvc.yaml): the learning-rate sweep's table and figures.
 
-Reads the record of every cell of params.yaml's `sweep` grid and writes, under reports/sweep/:
-metrics.json (per optimizer, learning rate and variant), sweep.md and figures/.
+Reads the record of every cell of params.yaml's `sweep` grid that has run, and the study's cells
+at the study's own optimizer and learning rate, and writes, under reports/sweep/: metrics.json (per
+optimizer, learning rate and variant), sweep.md (which lists the cells not yet run) and figures/.
 """
 
 import argparse
@@ -18,18 +19,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def params_used(args: argparse.Namespace) -> tuple[str, ...]:
-    return ("sweep",)
+    return ("sweep", "study", "train.optimizer", "train.learning_rate")
 
 
 @stage_main("sweep_report")
 def main(argv=None) -> None:
-    sweep = load_params(params_used(parse_args(argv))).sweep
-    from stages.lib import figures
+    params = load_params(params_used(parse_args(argv)))
+    from stages.lib import figures, paths
     from stages.lib.atomic import write_json, write_text
     from stages.lib.study_report import figure_run
     from stages.lib.sweep import collect, render_markdown, summarize
 
-    cells = collect(sweep)
+    cells, missing = collect(params.sweep, params.study, params.train, paths.STUDY_RUNS)
     runs = [figure_run(cell) for cell in cells]
     summary = summarize(runs)
     write_json(OUT / "metrics.json", summary)
@@ -37,8 +38,8 @@ def main(argv=None) -> None:
     figures.effective_step_vs_learning_rate(runs, OUT / "figures" / "effective_step_vs_learning_rate.png")
     figures.update_beta_over_training(runs, OUT / "figures" / "update_beta_over_training.png")
     minutes = sum(cell.run["total_seconds"] for cell in cells) / 60
-    write_text(OUT / "sweep.md", render_markdown(summary, cells[0].run["environment"], minutes))
-    print(f"sweep_report: {len(cells)} cells -> {OUT}/sweep.md")
+    write_text(OUT / "sweep.md", render_markdown(summary, cells[0].run["environment"], minutes, missing))
+    print(f"sweep_report: {len(cells)} cells ({len(missing)} not yet run) -> {OUT}/sweep.md")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def test_report_shows_the_runs_scores_settings_and_counts():
 
 
 @pytest.mark.parametrize("bn, rows", [("none", ["| (no BN layers: bn=none) | | | |"]),
+                                      ("rescaled", ["| (no BN layers: bn=rescaled) | | | |"]),
                                       ("before", ["| bn1 | 16 | 16 | ok |"])])
 def test_report_lists_batch_norm_layers_and_the_landscape_figure(bn, rows):
     lines = report(bn, with_landscape=True)

@@ -133,3 +133,13 @@ def test_landscape_columns_are_averaged_over_seeds_step_by_step():
              {"step": np.array([0, 50]), "beta": np.array([3.0, 8.0])}]
     averaged = mean_columns(seeds)
     assert averaged["step"].tolist() == [0, 50] and averaged["beta"].tolist() == [2.0, 6.0]
+
+
+def test_a_landscape_table_without_rows_leaves_out_its_lead_in():
+    from stages.lib.study import describe
+    from stages.lib.study_report import landscape_tables
+
+    lines = landscape_tables({"before": {"beta_median": describe([10.0, 12.0])}}, ["before"])
+    assert any(line.startswith("Along −g at η") for line in lines)
+    assert not any(line.startswith("Along the update Δ") for line in lines)
+    assert "| before | 11.00 [" in "\n".join(lines)

@@ -155,12 +155,12 @@ def landscape_tables(summary: dict, variants: list[str]) -> list[str]:
         interval = f" [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]" if d["n"] > 1 else ""
         return f"{d['mean']:.{digits}f}{interval}"
 
-    def table(measures):
+    def table(lead_in, measures):
         shown = {key: spec for key, spec in measures.items()
                  if any(key in summary[variant] for variant in variants)}
         if not shown:
             return []
-        return ["| bn | " + " | ".join(heading for heading, _ in shown.values()) + " |",
+        return [lead_in, "", "| bn | " + " | ".join(heading for heading, _ in shown.values()) + " |",
                 "|---" * (len(shown) + 1) + "|",
                 *(f"| {v} | " + " | ".join(cell(v, key, digits) for key, (_, digits) in shown.items())
                   + " |" for v in variants), ""]
@@ -168,11 +168,10 @@ def landscape_tables(summary: dict, variants: list[str]) -> list[str]:
     return [
         "## Loss-landscape smoothness (Santurkar et al. 2018), medians over training", "",
         f"Each cell: the mean over seeds of the run's median, with the {CONFIDENCE:.0%} t interval of "
-        "that mean. Along −g at η ∈ step sizes × the learning rate (the paper's measure):", "",
-        *table(PAPER_MEASURES),
-        "Along the update Δ the optimizer takes at that step (k ∈ step sizes × Δ), and along −g "
-        "moved as far as Δ:", "",
-        *table(UPDATE_MEASURES),
+        "that mean.", "",
+        *table("Along −g at η ∈ step sizes × the learning rate (the paper's measure):", PAPER_MEASURES),
+        *table("Along the update Δ the optimizer takes at that step (k ∈ step sizes × Δ), and along −g "
+               "moved as far as Δ:", UPDATE_MEASURES),
     ]
 
 

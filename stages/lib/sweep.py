@@ -1,15 +1,22 @@
-"""The learning-rate sweep's grid, its summary per (optimizer, learning rate), and its report."""
+"""The learning-rate sweep's grid, its summary per (optimizer, learning rate), and its report.
+
+The sweep does not train the study's cells again: at the study's own optimizer and learning rate
+(train.optimizer, train.learning_rate) it takes the study's records, five seeds per variant.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+from stages.lib.errors import InputFileError, ParamsError
+from stages.lib.params import OPTIMIZERS
 from stages.lib.study import compare_all, describe
 from stages.lib.study_report import Cell, load_cell
 
+# Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
+# sweep's report reads this folder.
 RUNS = Path("reports/sweep/runs")
-OPTIMIZERS = ("adam", "sgd")
 
 
 def grid(sweep) -> Iterator[tuple[str, float, str, int]]:
@@ -27,8 +34,30 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
 
 
-def collect(sweep) -> list[Cell]:
-    return [load_cell(record_path(*key), "sweep/dvc.yaml") for key in grid(sweep)]
+def study_records(sweep, study, train, study_runs: Path) -> list[Path]:
+    """The study's records that stand for the sweep's cells at the study's optimizer and rate:
+    those of the variants both list. The sweep must not list that rate itself (two sets of
+    cells for one point, the same seeds twice)."""
+    part = getattr(sweep, train.optimizer)
+    if train.learning_rate in part.learning_rates:
+        raise ParamsError(
+            f"sweep.{train.optimizer}.learning_rates lists {train.learning_rate:g}, the study's own rate "
+            f"(train.learning_rate): the study's cells cover it; remove it from the sweep")
+    return [study_runs / f"{bn}-{seed}.json" for bn in part.variants if bn in study.variants
+            for seed in study.seeds]
+
+
+def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[Path]]:
+    """The cells that have run, and the records of those that have not (yet): a sweep this size
+    is often run a part at a time, on several machines, so its report shows where it stands."""
+    paths = [record_path(*key) for key in grid(sweep)] + study_records(sweep, study, train, study_runs)
+    missing = [path for path in paths if not path.is_file()]
+    if len(missing) == len(paths):
+        raise InputFileError("no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml` "
+                             "(or `dvc repro -s sweep/dvc.yaml:<cell>` for some of them) first")
+    cells = [load_cell(path, "sweep/dvc.yaml" if path.parent == RUNS else "study/dvc.yaml")
+             for path in paths if path not in missing]
+    return cells, missing
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -41,7 +70,7 @@ def summarize(runs: list[dict]) -> dict:
                     for bn in dict.fromkeys(r["bn"] for r in here)}
         entry = {bn: {**describe(values), "diverged": sum(r["diverged"] for r in here if r["bn"] == bn)}
                  for bn, values in accuracy.items()}
-        if all(len(values) >= 2 for values in accuracy.values()):
+        if len(accuracy) > 1 and all(len(values) >= 2 for values in accuracy.values()):
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
                 "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
                 "p_holm": c.p_holm} for c in compare_all(accuracy)}
@@ -49,19 +78,28 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
-def render_markdown(summary: dict, environment: dict, minutes: float) -> str:
+def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[Path]) -> str:
     lines = ["# The learning-rate sweep: where does BN's advantage appear?", "",
-             "Test accuracy after the sweep's epochs, mean ± std over seeds; "
+             "Test accuracy after the sweep's epochs, mean ± std over n seeds; "
              "(k diverged) counts runs whose loss became non-finite or ended above where it began.", ""]
+    if missing:
+        lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro sweep/dvc.yaml` "
+                  "trains them): " + ", ".join(f"`{path.stem}`" for path in missing) + ".", ""]
     for optimizer, rates in summary.items():
         variants = list(dict.fromkeys(bn for entry in rates.values() for bn in entry if bn != "comparisons"))
         lines += [f"## {optimizer}", "", "| learning rate | " + " | ".join(variants) + " |",
                   "|---|" + "---|" * len(variants)]
         for rate, entry in rates.items():
-            cells = [f"{entry[bn]['mean']:.4f} ± {entry[bn]['std']:.4f}"
+            cells = [f"{entry[bn]['mean']:.4f} ± {entry[bn]['std']:.4f} (n={entry[bn]['n']})"
                      + (f" ({entry[bn]['diverged']} diverged)" if entry[bn]["diverged"] else "")
                      if bn in entry else "–" for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
+        lines += ["", f"Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
+                  "at each rate:", "", "| learning rate | pair | difference | 95% CI | Holm p |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+                  f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} |"
+                  for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
         lines.append("")
     lines += ["![accuracy vs learning rate](figures/accuracy_vs_learning_rate.png)", "",
               "![effective step vs learning rate](figures/effective_step_vs_learning_rate.png)", "",

@@ -1,0 +1,86 @@
+"""The sweep's report: which records it reads (its own cells, the study's at the study's rate),
+what it says about cells not yet run, and its table and comparisons, from hand-made records."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib.errors import InputFileError, ParamsError
+from stages.lib.params import parse_params
+from stages.lib.sweep import collect, record_path, render_markdown, summarize
+
+COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+STUDY_RUNS = Path("reports/study/runs")
+
+
+def params(adam_rates=(0.01,), train_rate=0.001):
+    return parse_params({**COMMITTED, "train": {**COMMITTED["train"], "learning_rate": train_rate},
+                         "study": {"variants": ["before", "after"], "seeds": [0, 1, 2]},
+                         "sweep": {"seeds": [0, 1],
+                                   "adam": {"variants": ["before", "none"], "learning_rates": list(adam_rates)},
+                                   "sgd": {"variants": ["none"], "learning_rates": [0.1]}}})
+
+
+def write_record(path: Path, bn: str, seed: int, optimizer: str, rate: float, accuracy: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "bn": bn, "seed": seed, "train": {"optimizer": optimizer, "learning_rate": rate},
+        "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy}},
+        "history": {"fit/loss": [2.0, 1.0]}, "probes": None, "landscape": None,
+        "total_seconds": 60.0, "environment": {"device": "CPU"}}))
+
+
+def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = params()
+    write_record(record_path("adam", 0.01, "before", 0), "before", 0, "adam", 0.01, 0.70)
+    write_record(record_path("sgd", 0.1, "none", 1), "none", 1, "sgd", 0.1, 0.50)
+    for variant in ("before", "after"):  # The study's `after` is not in the sweep's Adam variants.
+        for seed in (0, 1, 2):
+            write_record(STUDY_RUNS / f"{variant}-{seed}.json", variant, seed, "adam", 0.001, 0.75)
+    cells, missing = collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+    assert sorted((c.run["train"]["learning_rate"], c.variant, c.seed) for c in cells) == [
+        (0.001, "before", 0), (0.001, "before", 1), (0.001, "before", 2), (0.01, "before", 0), (0.1, "none", 1)]
+    assert sorted(map(str, missing)) == sorted(map(str, [
+        record_path("adam", 0.01, "before", 1), record_path("adam", 0.01, "none", 0),
+        record_path("adam", 0.01, "none", 1), record_path("sgd", 0.1, "none", 0)]))
+
+
+def test_the_sweep_refuses_to_list_the_studys_own_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = params(adam_rates=(0.001, 0.01))
+    with pytest.raises(ParamsError, match=r"sweep.adam.learning_rates lists 0.001, the study's own rate"):
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+
+
+def test_a_sweep_with_no_cell_run_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = params()
+    with pytest.raises(InputFileError, match=r"no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml`"):
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+
+
+def run(bn, seed, accuracy, rate=0.01, diverged=False):
+    return {"optimizer": "adam", "bn": bn, "learning_rate": rate, "seed": seed,
+            "test_accuracy": accuracy, "diverged": diverged}
+
+
+def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_seeds():
+    runs = [run("before", 0, 0.70), run("before", 1, 0.72), run("none", 0, 0.60), run("none", 1, 0.10, diverged=True),
+            run("before", 0, 0.75, rate=0.001), run("none", 0, 0.73, rate=0.001)]
+    summary = summarize(runs)
+    high = summary["adam"]["0.01"]
+    assert high["before"]["mean"] == pytest.approx(0.71) and high["none"]["diverged"] == 1
+    assert high["none"]["std"] == pytest.approx(math.sqrt(2) * 0.25)
+    pair = high["comparisons"]["before_vs_none"]
+    assert pair["difference"] == pytest.approx(0.36) and pair["ci_low"] < 0.36 < pair["ci_high"]
+    assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
+    markdown = render_markdown(summary, {"device": "CPU"}, 6.0, [Path("reports/sweep/runs/sgd-0.1-none-0.json")])
+    assert "**Incomplete: 1 cells have not run yet**" in markdown and "`sgd-0.1-none-0`" in markdown
+    assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 diverged) |" in markdown
+    assert f"| 0.01 | before − none | +36.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] |" \
+        in markdown
+    assert "- total training time of the cells: 6.0 min" in markdown
