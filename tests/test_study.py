@@ -145,7 +145,7 @@ def test_a_cell_becomes_a_point_of_the_sweep_figures():
     run = figure_run(cell)
     assert run == {"optimizer": "sgd", "bn": "rescaled", "learning_rate": 0.1, "seed": 3, "test_accuracy": 0.71,
                    "diverged": True, "effective_step": {"conv1": 0.01}, "steps": cell.landscape["step"],
-                   "update_beta": cell.landscape["update_beta"]}
+                   "update_beta": cell.landscape["update_beta"], "landscape": cell.landscape_summary}
     unprobed = Cell(**{**fake_cell("none", 0, 0.1, None).__dict__, "landscape_summary": {},
                        "history": {"fit/loss": np.array([2.3, np.nan])}})
     assert figure_run(unprobed)["diverged"] is True

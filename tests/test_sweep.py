@@ -63,13 +63,15 @@ def test_a_sweep_with_no_cell_run_says_what_to_run(tmp_path, monkeypatch):
         collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
 
 
-def run(bn, seed, accuracy, rate=0.01, diverged=False):
+def run(bn, seed, accuracy, rate=0.01, diverged=False, beta=10.0):
     return {"optimizer": "adam", "bn": bn, "learning_rate": rate, "seed": seed,
-            "test_accuracy": accuracy, "diverged": diverged}
+            "test_accuracy": accuracy, "diverged": diverged,
+            "landscape": {"update_beta_median": beta, "cos_update_gradient_median": 0.1}}
 
 
 def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_seeds():
-    runs = [run("before", 0, 0.70), run("before", 1, 0.72), run("none", 0, 0.60), run("none", 1, 0.10, diverged=True),
+    runs = [run("before", 0, 0.70, beta=10.0), run("before", 1, 0.72, beta=13.0), run("none", 0, 0.60),
+            run("none", 1, 0.10, diverged=True, beta=float("nan")),
             run("before", 0, 0.75, rate=0.001), run("none", 0, 0.73, rate=0.001)]
     summary = summarize(runs)
     high = summary["adam"]["0.01"]
@@ -77,10 +79,15 @@ def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_
     assert high["none"]["std"] == pytest.approx(math.sqrt(2) * 0.25)
     pair = high["comparisons"]["before_vs_none"]
     assert pair["difference"] == pytest.approx(0.36) and pair["ci_low"] < 0.36 < pair["ci_high"]
+    # Landscape measures over the seeds that have one: the diverged seed's NaN is left out.
+    assert high["before"]["landscape"]["update_beta_median"]["mean"] == pytest.approx(11.5)
+    assert high["none"]["landscape"]["update_beta_median"]["n"] == 1
+    assert "beta_median" not in high["before"]["landscape"]  # Not measured: no column value.
     assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
     markdown = render_markdown(summary, {"device": "CPU"}, 6.0, [Path("reports/sweep/runs/sgd-0.1-none-0.json")])
     assert "**Incomplete: 1 cells have not run yet**" in markdown and "`sgd-0.1-none-0`" in markdown
     assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 diverged) |" in markdown
     assert f"| 0.01 | before − none | +36.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] |" \
         in markdown
+    assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
     assert "- total training time of the cells: 6.0 min" in markdown

@@ -75,7 +75,8 @@ def figure_run(cell: Cell) -> dict:
             "test_accuracy": cell.metrics["test"]["accuracy"],
             "diverged": bool(cell.landscape_summary.get("diverged", not np.isfinite(history_loss[-1]))),
             "effective_step": cell.landscape_summary.get("effective_step_median", {}),
-            "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([]))}
+            "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([])),
+            "landscape": cell.landscape_summary}
 
 
 def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:

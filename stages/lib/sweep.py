@@ -6,13 +6,20 @@ The sweep does not train the study's cells again: at the study's own optimizer a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 from stages.lib.errors import InputFileError, ParamsError
 from stages.lib.params import OPTIMIZERS
 from stages.lib.study import compare_all, describe
-from stages.lib.study_report import Cell, load_cell
+from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_cell
+
+# The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
+# then what the optimizer's real update Δ meets (study_report owns their names and digits).
+LANDSCAPE = {key: PAPER_MEASURES[key] for key in ("beta_median",)} | {
+    key: UPDATE_MEASURES[key] for key in ("update_beta_median", "real_length_loss_range_median",
+                                          "cos_update_gradient_median", "decrease_ratio_median")}
 
 # Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
 # sweep's report reads this folder.
@@ -68,7 +75,8 @@ def summarize(runs: list[dict]) -> dict:
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
         accuracy = {bn: [r["test_accuracy"] for r in here if r["bn"] == bn]
                     for bn in dict.fromkeys(r["bn"] for r in here)}
-        entry = {bn: {**describe(values), "diverged": sum(r["diverged"] for r in here if r["bn"] == bn)}
+        entry = {bn: {**describe(values), "diverged": sum(r["diverged"] for r in here if r["bn"] == bn),
+                      "landscape": landscape([r for r in here if r["bn"] == bn])}
                  for bn, values in accuracy.items()}
         if len(accuracy) > 1 and all(len(values) >= 2 for values in accuracy.values()):
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
@@ -76,6 +84,14 @@ def summarize(runs: list[dict]) -> dict:
                 "p_holm": c.p_holm} for c in compare_all(accuracy)}
         summary.setdefault(optimizer, {})[str(rate)] = entry
     return summary
+
+
+def landscape(runs: list[dict]) -> dict:
+    """Each LANDSCAPE measure over the seeds that have a finite value (a diverged run has none)."""
+    values = {key: [r["landscape"][key] for r in runs
+                    if isinstance(r["landscape"].get(key), (int, float)) and math.isfinite(r["landscape"][key])]
+              for key in LANDSCAPE}
+    return {key: describe(found) for key, found in values.items() if found}
 
 
 def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[Path]) -> str:
@@ -100,6 +116,14 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
         lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
                   f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} |"
                   for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
+        lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
+                  "training, mean over its seeds (runs that diverged have none):", "",
+                  "| learning rate | bn | " + " | ".join(heading for heading, _ in LANDSCAPE.values()) + " |",
+                  "|---|---|" + "---|" * len(LANDSCAPE)]
+        lines += [f"| {rate} | {bn} | " + " | ".join(
+                      f"{entry[bn]['landscape'][key]['mean']:.{digits}f}" if key in entry[bn]["landscape"] else "–"
+                      for key, (_, digits) in LANDSCAPE.items()) + " |"
+                  for rate, entry in rates.items() for bn in variants if bn in entry]
         lines.append("")
     lines += ["![accuracy vs learning rate](figures/accuracy_vs_learning_rate.png)", "",
               "![effective step vs learning rate](figures/effective_step_vs_learning_rate.png)", "",
