@@ -91,3 +91,33 @@ def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_
         in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
     assert "- total training time of the cells: 6.0 min" in markdown
+
+
+@pytest.mark.dvc
+def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the_study(project):
+    from test_pipeline import stages_run
+
+    project.set_params(sweep={"seeds": [0],
+                              "adam": {"variants": ["before", "rescaled"], "learning_rates": [0.01]},
+                              "sgd": {"variants": ["none"], "learning_rates": [0.1]}})
+    ran = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
+    # The sweep's report needs the study's cells at the study's rate, so DVC trains those too.
+    assert sorted(s for s in ran if "@" in s) == [
+        "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1", "study/dvc.yaml:cell@none-0",
+        "study/dvc.yaml:cell@none-1", "sweep/dvc.yaml:adam@before-0.01-0", "sweep/dvc.yaml:adam@rescaled-0.01-0",
+        "sweep/dvc.yaml:sgd@none-0.1-0"]
+    record = json.loads((project.root / "reports/sweep/runs/sgd-0.1-none-0.json").read_text())
+    assert (record["train"]["optimizer"], record["train"]["learning_rate"], record["bn"]) == ("sgd", 0.1, "none")
+    summary = json.loads((project.root / "reports/sweep/metrics.json").read_text())
+    # At the study's rate (0.001), the study's `before` cells (2 seeds); its `none` is not an Adam variant here.
+    assert set(summary["adam"]) == {"0.001", "0.01"} and summary["adam"]["0.001"]["before"]["n"] == 2
+    assert set(summary["adam"]["0.001"]) == {"before"} and set(summary["sgd"]["0.1"]) == {"none"}
+    assert "Incomplete" not in (project.root / "reports/sweep/sweep.md").read_text()
+    project.commit("sweep")
+    assert stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout) == []
+
+    project.set_params(sweep={"seeds": [0, 1]})
+    second = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
+    assert sorted(s for s in second if "@" in s) == [
+        "sweep/dvc.yaml:adam@before-0.01-1", "sweep/dvc.yaml:adam@rescaled-0.01-1", "sweep/dvc.yaml:sgd@none-0.1-1"]
+    assert "sweep/dvc.yaml:report" in second
