@@ -148,7 +148,7 @@ def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
                  title=f"{optimizer}: dots = seeds, line = mean over seeds")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle("Diverged: a non-finite loss, or a final training loss above the initial one. "
+    figure.suptitle("Diverged: a non-finite loss, or a final training loss above the initial one.\n"
                     "Variants are shifted slightly along x so that their dots do not overlap", fontsize=9)
     save(figure, path)
 
@@ -227,7 +227,8 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
             axis.legend(fontsize=7)
         for axis in axes[row, len(rates[optimizer]):]:
             axis.axis("off")
-    figure.suptitle("β along the update Δ = max over k of ‖∇L(w + kΔ) − ∇L(w)‖ / ‖kΔ‖ at each probe. "
+    # Two lines: one would be wider than a figure of two or three panels.
+    figure.suptitle("β along the update Δ = max over k of ‖∇L(w + kΔ) − ∇L(w)‖ / ‖kΔ‖ at each probe\n"
                     "Line: median over seeds; band: min to max over seeds", fontsize=9)
     save(figure, path)
 
