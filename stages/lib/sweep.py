@@ -81,7 +81,7 @@ def summarize(runs: list[dict]) -> dict:
         if len(accuracy) > 1 and all(len(values) >= 2 for values in accuracy.values()):
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
                 "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                "p_holm": c.p_holm} for c in compare_all(accuracy)}
+                "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable} for c in compare_all(accuracy)}
         summary.setdefault(optimizer, {})[str(rate)] = entry
     return summary
 
@@ -110,11 +110,13 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
                      + (f" ({entry[bn]['diverged']} diverged)" if entry[bn]["diverged"] else "")
                      if bn in entry else "–" for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
-        lines += ["", f"Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
-                  "at each rate:", "", "| learning rate | pair | difference | 95% CI | Holm p |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
+                  "at each rate, and the smallest difference these seeds could detect (80% power):", "",
+                  "| learning rate | pair | difference | 95% CI | Holm p | minimum detectable |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
-                  f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} |"
+                  f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
+                  f"{100 * c['minimum_detectable']:.2f} |"
                   for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
                   "training, mean over its seeds (runs that diverged have none):", "",
