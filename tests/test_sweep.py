@@ -16,9 +16,10 @@ COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text
 STUDY_RUNS = Path("reports/study/runs")
 
 
-def params(adam_rates=(0.01,), train_rate=0.001):
-    return parse_params({**COMMITTED, "train": {**COMMITTED["train"], "learning_rate": train_rate},
-                         "study": {"variants": ["before", "after"], "seeds": [0, 1, 2]},
+def params(adam_rates=(0.01,), train_rate=0.001, optimizer="adam", study_variants=("before", "none", "after")):
+    return parse_params({**COMMITTED, "train": {**COMMITTED["train"], "learning_rate": train_rate,
+                                                "optimizer": optimizer},
+                         "study": {"variants": list(study_variants), "seeds": [0, 1, 2]},
                          "sweep": {"seeds": [0, 1],
                                    "adam": {"variants": ["before", "none"], "learning_rates": list(adam_rates)},
                                    "sgd": {"variants": ["none"], "learning_rates": [0.1]}}})
@@ -44,15 +45,28 @@ def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_pa
     cells, missing = collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
     assert sorted((c.run["train"]["learning_rate"], c.variant, c.seed) for c in cells) == [
         (0.001, "before", 0), (0.001, "before", 1), (0.001, "before", 2), (0.01, "before", 0), (0.1, "none", 1)]
-    assert sorted(map(str, missing)) == sorted(map(str, [
-        record_path("adam", 0.01, "before", 1), record_path("adam", 0.01, "none", 0),
-        record_path("adam", 0.01, "none", 1), record_path("sgd", 0.1, "none", 0)]))
+    # Missing cells by the DVC stage that trains each, the study's `none` cells among them.
+    assert sorted(missing) == [
+        *(f"study/dvc.yaml:cell@none-{seed}" for seed in (0, 1, 2)), "sweep/dvc.yaml:adam@before-0.01-1",
+        "sweep/dvc.yaml:adam@none-0.01-0", "sweep/dvc.yaml:adam@none-0.01-1", "sweep/dvc.yaml:sgd@none-0.1-0"]
 
 
-def test_the_sweep_refuses_to_list_the_studys_own_rate(tmp_path, monkeypatch):
+def test_record_names_follow_dvcs_matrix_names():
+    # DVC writes a float as Python's str(): 1.0 stays "1.0" (":g" would give "1"), 3e-4 is "0.0003".
+    assert record_path("sgd", 1.0, "none", 0).name == "sgd-1.0-none-0.json"
+    assert record_path("adam", 0.0003, "before", 1).name == "adam-0.0003-before-1.json"
+
+
+@pytest.mark.parametrize("settings, message", [
+    (params(adam_rates=(0.001, 0.01)), r"sweep.adam.learning_rates lists 0.001, the study's own rate"),
+    # The study's optimizer decides which part of the sweep it stands in for.
+    (params(optimizer="sgd", train_rate=0.1), r"sweep.sgd.learning_rates lists 0.1, the study's own rate"),
+    (params(study_variants=("before",)), r"sweep.adam.variants lists none, which study.variants does not: "
+                                         r".*add none to study.variants"),
+])
+def test_the_sweep_refuses_a_grid_that_the_study_does_not_fit(tmp_path, monkeypatch, settings, message):
     monkeypatch.chdir(tmp_path)
-    settings = params(adam_rates=(0.001, 0.01))
-    with pytest.raises(ParamsError, match=r"sweep.adam.learning_rates lists 0.001, the study's own rate"):
+    with pytest.raises(ParamsError, match=message):
         collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
 
 
@@ -69,9 +83,9 @@ def run(bn, seed, accuracy, rate=0.01, diverged=False, beta=10.0):
             "landscape": {"update_beta_median": beta, "cos_update_gradient_median": 0.1}}
 
 
-def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_seeds():
+def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seeds():
     runs = [run("before", 0, 0.70, beta=10.0), run("before", 1, 0.72, beta=13.0), run("none", 0, 0.60),
-            run("none", 1, 0.10, diverged=True, beta=float("nan")),
+            run("none", 1, 0.10, diverged=True, beta=float("nan")), run("after", 0, 0.71),
             run("before", 0, 0.75, rate=0.001), run("none", 0, 0.73, rate=0.001)]
     summary = summarize(runs)
     high = summary["adam"]["0.01"]
@@ -82,15 +96,19 @@ def test_summary_and_table_by_rate_with_comparisons_where_every_variant_has_two_
     # Landscape measures over the seeds that have one: the diverged seed's NaN is left out.
     assert high["before"]["landscape"]["update_beta_median"]["mean"] == pytest.approx(11.5)
     assert high["none"]["landscape"]["update_beta_median"]["n"] == 1
+    # `after` has one seed: left out of the comparisons, which go on among the others.
+    assert list(high["comparisons"]) == ["before_vs_none"]
     assert "beta_median" not in high["before"]["landscape"]  # Not measured: no column value.
     assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
-    markdown = render_markdown(summary, {"device": "CPU"}, 6.0, [Path("reports/sweep/runs/sgd-0.1-none-0.json")])
-    assert "**Incomplete: 1 cells have not run yet**" in markdown and "`sgd-0.1-none-0`" in markdown
+    markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["sweep/dvc.yaml:sgd@none-0.1-0"])
+    assert "**Incomplete: 1 of the sweep's cells have not run yet**" in markdown
+    assert "`sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
     assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 diverged) |" in markdown
     assert pair["minimum_detectable"] > 0.36  # Two seeds, one of them diverged: too few to detect it.
     assert (f"| 0.01 | before − none | +36.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
             f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
+    assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 | – |" in markdown
     assert "- total training time of the cells: 6.0 min" in markdown
 
 
@@ -99,20 +117,19 @@ def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the
     from test_pipeline import stages_run
 
     project.set_params(sweep={"seeds": [0],
-                              "adam": {"variants": ["before", "rescaled"], "learning_rates": [0.01]},
-                              "sgd": {"variants": ["none"], "learning_rates": [0.1]}})
+                              "adam": {"variants": ["before"], "learning_rates": [0.01]},
+                              "sgd": {"variants": ["rescaled"], "learning_rates": [0.1]}})
     ran = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
     # The sweep's report needs the study's cells at the study's rate, so DVC trains those too.
     assert sorted(s for s in ran if "@" in s) == [
         "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1", "study/dvc.yaml:cell@none-0",
-        "study/dvc.yaml:cell@none-1", "sweep/dvc.yaml:adam@before-0.01-0", "sweep/dvc.yaml:adam@rescaled-0.01-0",
-        "sweep/dvc.yaml:sgd@none-0.1-0"]
-    record = json.loads((project.root / "reports/sweep/runs/sgd-0.1-none-0.json").read_text())
-    assert (record["train"]["optimizer"], record["train"]["learning_rate"], record["bn"]) == ("sgd", 0.1, "none")
+        "study/dvc.yaml:cell@none-1", "sweep/dvc.yaml:adam@before-0.01-0", "sweep/dvc.yaml:sgd@rescaled-0.1-0"]
+    record = json.loads((project.root / "reports/sweep/runs/sgd-0.1-rescaled-0.json").read_text())
+    assert (record["train"]["optimizer"], record["train"]["learning_rate"], record["bn"]) == ("sgd", 0.1, "rescaled")
     summary = json.loads((project.root / "reports/sweep/metrics.json").read_text())
     # At the study's rate (0.001), the study's `before` cells (2 seeds); its `none` is not an Adam variant here.
     assert set(summary["adam"]) == {"0.001", "0.01"} and summary["adam"]["0.001"]["before"]["n"] == 2
-    assert set(summary["adam"]["0.001"]) == {"before"} and set(summary["sgd"]["0.1"]) == {"none"}
+    assert set(summary["adam"]["0.001"]) == {"before"} and set(summary["sgd"]["0.1"]) == {"rescaled"}
     assert "Incomplete" not in (project.root / "reports/sweep/sweep.md").read_text()
     project.commit("sweep")
     assert stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout) == []
@@ -120,5 +137,18 @@ def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the
     project.set_params(sweep={"seeds": [0, 1]})
     second = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
     assert sorted(s for s in second if "@" in s) == [
-        "sweep/dvc.yaml:adam@before-0.01-1", "sweep/dvc.yaml:adam@rescaled-0.01-1", "sweep/dvc.yaml:sgd@none-0.1-1"]
+        "sweep/dvc.yaml:adam@before-0.01-1", "sweep/dvc.yaml:sgd@rescaled-0.1-1"]
     assert "sweep/dvc.yaml:report" in second
+
+
+def test_runs_that_all_end_at_chance_give_no_detectable_difference_to_quote():
+    # Diverged runs score exactly 10% (every prediction the same class), and a measure a diverged
+    # run could not take is stored as None; two such variants differ by nothing, with no spread.
+    runs = [run(bn, seed, 0.1, rate=0.3, diverged=True, beta=None) for bn in ("before", "none") for seed in (0, 1)]
+    summary = summarize(runs)
+    assert summary["adam"]["0.3"]["before"]["landscape"] == {"cos_update_gradient_median": pytest.approx(
+        {"mean": 0.1, "std": 0.0, "min": 0.1, "max": 0.1, "n": 2, "ci_low": 0.1, "ci_high": 0.1})}
+    markdown = render_markdown(summary, {}, 1.0, [])
+    assert "| 0.3 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in markdown
+    assert "| 0.3 | 0.1000 ± 0.0000 (n=2) (2 diverged) | 0.1000 ± 0.0000 (n=2) (2 diverged) |" in markdown
+    assert "Incomplete" not in markdown

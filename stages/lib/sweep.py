@@ -1,7 +1,7 @@
 """The learning-rate sweep's grid, its summary per (optimizer, learning rate), and its report.
 
 The sweep does not train the study's cells again: at the study's own optimizer and learning rate
-(train.optimizer, train.learning_rate) it takes the study's records, five seeds per variant.
+(train.optimizer, train.learning_rate) it takes the study's records, all of the study's seeds.
 """
 
 from __future__ import annotations
@@ -41,35 +41,41 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
 
 
-def study_records(sweep, study, train, study_runs: Path) -> list[Path]:
-    """The study's records that stand for the sweep's cells at the study's optimizer and rate:
-    those of the variants both list. The sweep must not list that rate itself (two sets of
-    cells for one point, the same seeds twice)."""
+def study_records(sweep, study, train, study_runs: Path) -> dict[Path, str]:
+    """The study's records that stand for the sweep's cells at the study's optimizer and rate,
+    by the stage that writes each. The sweep must not list that rate itself (two sets of cells
+    for one point, the same seeds twice), and each of its variants needs the study's cells."""
     part = getattr(sweep, train.optimizer)
     if train.learning_rate in part.learning_rates:
         raise ParamsError(
             f"sweep.{train.optimizer}.learning_rates lists {train.learning_rate:g}, the study's own rate "
             f"(train.learning_rate): the study's cells cover it; remove it from the sweep")
-    return [study_runs / f"{bn}-{seed}.json" for bn in part.variants if bn in study.variants
-            for seed in study.seeds]
+    absent = [bn for bn in part.variants if bn not in study.variants]
+    if absent:
+        raise ParamsError(
+            f"sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants does not: "
+            f"the sweep's point at the study's rate ({train.learning_rate:g}) comes from the study; "
+            f"add {', '.join(absent)} to study.variants")
+    return {study_runs / f"{bn}-{seed}.json": f"study/dvc.yaml:cell@{bn}-{seed}"
+            for bn in part.variants for seed in study.seeds}
 
 
-def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[Path]]:
-    """The cells that have run, and the records of those that have not (yet): a sweep this size
-    is often run a part at a time, on several machines, so its report shows where it stands."""
-    paths = [record_path(*key) for key in grid(sweep)] + study_records(sweep, study, train, study_runs)
-    missing = [path for path in paths if not path.is_file()]
-    if len(missing) == len(paths):
+def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str]]:
+    """The cells that have run, and the DVC stages of those that have not (yet): a sweep this
+    size is often run a part at a time, on several machines, so its report shows where it stands."""
+    stages = {record_path(*key): f"sweep/dvc.yaml:{key[0]}@{key[2]}-{key[1]}-{key[3]}" for key in grid(sweep)}
+    stages |= study_records(sweep, study, train, study_runs)
+    missing = [stage for path, stage in stages.items() if not path.is_file()]
+    if len(missing) == len(stages):
         raise InputFileError("no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml` "
                              "(or `dvc repro -s sweep/dvc.yaml:<cell>` for some of them) first")
-    cells = [load_cell(path, "sweep/dvc.yaml" if path.parent == RUNS else "study/dvc.yaml")
-             for path in paths if path not in missing]
+    cells = [load_cell(path, stage.split(":")[0]) for path, stage in stages.items() if path.is_file()]
     return cells, missing
 
 
 def summarize(runs: list[dict]) -> dict:
     """Per optimizer and learning rate, per variant: test accuracy over seeds and how many of
-    them diverged; and, where every variant has two seeds or more, Welch comparisons (Holm)."""
+    them diverged; and Welch comparisons (Holm) among the variants with two seeds or more there."""
     summary: dict = {}
     for optimizer, rate in sorted({(r["optimizer"], r["learning_rate"]) for r in runs}):
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
@@ -78,10 +84,11 @@ def summarize(runs: list[dict]) -> dict:
         entry = {bn: {**describe(values), "diverged": sum(r["diverged"] for r in here if r["bn"] == bn),
                       "landscape": landscape([r for r in here if r["bn"] == bn])}
                  for bn, values in accuracy.items()}
-        if len(accuracy) > 1 and all(len(values) >= 2 for values in accuracy.values()):
+        comparable = {bn: values for bn, values in accuracy.items() if len(values) >= 2}
+        if len(comparable) > 1:
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
                 "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable} for c in compare_all(accuracy)}
+                "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable} for c in compare_all(comparable)}
         summary.setdefault(optimizer, {})[str(rate)] = entry
     return summary
 
@@ -94,13 +101,23 @@ def landscape(runs: list[dict]) -> dict:
     return {key: describe(found) for key, found in values.items() if found}
 
 
-def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[Path]) -> str:
+def landscape_text(variant: dict, key: str, digits: int) -> str:
+    """The mean over seeds of one landscape measure, with its n where some seeds had none."""
+    measure = variant["landscape"].get(key)
+    if measure is None:
+        return "–"
+    fewer = f" (n={measure['n']})" if measure["n"] < variant["n"] else ""
+    return f"{measure['mean']:.{digits}f}{fewer}"
+
+
+def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[str]) -> str:
     lines = ["# The learning-rate sweep: where does BN's advantage appear?", "",
              "Test accuracy after the sweep's epochs, mean ± std over n seeds; "
              "(k diverged) counts runs whose loss became non-finite or ended above where it began.", ""]
     if missing:
-        lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro sweep/dvc.yaml` "
-                  "trains them): " + ", ".join(f"`{path.stem}`" for path in missing) + ".", ""]
+        lines += [f"**Incomplete: {len(missing)} of the sweep's cells have not run yet** "
+                  "(`dvc repro sweep/dvc.yaml` trains them all, `dvc repro -s <stage>` one): "
+                  + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
     for optimizer, rates in summary.items():
         variants = list(dict.fromkeys(bn for entry in rates.values() for bn in entry if bn != "comparisons"))
         lines += [f"## {optimizer}", "", "| learning rate | " + " | ".join(variants) + " |",
@@ -111,20 +128,20 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
                      if bn in entry else "–" for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
         lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
-                  "at each rate, and the smallest difference these seeds could detect (80% power):", "",
+                  "at each rate (among variants with two seeds or more), and the smallest difference "
+                  "these seeds could detect (80% power; – where the seeds do not vary at all):", "",
                   "| learning rate | pair | difference | 95% CI | Holm p | minimum detectable |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
                   f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                  f"{100 * c['minimum_detectable']:.2f} |"
+                  + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] > 0 else "– |")
                   for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
-                  "training, mean over its seeds (runs that diverged have none):", "",
+                  "training, mean over its seeds (a run that diverged has none: (n=k) says how many had one):", "",
                   "| learning rate | bn | " + " | ".join(heading for heading, _ in LANDSCAPE.values()) + " |",
                   "|---|---|" + "---|" * len(LANDSCAPE)]
-        lines += [f"| {rate} | {bn} | " + " | ".join(
-                      f"{entry[bn]['landscape'][key]['mean']:.{digits}f}" if key in entry[bn]["landscape"] else "–"
-                      for key, (_, digits) in LANDSCAPE.items()) + " |"
+        lines += [f"| {rate} | {bn} | " + " | ".join(landscape_text(entry[bn], key, digits)
+                                                   for key, (_, digits) in LANDSCAPE.items()) + " |"
                   for rate, entry in rates.items() for bn in variants if bn in entry]
         lines.append("")
     lines += ["![accuracy vs learning rate](figures/accuracy_vs_learning_rate.png)", "",
