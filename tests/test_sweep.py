@@ -85,7 +85,7 @@ def run(bn, seed, accuracy, rate=0.01, diverged=False, beta=10.0):
 
 def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seeds():
     runs = [run("before", 0, 0.70, beta=10.0), run("before", 1, 0.72, beta=13.0), run("none", 0, 0.60),
-            run("none", 1, 0.10, diverged=True, beta=float("nan")), run("after", 0, 0.71),
+            run("none", 1, 0.10, diverged=True, beta=float("nan")), run("after", 0, 0.71, beta=None),
             run("before", 0, 0.75, rate=0.001), run("none", 0, 0.73, rate=0.001)]
     summary = summarize(runs)
     high = summary["adam"]["0.01"]
@@ -93,11 +93,12 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     assert high["none"]["std"] == pytest.approx(math.sqrt(2) * 0.25)
     pair = high["comparisons"]["before_vs_none"]
     assert pair["difference"] == pytest.approx(0.36) and pair["ci_low"] < 0.36 < pair["ci_high"]
-    # Landscape measures over the seeds that have one: the diverged seed's NaN is left out.
+    # Landscape measures over the seeds that did not diverge: the diverged seed is left out.
     assert high["before"]["landscape"]["update_beta_median"]["mean"] == pytest.approx(11.5)
     assert high["none"]["landscape"]["update_beta_median"]["n"] == 1
     # `after` has one seed: left out of the comparisons, which go on among the others.
     assert list(high["comparisons"]) == ["before_vs_none"]
+    assert "update_beta_median" not in high["after"]["landscape"]  # Stored as None: not measured.
     assert "beta_median" not in high["before"]["landscape"]  # Not measured: no column value.
     assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
     markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["sweep/dvc.yaml:sgd@none-0.1-0"])
@@ -108,7 +109,7 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     assert (f"| 0.01 | before − none | +36.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
             f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
-    assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 | – |" in markdown
+    assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 (n=1) | – |" in markdown
     assert "- total training time of the cells: 6.0 min" in markdown
 
 
@@ -146,9 +147,9 @@ def test_runs_that_all_end_at_chance_give_no_detectable_difference_to_quote():
     # run could not take is stored as None; two such variants differ by nothing, with no spread.
     runs = [run(bn, seed, 0.1, rate=0.3, diverged=True, beta=None) for bn in ("before", "none") for seed in (0, 1)]
     summary = summarize(runs)
-    assert summary["adam"]["0.3"]["before"]["landscape"] == {"cos_update_gradient_median": pytest.approx(
-        {"mean": 0.1, "std": 0.0, "min": 0.1, "max": 0.1, "n": 2, "ci_low": 0.1, "ci_high": 0.1})}
+    assert summary["adam"]["0.3"]["before"]["landscape"] == {}  # Diverged: no landscape to compare.
     markdown = render_markdown(summary, {}, 1.0, [])
+    assert "| 0.3 | before | – | – | – | – | – |" in markdown
     assert "| 0.3 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in markdown
     assert "| 0.3 | 0.1000 ± 0.0000 (n=2) (2 diverged) | 0.1000 ± 0.0000 (n=2) (2 diverged) |" in markdown
     assert "Incomplete" not in markdown

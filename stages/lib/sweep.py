@@ -94,9 +94,11 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def landscape(runs: list[dict]) -> dict:
-    """Each LANDSCAPE measure over the seeds that have a finite value (a diverged run has none)."""
-    values = {key: [r["landscape"][key] for r in runs
-                    if isinstance(r["landscape"].get(key), (int, float)) and math.isfinite(r["landscape"][key])]
+    """Each LANDSCAPE measure over the seeds that did not diverge and have a finite value. A
+    diverged run's medians describe a blow-up, not the landscape a working run meets; the
+    accuracy table counts those runs instead."""
+    values = {key: [r["landscape"][key] for r in runs if not r["diverged"]
+                    and isinstance(r["landscape"].get(key), (int, float)) and math.isfinite(r["landscape"][key])]
               for key in LANDSCAPE}
     return {key: describe(found) for key, found in values.items() if found}
 
@@ -137,7 +139,7 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
                   + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] > 0 else "– |")
                   for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
-                  "training, mean over its seeds (a run that diverged has none: (n=k) says how many had one):", "",
+                  "training, mean over its seeds that did not diverge ((n=k): only k seeds had a value):", "",
                   "| learning rate | bn | " + " | ".join(heading for heading, _ in LANDSCAPE.values()) + " |",
                   "|---|---|" + "---|" * len(LANDSCAPE)]
         lines += [f"| {rate} | {bn} | " + " | ".join(landscape_text(entry[bn], key, digits)
