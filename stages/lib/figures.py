@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # Files only; no display is needed or wanted on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from stages.lib.atomic import atomic_path  # noqa: E402
@@ -123,6 +124,13 @@ def _seed_offsets(count: int) -> np.ndarray:
     return 10 ** (np.linspace(-0.06, 0.06, count) if count > 1 else np.zeros(1))
 
 
+def _label_rates(axis, rates) -> None:
+    """Ticks at the rates the sweep ran, written as in params.yaml: over less than a decade, a log
+    axis's own minor labels (3×10⁻², 4×10⁻², ...) run into each other."""
+    axis.set_xticks(sorted(rates), [f"{rate:g}" for rate in sorted(rates)])
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
     """Test accuracy against learning rate (log x), one panel per optimizer: every seed a dot,
     diverged runs a cross, the mean over seeds a line. A run: {"optimizer", "bn",
@@ -146,6 +154,7 @@ def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
         axis.scatter([], [], marker="x", color="black", label="diverged run")
         axis.set(xscale="log", xlabel="learning rate (log scale)", ylabel="final test accuracy",
                  title=f"{optimizer}: dots = seeds, line = mean over seeds")
+        _label_rates(axis, {run["learning_rate"] for run in optimizer_runs})
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle("Diverged: a non-finite loss, or a final training loss above the initial one.\n"
