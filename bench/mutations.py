@@ -314,6 +314,8 @@ def main() -> None:
     parser.add_argument("--tests", nargs="+", help="run these test files instead of each area's")
     args = parser.parse_args()
     mutations = [m for m in MUTATIONS if not args.only or any(o in f"{m.area} {m.name}" for o in args.only)]
+    if not mutations:
+        raise SystemExit(f"mutations: none matches --only {' '.join(args.only)}; see --list")
     check_snippets(ROOT, mutations)
     if args.list:
         for mutation in mutations:
