@@ -127,7 +127,8 @@ def _seed_offsets(count: int) -> np.ndarray:
 def _label_rates(axis, rates) -> None:
     """Ticks at the rates the sweep ran, written as in params.yaml: over less than a decade, a log
     axis's own minor labels (3×10⁻², 4×10⁻², ...) run into each other."""
-    axis.set_xticks(sorted(rates), [f"{rate:g}" for rate in sorted(rates)])
+    rates = sorted(rates)
+    axis.set_xticks(rates, [f"{rate:g}" for rate in rates])
     axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 

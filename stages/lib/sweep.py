@@ -79,11 +79,11 @@ def summarize(runs: list[dict]) -> dict:
     summary: dict = {}
     for optimizer, rate in sorted({(r["optimizer"], r["learning_rate"]) for r in runs}):
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
-        accuracy = {bn: [r["test_accuracy"] for r in here if r["bn"] == bn]
-                    for bn in dict.fromkeys(r["bn"] for r in here)}
-        entry = {bn: {**describe(values), "diverged": sum(r["diverged"] for r in here if r["bn"] == bn),
-                      "landscape": landscape([r for r in here if r["bn"] == bn])}
-                 for bn, values in accuracy.items()}
+        by_variant = {bn: [r for r in here if r["bn"] == bn] for bn in dict.fromkeys(r["bn"] for r in here)}
+        accuracy = {bn: [r["test_accuracy"] for r in variant_runs] for bn, variant_runs in by_variant.items()}
+        entry = {bn: {**describe(accuracy[bn]), "diverged": sum(r["diverged"] for r in variant_runs),
+                      "landscape": landscape(variant_runs)}
+                 for bn, variant_runs in by_variant.items()}
         comparable = {bn: values for bn, values in accuracy.items() if len(values) >= 2}
         if len(comparable) > 1:
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
