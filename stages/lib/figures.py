@@ -167,7 +167,8 @@ def effective_step_vs_learning_rate(runs: list[dict], path: Path) -> None:
     """Per layer, the median over training of the effective step ||D_l|| / ||w_l|| against the
     learning rate (both log): colour = variant, solid/dots = first optimizer, dashed/squares =
     second, and so on. A run: {"optimizer", "bn", "learning_rate", "seed", "effective_step":
-    {layer: median}}; runs without a value for a layer (no such layer, or diverged) are left out."""
+    {layer: median}, "diverged"}; runs without a value for a layer (no such layer), and diverged runs
+    (whose medians describe the blow-up), are left out."""
     layers = list(dict.fromkeys(layer for run in runs for layer in run["effective_step"]))
     columns = min(4, len(layers))
     rows = -(-len(layers) // columns)
@@ -176,7 +177,8 @@ def effective_step_vs_learning_rate(runs: list[dict], path: Path) -> None:
     for axis, layer in zip(axes.flat, layers):
         for (optimizer, optimizer_runs), (line, marker) in zip(_by(runs, "optimizer").items(), styles):
             for variant, variant_runs in _by(optimizer_runs, "bn").items():
-                values = [(r["learning_rate"], r["effective_step"].get(layer)) for r in variant_runs]
+                values = [(r["learning_rate"], r["effective_step"].get(layer)) for r in variant_runs
+                          if not r["diverged"]]
                 values = [(rate, value) for rate, value in values if value is not None and np.isfinite(value)]
                 if not values:
                     continue
