@@ -1,5 +1,5 @@
-"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml): one cell of the BN study or the learning-rate
-sweep, trained with landscape probes.
+"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml, placement/dvc.yaml): one cell of the BN study,
+the learning-rate sweep or the placement study, trained with landscape probes unless --no-probes.
 
 Trains exactly as `train` does (stages/lib/experiment.py), scores the model as `evaluate` does,
 and keeps one small JSON record: the run record (settings, per-epoch history, probes, timings,
@@ -10,6 +10,7 @@ study needs its scores, not its weights, so a fresh clone has nothing of the stu
 import argparse
 import dataclasses
 import tempfile
+import time
 from pathlib import Path
 
 from stages.lib import paths
@@ -27,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="instead of train.optimizer")
     parser.add_argument("--learning-rate", type=float, help="instead of train.learning_rate")
+    # The placement study needs accuracies only. Probes never change training (a test checks this
+    # bit for bit), so cells with and without them pool; leaving them out saves their time.
+    parser.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the loss landscape while training (default: on)")
     return parser.parse_args(argv)
 
 
@@ -35,14 +40,16 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def params_used(args: argparse.Namespace) -> tuple[str, ...]:
-    # bn and seed come from the command line, and a cell always probes: landscape.enabled (the
-    # main run's switch) is not read, so toggling it leaves the cells cached. Nor is a train
-    # setting the command line overrides, so the sweep's cells ignore its value in params.yaml.
+    # bn and seed come from the command line, and --probes decides whether a cell probes:
+    # landscape.enabled (the main run's switch) is not read, so toggling it leaves the cells
+    # cached, and a cell without probes reads no landscape key at all. Nor is a train setting the
+    # command line overrides, so the sweep's cells ignore its value in params.yaml.
     replaced = overrides(args)
     train = (("train",) if not replaced else
              tuple(f"train.{field.name}" for field in dataclasses.fields(TrainParams)
                    if field.name not in replaced))
-    return ("model", *train, "landscape.every_steps", "landscape.step_sizes")
+    landscape = ("landscape.every_steps", "landscape.step_sizes") if args.probes else ()
+    return ("model", *train, *landscape)
 
 
 @stage_main("cell")
@@ -65,10 +72,13 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bnlab-cell-") as scratch:
         with Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
             model, record, probe = train_variant(params.model, train_params, args.bn, args.seed,
-                                                 statistics, train, test, params.landscape, live)
+                                                 statistics, train, test,
+                                                 params.landscape if args.probes else None, live)
+    start = time.perf_counter()
     metrics, _ = evaluate(model, train, test)
+    record["evaluate_seconds"] = round(time.perf_counter() - start, 3)
     record["metrics"] = metrics
-    record["probes"] = probe.columns()
+    record["probes"] = probe.columns() if probe else None
     write_json(args.record, record)
     print(f"cell: bn={args.bn} seed={args.seed} {train_params.optimizer} "
           f"lr={train_params.learning_rate:g}: test accuracy {metrics['test']['accuracy']:.4f} "

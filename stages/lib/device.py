@@ -11,8 +11,10 @@ later: TensorFlow and JAX default to it there, so "float32" on such a GPU is not
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import subprocess
 
 import keras
 import numpy as np
@@ -192,7 +194,41 @@ def environment(precision: str) -> dict:
         "device": device_description(),
         "tf32": tf32_state(),
         "onednn": onednn_enabled(),
+        **provenance(),
     }
+
+
+# The instruction sets that decide which CPU kernels oneDNN and XLA pick, and so the float32
+# summation orders: runs on machines that differ here may differ in the last bits.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def provenance() -> dict:
+    """When, from which code and on which CPU a result was made, so that a quoted result can be
+    checked against its record: the UTC date, the project's git commit (with `dirty` when files
+    differed from it), the CPU model, its instruction sets among CPU_FEATURES, and its cores."""
+    flags = set(_cpuinfo("flags").split())
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "git_commit": _git_commit(),
+            "cpu": _cpu_model(),
+            "cpu_features": [name for name in CPU_FEATURES if name in flags],
+            "cores": os.cpu_count()}
+
+
+def _git_commit() -> str:
+    """HEAD of the project's repository, "+dirty" when tracked files differ from it (DVC runs a
+    stage in the work tree, so uncommitted code is what ran); "unknown" outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        # Only tracked files: records and lock entries that a run writes are untracked or
+        # expected to change, and say nothing about the code.
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "stages", "params.yaml")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def onednn_enabled() -> bool | None:

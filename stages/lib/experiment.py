@@ -50,7 +50,8 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
               "initialization": initialization, "landscape": probe.summary() if probe else None,
-              **timings, "history": history, "environment": numerics,
+              **timings, "probe_seconds": round(probe.seconds, 3) if probe else 0.0,
+              "history": history, "environment": numerics,
               "device_fallback": device_fallback}
     return model, record, probe
 

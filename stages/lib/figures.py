@@ -273,3 +273,42 @@ def per_seed_points(values: dict[str, list[float]], path: Path, ylabel: str, tit
     axis.set(ylabel=ylabel, title=title)
     axis.grid(alpha=0.3, axis="y")
     save(figure, path)
+
+
+def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> None:
+    """Left: every seed's test accuracy per variant, with the mean and its 95% CI. Right: the
+    difference of means with its 95% CI (Welch) and 90% CI (inside ±margin ⇔ equivalent, TOST)."""
+    figure, (points, difference) = plt.subplots(1, 2, figsize=(10, 4.2), width_ratios=[3, 2])
+    for position, (variant, values) in enumerate(accuracy.items()):
+        jitter = np.random.default_rng(position).uniform(-0.15, 0.15, len(values))  # Fixed: same figure each run.
+        row = summary["variants"][variant]
+        points.scatter(position + jitter, values, s=14, alpha=0.7, color=variant_color(variant),
+                       label=f"bn={variant}: one seed (n={len(values)})")
+        if row.get("ci_low") is not None:
+            points.errorbar(position + 0.3, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                            fmt="o", color="black", capsize=4, label="mean, 95% CI" if position == 0 else None)
+    points.set_xticks(range(len(accuracy)), [f"bn={v}" for v in accuracy])
+    points.set(ylabel="test accuracy", title="Test accuracy of every seed")
+    points.grid(alpha=0.3, axis="y")
+    points.legend(fontsize=8, loc="lower center")
+    comparison, test = summary["comparison"], summary["equivalence"]
+    if comparison:
+        margin = test["margin"] * 100
+        difference.axvspan(-margin, margin, color="tab:green", alpha=0.15, label=f"equivalence margin ±{margin:.2g}")
+        difference.axvline(0, color="gray", linewidth=1)
+        center = comparison["difference"] * 100
+        for y, (low, high, label) in enumerate(((test["ci_low"], test["ci_high"], "90% CI (TOST)"),
+                                                (comparison["ci_low"], comparison["ci_high"], "95% CI (Welch)"))):
+            difference.errorbar(center, y, xerr=[[center - low * 100], [high * 100 - center]], fmt="o",
+                                capsize=5, color="black" if y else "tab:green", label=label)
+        difference.set_yticks([0, 1], ["90% CI", "95% CI"])
+        difference.set_ylim(-0.8, 1.8)
+        difference.legend(fontsize=8, loc="upper right")
+    else:
+        difference.text(0.5, 0.5, summary["verdict"], ha="center", va="center", wrap=True, fontsize=9,
+                        transform=difference.transAxes)
+        difference.set_yticks([])
+    first, second = accuracy
+    difference.set(xlabel=f"{first} − {second}, test accuracy points", title="Difference of means")
+    difference.grid(alpha=0.3, axis="x")
+    save(figure, path)

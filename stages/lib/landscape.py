@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics as stats
+import time
 from typing import Callable, Iterable, Sequence
 
 import keras
@@ -208,6 +209,7 @@ class LandscapeProbe(keras.callbacks.Callback):
         self.records: list[dict] = []
         self.final_loss = math.nan
         self._step = 0
+        self.seconds = 0.0  # Wall time spent probing: part of the epochs' time, not training.
         self._planned_update: PlannedUpdate | None = None
         self._gradient = backend.compile_function(self._gradient_batch)
         self._measure = backend.compile_function(self._measure_batch)
@@ -228,6 +230,7 @@ class LandscapeProbe(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._step % self.every_steps == 0:
+            start = time.perf_counter()
             index = batch_indices(self.orders, self._step, self.batch_size)
             weights = [v.value for v in self.model.trainable_variables]
             non_trainable = [v.value for v in self.model.non_trainable_variables]
@@ -237,6 +240,7 @@ class LandscapeProbe(keras.callbacks.Callback):
             update = self._planned_update(weights, gradient)
             self.records.append(self._record(
                 self._measure(weights, non_trainable, images, labels, loss, gradient, update)))
+            self.seconds += time.perf_counter() - start
         self._step += 1
 
     def on_epoch_end(self, epoch, logs=None):

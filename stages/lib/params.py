@@ -113,6 +113,18 @@ class SweepParams:
 
 
 @dataclass(frozen=True)
+class PlacementParams:
+    """Before or after the activation? Two variants at the study's settings, at more seeds than
+    the study, accuracies only (placement/dvc.yaml). The report pools these cells with the study's
+    cells of the same variants, so the seeds here continue study.seeds (check_placement)."""
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, unique=True, min_items=2, max_items=2)
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
+    # Accuracy difference (a fraction) within which the two placements count as equivalent in the
+    # report's equivalence test (TOST); why this value: params.yaml.
+    equivalence_margin: float = _rule(min=1e-4, max=0.1)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = _rule(min=0, max=2**31 - 1)
     bn: str = _rule(choices=BN_PLACEMENTS)
@@ -123,6 +135,7 @@ class Params:
     landscape: LandscapeParams = _rule()
     study: StudyParams = _rule()
     sweep: SweepParams = _rule()
+    placement: PlacementParams = _rule()
 
 
 def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") -> ParamsView:
@@ -159,6 +172,20 @@ def read_yaml(path: Path) -> object:
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
     return _build(Params, raw, prefix="", source=source)
+
+
+def check_placement(placement: PlacementParams, study: StudyParams, source: str = "params.yaml") -> None:
+    """The placement report adds the study's cells of its two variants: those variants must be in
+    the study, and a seed the study already ran would train the same cell twice."""
+    missing = [variant for variant in placement.variants if variant not in study.variants]
+    if missing:
+        raise ParamsError(f"{source}: placement.variants names {missing[0]}, which study.variants "
+                          f"lacks; the placement report adds the study's cells, so add it there "
+                          f"or choose from {', '.join(study.variants)}")
+    repeated = sorted(set(placement.seeds) & set(study.seeds))
+    if repeated:
+        raise ParamsError(f"{source}: placement.seeds repeats study seed {repeated[0]}; the study "
+                          f"already ran that cell, so remove it from placement.seeds")
 
 
 def _build(cls, raw: object, prefix: str, source: str):

@@ -18,3 +18,5 @@ RUN_RECORD = TRAIN_LOG / "run.json"  # Settings, history, timings and numerics o
 
 STUDY = Path("reports/study")
 STUDY_RUNS = STUDY / "runs"  # One JSON record per (variant, seed) cell.
+
+PLACEMENT = Path("reports/placement")  # runs/: one JSON record per (variant, seed) cell.

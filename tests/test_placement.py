@@ -1,0 +1,133 @@
+"""The placement study: which records it pools, its verdict in each of the three cases, the
+equivalence test against its definition, and the pipeline end to end on tiny data."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from stages.lib.errors import InputFileError, ParamsError
+from stages.lib.params import check_placement, read_params
+from stages.lib.placement import collect, equivalence, render_markdown, summarize
+from stages.lib.study_report import Cell
+
+
+def cell(variant: str, seed: int, accuracy: float, final_loss: float = 0.5) -> Cell:
+    return Cell(variant, seed, {"test": {"accuracy": accuracy}}, {"fit/loss": np.array([1.0, final_loss])},
+                None, {"environment": {"device": "CPU: test (2 cores)"}}, {})
+
+
+def cells(before: list[float], after: list[float]) -> dict[str, list[Cell]]:
+    return {"before": [cell("before", seed, value) for seed, value in enumerate(before)],
+            "after": [cell("after", seed, value) for seed, value in enumerate(after)]}
+
+
+def spread(center: float, count: int, width: float = 0.004) -> list[float]:
+    return list(center + width * np.linspace(-1, 1, count))
+
+
+def test_equivalence_is_two_one_sided_welch_tests_and_matches_the_90_percent_interval():
+    generator = np.random.default_rng(0)
+    a, b = generator.normal(0.760, 0.004, 35), generator.normal(0.761, 0.005, 35)
+    test = equivalence(a, b, margin=0.005)
+    # Against the definition: t statistics of (a - b) shifted by -+margin, Welch's degrees of freedom.
+    se = math.sqrt(a.var(ddof=1) / 35 + b.var(ddof=1) / 35)
+    dof = se**4 / ((a.var(ddof=1) / 35) ** 2 / 34 + (b.var(ddof=1) / 35) ** 2 / 34)
+    difference = a.mean() - b.mean()
+    assert test.p_lower == pytest.approx(stats.t.sf((difference + 0.005) / se, dof), rel=1e-9)
+    assert test.p_upper == pytest.approx(stats.t.cdf((difference - 0.005) / se, dof), rel=1e-9)
+    half = stats.t.ppf(0.95, dof) * se
+    assert (test.ci_low, test.ci_high) == pytest.approx((difference - half, difference + half), rel=1e-9)
+    # Equivalent exactly when the 90% interval lies inside the margin.
+    assert test.equivalent == (-0.005 < test.ci_low and test.ci_high < 0.005)
+    assert test.equivalent and not equivalence(a, b, margin=0.001).equivalent
+
+
+@pytest.mark.parametrize("before, after, verdict", [
+    (spread(0.760, 35), spread(0.770, 35), r"^bn=after is higher by 1\.00 points: -1\.00 points \(before − after\)"),
+    (spread(0.760, 35), spread(0.7605, 35), r"^equivalent within ±0\.5 points \(TOST p = .*\): -0\.05 points"),
+    (spread(0.760, 3, 0.02), spread(0.765, 3, 0.02), r"^undecided: neither a difference nor equivalence"),
+])
+def test_the_verdict_is_a_difference_an_equivalence_or_undecided(before, after, verdict):
+    summary = summarize(cells(before, after), margin=0.005)
+    assert re.search(verdict, summary["verdict"]), summary["verdict"]
+    assert summary["variants"]["before"]["n"] == len(before)
+    markdown = render_markdown(summary, ["35 cells: CPU"], [])
+    assert summary["verdict"] in markdown and "| Welch p (two-sided) |" in markdown
+
+
+def test_diverged_runs_are_counted_and_block_the_comparison():
+    runs = cells(spread(0.76, 5), spread(0.76, 5))
+    runs["after"][1] = cell("after", 1, 0.1, final_loss=math.nan)
+    summary = summarize(runs, margin=0.005)
+    assert summary["comparison"] is None and summary["equivalence"] is None
+    assert summary["verdict"] == "no comparison, as runs diverged (after: 1 of 5 diverged)"
+    assert summary["variants"]["after"]["n"] == 4 and summary["variants"]["after"]["diverged"] == 1
+    assert "| after | 4 |" in render_markdown(summary, [], [])
+
+
+def record(variant: str, seed: int, accuracy=0.75) -> dict:
+    return {"bn": variant, "seed": seed, "metrics": {"test": {"accuracy": accuracy}},
+            "history": {"fit/loss": [1.0, 0.5]}, "environment": {}}
+
+
+def test_collect_pools_the_studys_seeds_and_names_the_cells_not_yet_run(tmp_path):
+    study, placement = tmp_path / "study", tmp_path / "placement"
+    study.mkdir(), placement.mkdir()
+    for variant in ("before", "after"):
+        for seed in (0, 1):
+            (study / f"{variant}-{seed}.json").write_text(json.dumps(record(variant, seed)))
+    (placement / "before-2.json").write_text(json.dumps(record("before", 2)))
+    found, missing = collect(["before", "after"], [0, 1], [2], study, placement)
+    assert [c.seed for c in found["before"]] == [0, 1, 2] and [c.seed for c in found["after"]] == [0, 1]
+    assert missing == ["placement/dvc.yaml:cell@after-2"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (record("after", 2), r"before-2.json: records bn=after seed=2, not the bn=before seed=2 its name says"),
+    (record("before", 3), r"records bn=before seed=3, not the bn=before seed=2"),
+    (record("before", 2, accuracy=float("nan")), r"test accuracy nan is not a finite number"),
+    (record("before", 2, accuracy="0.9"), r"test accuracy '0.9' is not a finite number"),
+])
+def test_a_record_that_is_not_what_its_name_says_is_refused(tmp_path, content, message):
+    (tmp_path / "before-2.json").write_text(json.dumps(content))
+    with pytest.raises(InputFileError, match=message):
+        collect(["before"], [], [2], tmp_path, tmp_path)
+
+
+def test_placement_params_must_continue_the_study():
+    params = read_params()
+    check_placement(params.placement, params.study)
+    assert params.placement.variants == ["before", "after"] and len(params.placement.seeds) == 30
+    with pytest.raises(ParamsError, match=r"placement.seeds repeats study seed 4; .*remove it"):
+        check_placement(params.placement.__class__(["before", "after"], [4, 5], 0.005), params.study)
+    with pytest.raises(ParamsError, match=r"placement.variants names after, which study.variants lacks"):
+        check_placement(params.placement, params.study.__class__(["before", "none"], [0, 1]))
+
+
+@pytest.mark.dvc
+def test_placement_pipeline_trains_without_probes_and_reuses_the_studys_cells(project):
+    from test_pipeline import stages_run
+
+    project.set_params(study={"variants": ["before", "after"], "seeds": [0, 1]},
+                       placement={"variants": ["before", "after"], "seeds": [2]})
+    ran = stages_run(project.dvc("repro", "placement/dvc.yaml").stdout)
+    assert sorted(s for s in ran if "@" in s) == [
+        "placement/dvc.yaml:cell@after-2", "placement/dvc.yaml:cell@before-2",
+        "study/dvc.yaml:cell@after-0", "study/dvc.yaml:cell@after-1",
+        "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1"]
+    new = json.loads((project.root / "reports/placement/runs/after-2.json").read_text())
+    assert new["probes"] is None and new["landscape"] is None and new["probe_seconds"] == 0.0
+    study = json.loads((project.root / "reports/study/runs/after-0.json").read_text())
+    assert study["probes"]["step"] and study["probe_seconds"] > 0
+    for key in ("date", "git_commit", "cpu", "cpu_features", "cores"):
+        assert key in new["environment"], key
+    assert new["fit_seconds"] == pytest.approx(sum(new["history"]["epoch_seconds"]), abs=0.01)
+    summary = json.loads((project.root / "reports/placement/metrics.json").read_text())
+    assert summary["variants"]["before"]["seeds"] == [0, 1, 2] and summary["comparison"] is not None
+    assert (project.root / "reports/placement/figures/placement.png").stat().st_size > 10_000
+    project.commit("placement")
+    assert stages_run(project.dvc("repro", "placement/dvc.yaml").stdout) == []
