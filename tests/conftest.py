@@ -25,6 +25,11 @@ RECORDS_PER_FILE = 40  # 200 training and 40 test images: enough to train for a 
 # The suite runs under TensorFlow; tests/test_backends.py reruns the backend-neutral files under JAX.
 BACKEND = keras.backend.backend()
 tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow-specific")
+# How long a test waits for a subprocess to finish, or for an event, before calling it hung. Tests
+# wait on the event itself (a process's exit, a file appearing), so a working run ends long before
+# this; the bound is generous because a machine shared with a training can take tens of seconds
+# to start Python and TensorFlow.
+PATIENCE_SECONDS = 600
 
 
 def output_and_input_gradient(function, inputs: np.ndarray, loss_weights: np.ndarray):

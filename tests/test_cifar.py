@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import RECORDS_PER_FILE, build_archive, easy_split, records
+from conftest import PATIENCE_SECONDS, RECORDS_PER_FILE, build_archive, easy_split, records
 from stages.lib.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER,
                               TRAIN_MEMBERS, ArchiveError, Split, load_split, pixel_statistics,
                               read_archive, save_split)
@@ -378,7 +378,7 @@ def run_normalize_stage(workdir: Path, archive_members: dict[str, bytes]) -> sub
     build_archive(workdir / "data" / "raw" / "cifar-10-binary.tar.gz", members=archive_members)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "stages.normalize"], cwd=workdir, env=env,
-                          text=True, capture_output=True, timeout=60)
+                          text=True, capture_output=True, timeout=PATIENCE_SECONDS)
 
 
 def test_normalize_stage_refuses_a_hostile_archive(tmp_path):

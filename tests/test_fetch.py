@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import PATIENCE_SECONDS
 from stages.lib import download
 from stages.lib.download import CHUNK_BYTES, FetchError, fetch
 
@@ -65,11 +66,11 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/stall":
             self._send(200, PAYLOAD[:1000], length=len(PAYLOAD))
             self.wfile.flush()
-            self.server.release.wait(10)  # Never sends the rest until the test is over.
+            self.server.release.wait(PATIENCE_SECONDS)  # Never sends the rest until the test is over.
         elif self.path == "/slow":
             self._send(200, SLOW_PAYLOAD[:2 * CHUNK_BYTES], length=len(SLOW_PAYLOAD))
             self.wfile.flush()
-            self.server.release.wait(30)  # The rest only once the test releases it.
+            self.server.release.wait(PATIENCE_SECONDS)  # The rest only once the test releases it.
             try:
                 self.wfile.write(SLOW_PAYLOAD[2 * CHUNK_BYTES:])
             except (BrokenPipeError, ConnectionResetError):  # The client was killed meanwhile.
@@ -292,7 +293,7 @@ def run_fetch_stage(workdir: Path, url: str, md5: str) -> subprocess.CompletedPr
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=workdir, env=env, text=True,
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=PATIENCE_SECONDS)
 
 
 def test_stage_fails_in_one_line_on_a_wrong_md5(tmp_path, tiny_archive):
@@ -350,7 +351,7 @@ def start_slow_fetch(project, server) -> tuple[subprocess.Popen, Path]:
                                env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     raw = project.root / "data" / "raw"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
         temps = list(raw.glob(".cifar-10-binary.tar.*.partial.gz")) if raw.is_dir() else []
         if temps and temps[0].stat().st_size >= CHUNK_BYTES:
@@ -366,7 +367,7 @@ def test_sigkill_mid_download_leaves_no_trace(project, server):
     run removes it and publishes the archive, and `git status` shows nothing new at any point."""
     process, temp = start_slow_fetch(project, server)
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
+    process.communicate(timeout=PATIENCE_SECONDS)
     assert temp.is_file() and temp.stat().st_size >= CHUNK_BYTES  # Killed mid-write, as intended.
     assert project.run("git", "status", "--porcelain").stdout == ""
 
@@ -382,7 +383,7 @@ def test_ctrl_c_mid_download_is_one_line_and_leaves_nothing(project, server):
     """SIGINT (Ctrl-C) mid-download: exit 130, one line and no traceback, no temp file left."""
     process, temp = start_slow_fetch(project, server)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=PATIENCE_SECONDS)
     assert process.returncode == 130
     assert stderr.splitlines()[-1] == ("fetch: interrupted (Ctrl-C); outputs are only replaced "
                                        "once complete, so run it again to finish")

@@ -289,10 +289,10 @@ def test_alias_bomb_is_quoted_in_bounded_time(tmp_path):
     chain += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     seeds = "[" + ", ".join(chain + ["*a9"] * 91) + "]"
     path = write_params(tmp_path, committed_text_with("seeds: [0, 1, 2, 3, 4]", f"seeds: {seeds}"))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: other jobs on the machine do not add to them.
     with pytest.raises(ParamsError) as caught:
         read_params(path)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
     message = str(caught.value)
     assert message.startswith(f"{path}: study.seeds = [['x', 'x', ")
     assert message.endswith("is not allowed; expected a list of at most 100 entries")

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, easy_split
+from float32 import kernels_rtol, network_sums
 from stages import cell as cell_stage
 from stages import evaluate as evaluate_stage
 from stages import normalize as normalize_stage
@@ -27,6 +28,7 @@ from stages.lib import paths
 from stages.lib.archive_writer import write_archive
 from stages.lib.batch_norm import FusedBatchNormalization
 from stages.lib.cifar import CLASS_NAMES, Split, load_split
+from stages.lib.params import ModelParams
 
 RECORDS_PER_FILE = 40
 SETTINGS = {
@@ -123,6 +125,13 @@ def logged(folder: Path, name: str) -> list[float]:
     return json.loads((folder / paths.RUN_RECORD).read_text())["history"][name]
 
 
+def inference_rtol(examples: int) -> float:
+    """The stage and this test run the trained net in separate calls, in batches of other sizes,
+    whose kernels may sum in other orders: float32 tolerance for its forward pass in inference
+    and the mean over the split (tests/float32.py)."""
+    return kernels_rtol(*network_sums(ModelParams(**SETTINGS["model"]), examples, batch_statistics=False))
+
+
 def scores(model: keras.Model, split: Split) -> tuple[np.ndarray, float, float]:
     """Predicted classes, mean cross-entropy (probabilities clipped at 1e-7) and accuracy."""
     probabilities = np.asarray(model.predict(split.images, verbose=0), np.float64)
@@ -131,6 +140,7 @@ def scores(model: keras.Model, split: Split) -> tuple[np.ndarray, float, float]:
     return predicted, -float(np.mean(np.log(picked))), float(np.mean(predicted == split.labels))
 
 
+@pytest.mark.float32
 def test_the_model_learns_the_training_split_and_validation_watches_the_test_split(base):
     model = saved_model(base)
     train, test = load_split(base / paths.TRAIN_SPLIT), load_split(base / paths.TEST_SPLIT)
@@ -147,17 +157,21 @@ def test_the_model_learns_the_training_split_and_validation_watches_the_test_spl
     assert logged(base, "val/accuracy")[-1] == pytest.approx(test_accuracy, abs=1e-6)
     # Keras' own loss here: on these very confident mistakes it differs from evaluate's clipped one.
     keras_loss, _ = model.evaluate(test.images, test.labels.astype(np.int32), verbose=0)
-    assert logged(base, "val/loss")[-1] == pytest.approx(keras_loss, rel=1e-4)
+    assert logged(base, "val/loss")[-1] == pytest.approx(keras_loss, rel=inference_rtol(len(test.labels)))
 
 
+@pytest.mark.float32
 def test_evaluate_scores_each_split_with_the_saved_model(base):
     model = saved_model(base)
     train, test = load_split(base / paths.TRAIN_SPLIT), load_split(base / paths.TEST_SPLIT)
     metrics = json.loads((base / paths.METRICS).read_text())
     _, train_loss, train_accuracy = scores(model, train)
     predicted, test_loss, test_accuracy = scores(model, test)
-    assert metrics["train"] == pytest.approx({"loss": train_loss, "accuracy": train_accuracy}, abs=2e-6)
-    assert metrics["test"]["loss"] == pytest.approx(test_loss, abs=2e-6)
+    assert metrics["train"]["accuracy"] == pytest.approx(train_accuracy, abs=1e-6)
+    # The mean of -log p: each p within the forward pass's float32 tolerance, relatively, moves
+    # -log p by at most that much, absolutely.
+    assert metrics["train"]["loss"] == pytest.approx(train_loss, abs=inference_rtol(len(train.labels)))
+    assert metrics["test"]["loss"] == pytest.approx(test_loss, abs=inference_rtol(len(test.labels)))
     assert metrics["test"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-6)
     assert abs(train_accuracy - test_accuracy) > 0.5  # So scoring the wrong split shows.
     per_class = {CLASS_NAMES[c]: float(np.mean(predicted[test.labels == c] == c)) for c in range(10)}
