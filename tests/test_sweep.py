@@ -83,31 +83,33 @@ def run(bn, seed, accuracy, rate=0.01, diverged=False, beta=10.0):
             "landscape": {"update_beta_median": beta, "cos_update_gradient_median": 0.1}}
 
 
-def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seeds():
+def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seeds_and_none_diverged():
     runs = [run("before", 0, 0.70, beta=10.0), run("before", 1, 0.72, beta=13.0), run("none", 0, 0.60),
             run("none", 1, 0.10, diverged=True, beta=float("nan")), run("after", 0, 0.71, beta=None),
+            run("rescaled", 0, 0.66), run("rescaled", 1, 0.64),
             run("before", 0, 0.75, rate=0.001), run("none", 0, 0.73, rate=0.001)]
     summary = summarize(runs)
     high = summary["adam"]["0.01"]
     assert high["before"]["mean"] == pytest.approx(0.71) and high["none"]["diverged"] == 1
     assert high["none"]["std"] == pytest.approx(math.sqrt(2) * 0.25)
-    pair = high["comparisons"]["before_vs_none"]
-    assert pair["difference"] == pytest.approx(0.36) and pair["ci_low"] < 0.36 < pair["ci_high"]
+    pair = high["comparisons"]["before_vs_rescaled"]
+    assert pair["difference"] == pytest.approx(0.06) and pair["ci_low"] < 0.06 < pair["ci_high"]
     # Landscape measures over the seeds that did not diverge: the diverged seed is left out.
     assert high["before"]["landscape"]["update_beta_median"]["mean"] == pytest.approx(11.5)
     assert high["none"]["landscape"]["update_beta_median"]["n"] == 1
-    # `after` has one seed: left out of the comparisons, which go on among the others.
-    assert list(high["comparisons"]) == ["before_vs_none"]
+    # `after` has one seed and `none` a diverged one: both left out of the comparisons, which go
+    # on among the others (a diverged run scores chance: no interval describes it).
+    assert list(high["comparisons"]) == ["before_vs_rescaled"]
     assert "update_beta_median" not in high["after"]["landscape"]  # Stored as None: not measured.
     assert "beta_median" not in high["before"]["landscape"]  # Not measured: no column value.
     assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
     markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["sweep/dvc.yaml:sgd@none-0.1-0"])
     assert "**Incomplete: 1 of the sweep's cells have not run yet**" in markdown
     assert "`sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
-    assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 diverged) |" in markdown
-    assert pair["minimum_detectable"] > 0.36  # Two seeds, one of them diverged: too few to detect it.
-    assert (f"| 0.01 | before − none | +36.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
+    assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 of 2 diverged) |" in markdown
+    assert (f"| 0.01 | before − rescaled | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
             f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
+    assert "before − none" not in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
     assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 (n=1) | – |" in markdown
     assert "- total training time of the cells: 6.0 min" in markdown
@@ -142,14 +144,22 @@ def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the
     assert "sweep/dvc.yaml:report" in second
 
 
-def test_runs_that_all_end_at_chance_give_no_detectable_difference_to_quote():
+def test_diverged_runs_are_counted_not_compared():
     # Diverged runs score exactly 10% (every prediction the same class), and a measure a diverged
-    # run could not take is stored as None; two such variants differ by nothing, with no spread.
+    # run could not take is stored as None: no comparison, no landscape, "k of n diverged".
     runs = [run(bn, seed, 0.1, rate=0.3, diverged=True, beta=None) for bn in ("before", "none") for seed in (0, 1)]
     summary = summarize(runs)
     assert summary["adam"]["0.3"]["before"]["landscape"] == {}  # Diverged: no landscape to compare.
+    assert "comparisons" not in summary["adam"]["0.3"]
     markdown = render_markdown(summary, {}, 1.0, [])
     assert "| 0.3 | before | – | – | – | – | – |" in markdown
-    assert "| 0.3 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in markdown
-    assert "| 0.3 | 0.1000 ± 0.0000 (n=2) (2 diverged) | 0.1000 ± 0.0000 (n=2) (2 diverged) |" in markdown
+    assert "before − none" not in markdown
+    assert "| 0.3 | 0.1000 ± 0.0000 (n=2) (2 of 2 diverged) | 0.1000 ± 0.0000 (n=2) (2 of 2 diverged) |" in markdown
     assert "Incomplete" not in markdown
+
+
+def test_seeds_without_spread_have_no_minimum_detectable_difference():
+    runs = [run(bn, seed, 0.5) for bn in ("before", "none") for seed in (0, 1)]
+    pair = summarize(runs)["adam"]["0.01"]["comparisons"]["before_vs_none"]
+    assert pair["minimum_detectable"] is None  # Stored as null in metrics.json, not 0.
+    assert "| 0.01 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in render_markdown(summarize(runs), {}, 1.0, [])

@@ -209,8 +209,9 @@ def effective_step_vs_learning_rate(runs: list[dict], path: Path) -> None:
 def update_beta_over_training(runs: list[dict], path: Path) -> None:
     """beta along the real update D over training, small multiples per (optimizer, learning rate):
     per variant the median over seeds as a line, min to max over seeds as a band. A run:
-    {"optimizer", "bn", "learning_rate", "seed", "steps", "update_beta"} (per probe arrays; all
-    seeds of a cell probe the same steps)."""
+    {"optimizer", "bn", "learning_rate", "seed", "steps", "update_beta", "diverged"} (per probe
+    arrays; all seeds of a cell probe the same steps). Diverged runs are left out, as from every
+    landscape measure (their values describe the blow-up); the label counts them."""
     optimizers = _by(runs, "optimizer")
     rates = {optimizer: sorted({r["learning_rate"] for r in group})
              for optimizer, group in optimizers.items()}
@@ -220,18 +221,24 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
     for row, (optimizer, optimizer_runs) in enumerate(optimizers.items()):
         for column, rate in enumerate(rates[optimizer]):
             axis = axes[row, column]
-            for variant, variant_runs in _by([r for r in optimizer_runs if r["learning_rate"] == rate],
-                                             "bn").items():
+            for variant, all_runs in _by([r for r in optimizer_runs if r["learning_rate"] == rate],
+                                         "bn").items():
+                variant_runs = [r for r in all_runs if not r["diverged"]]
+                color = variant_color(variant)
+                diverged = len(all_runs) - len(variant_runs)
+                note = f", {diverged} of {len(all_runs)} diverged" if diverged else ""
+                if not variant_runs:
+                    axis.plot([], [], color=color, label=f"bn={variant} (all {len(all_runs)} diverged)")
+                    continue
                 steps = np.asarray(variant_runs[0]["steps"])
                 values = np.stack([np.asarray(r["update_beta"], dtype=float) for r in variant_runs])
-                values[~np.isfinite(values)] = np.nan  # A diverged seed leaves gaps, not spikes.
+                values[~np.isfinite(values)] = np.nan  # A missing probe value leaves a gap.
                 with warnings.catch_warnings():
                     # A step where every seed had diverged has a NaN median: not drawn, no warning.
                     warnings.simplefilter("ignore", RuntimeWarning)
                     median, low, high = (reduce(values, axis=0)
                                          for reduce in (np.nanmedian, np.nanmin, np.nanmax))
-                color = variant_color(variant)
-                axis.plot(steps, median, color=color, label=f"bn={variant} (n={len(variant_runs)})")
+                axis.plot(steps, median, color=color, label=f"bn={variant} (n={len(variant_runs)}{note})")
                 axis.fill_between(steps, low, high, color=color, alpha=0.2)
             axis.set(yscale="log", xlabel="training step", ylabel="β along Δ",
                      title=f"{optimizer}, learning rate {rate:g}")

@@ -153,7 +153,8 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
                   f"{comparison['ci_half_width'] * 100:.2f} |",
                   f"| Welch p (two-sided) | {comparison['p_value']:.3g} |",
                   f"| minimum detectable difference (80% power, α = {ALPHA:.2g}) | "
-                  f"{comparison['minimum_detectable'] * 100:.2f} points |",
+                  + ("– (no seed varied) |" if comparison["minimum_detectable"] is None
+                     else f"{comparison['minimum_detectable'] * 100:.2f} points |"),
                   f"| equivalence margin | ±{test['margin'] * 100:.2g} points |",
                   f"| TOST p (both one-sided tests) | {test['p_value']:.3g} "
                   f"({test['p_lower']:.3g}, {test['p_upper']:.3g}) |",

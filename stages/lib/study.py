@@ -46,7 +46,9 @@ class Comparison:
     # Holm-adjusted over the comparisons made together (compare_all); alone, the p-value itself.
     p_holm: float
     sizes: tuple[int, int]
-    minimum_detectable: float  # At POWER and ALPHA, for these sizes and the observed spreads.
+    # At POWER and ALPHA, for these sizes and the observed spreads; None where no seed varies
+    # (no spread: a test can detect nothing, or anything).
+    minimum_detectable: float | None
     seeds_to_detect_target: int | None  # Per variant, for TARGET_DIFFERENCE; None: > MAX_SEEDS.
 
     @property
@@ -63,6 +65,8 @@ class Comparison:
             return f"{self.first} vs {self.second}: {better} is higher than {worse} ({interval})"
         seeds = (f"{self.seeds_to_detect_target} seeds per variant" if self.seeds_to_detect_target
                  else f"more than {MAX_SEEDS} seeds per variant")
+        if self.minimum_detectable is None:
+            return f"{self.first} vs {self.second}: no detectable difference ({interval}); no seed varied"
         return (f"{self.first} vs {self.second}: no detectable difference ({interval}); with "
                 f"{self.sizes[0]} and {self.sizes[1]} seeds and this spread, the smallest difference "
                 f"detected with {POWER:.0%} power is {self.minimum_detectable * 100:.2f} points, and "
@@ -136,12 +140,12 @@ def power(difference: float, standard_error: float, dof: float, alpha: float = A
 
 
 def minimum_detectable_difference(std_a: float, n_a: int, std_b: float, n_b: int,
-                                  target_power: float = POWER, alpha: float = ALPHA) -> float:
+                                  target_power: float = POWER, alpha: float = ALPHA) -> float | None:
     """The smallest true difference of means that Welch's test detects with `target_power`, for
     these sample sizes, taking the observed spreads as the true ones."""
     standard_error, dof = welch_error(std_a, n_a, std_b, n_b)
     if standard_error == 0.0:
-        return 0.0
+        return None
     # Power rises from alpha at 0 towards 1: double the bracket until it holds the root.
     high = standard_error
     while power(high, standard_error, dof, alpha) < target_power:

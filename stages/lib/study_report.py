@@ -129,7 +129,7 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
         *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
           f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
-          f"{c.minimum_detectable * 100:.2f} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
+          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
           for c in comparisons), "",
         *(f"- {c.verdict()}" for c in comparisons), "",
     ]

@@ -75,7 +75,9 @@ def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str
 
 def summarize(runs: list[dict]) -> dict:
     """Per optimizer and learning rate, per variant: test accuracy over seeds and how many of
-    them diverged; and Welch comparisons (Holm) among the variants with two seeds or more there."""
+    them diverged; and Welch comparisons (Holm) among the variants with two seeds or more there
+    and no diverged run. A diverged run scores chance, which no t-test models: its variant gets
+    "k of n diverged" in the report instead of an interval."""
     summary: dict = {}
     for optimizer, rate in sorted({(r["optimizer"], r["learning_rate"]) for r in runs}):
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
@@ -84,7 +86,8 @@ def summarize(runs: list[dict]) -> dict:
         entry = {bn: {**describe(accuracy[bn]), "diverged": sum(r["diverged"] for r in variant_runs),
                       "landscape": landscape(variant_runs)}
                  for bn, variant_runs in by_variant.items()}
-        comparable = {bn: values for bn, values in accuracy.items() if len(values) >= 2}
+        comparable = {bn: values for bn, values in accuracy.items()
+                      if len(values) >= 2 and not entry[bn]["diverged"]}
         if len(comparable) > 1:
             entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
                 "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
@@ -126,17 +129,18 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
                   "|---|" + "---|" * len(variants)]
         for rate, entry in rates.items():
             cells = [f"{entry[bn]['mean']:.4f} ± {entry[bn]['std']:.4f} (n={entry[bn]['n']})"
-                     + (f" ({entry[bn]['diverged']} diverged)" if entry[bn]["diverged"] else "")
+                     + (f" ({entry[bn]['diverged']} of {entry[bn]['n']} diverged)" if entry[bn]["diverged"] else "")
                      if bn in entry else "–" for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
         lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
-                  "at each rate (among variants with two seeds or more), and the smallest difference "
-                  "these seeds could detect (80% power; – where the seeds do not vary at all):", "",
+                  "at each rate (among variants with two seeds or more and no diverged run), and the "
+                  "smallest difference these seeds could detect (80% power; – where the seeds do not "
+                  "vary at all):", "",
                   "| learning rate | pair | difference | 95% CI | Holm p | minimum detectable |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
                   f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                  + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] > 0 else "– |")
+                  + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
                   for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
                   "training, mean over its seeds that did not diverge ((n=k): only k seeds had a value):", "",
