@@ -27,6 +27,7 @@ def main(argv=None) -> None:
     params = load_params(params_used(parse_args(argv)))
     from stages.lib import figures, paths
     from stages.lib.atomic import write_json, write_text
+    from stages.lib.records import fit_seconds
     from stages.lib.study_report import figure_run
     from stages.lib.sweep import collect, render_markdown, summarize
 
@@ -37,7 +38,7 @@ def main(argv=None) -> None:
     figures.accuracy_vs_learning_rate(runs, OUT / "figures" / "accuracy_vs_learning_rate.png")
     figures.effective_step_vs_learning_rate(runs, OUT / "figures" / "effective_step_vs_learning_rate.png")
     figures.update_beta_over_training(runs, OUT / "figures" / "update_beta_over_training.png")
-    minutes = sum(cell.run["total_seconds"] for cell in cells) / 60
+    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
     write_text(OUT / "sweep.md", render_markdown(summary, cells[0].run["environment"], minutes, missing))
     print(f"sweep_report: {len(cells)} cells ({len(missing)} not yet run) -> {OUT}/sweep.md")
 

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     with Live(str(paths.TRAIN_LOG), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         model, record, probe = train_variant(params.model, params.train, params.bn, params.seed,
                                              statistics, train, test, landscape, live)
-        live.summary["seconds"] = record["total_seconds"]
+        live.summary["fit_seconds"] = record["fit_seconds"]
         # Columns that `dvc exp show` can display next to the params: what the numbers ran on.
         live.summary["numerics"] = {key: record["environment"][key]
                                     for key in ("backend", "device", "precision", "tf32", "onednn")}
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     with atomic_path(paths.MODEL) as temp:
         model.save(temp)
     write_json(paths.RUN_RECORD, record)
-    print(f"train: saved {paths.MODEL} after {record['total_seconds']:.1f}s")
+    print(f"train: saved {paths.MODEL} after {record['fit_seconds']:.1f} s of fitting")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_full_repro_and_bn_experiment(project):
     assert set(names) == {"reports/metrics.json", "reports/train/metrics.json"}
     assert names["reports/train/metrics.json"] == [
         "epoch_seconds", "fit.accuracy", "fit.loss", "numerics.backend", "numerics.device",
-        "numerics.onednn", "numerics.precision", "numerics.tf32", "seconds", "step", "val.accuracy",
+        "numerics.onednn", "numerics.precision", "numerics.tf32", "fit_seconds", "step", "val.accuracy",
         "val.loss"]
     assert len(names["reports/metrics.json"]) == 14  # train/test loss and accuracy, 10 classes.
     run = json.loads((root / "reports/train/run.json").read_text())

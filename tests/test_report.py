@@ -42,7 +42,8 @@ def test_report_shows_the_runs_scores_settings_and_counts():
     assert "| bn1 | 16 | 16 | ok |" in lines
     settings = yaml.safe_load("\n".join(lines[lines.index("```yaml") + 1:lines.index("## Environment") - 2]))
     assert (settings["bn"], settings["seed"], settings["model"]["filters"]) == ("after", 7, [4])
-    assert "- training wall time: 12.3 s (epochs: 6.0, 6.3 s)" in lines
+    assert ("- fit time (sum of the epochs): 12.3 s (epochs: 6.0, 6.3 s); model.fit with its set-up and "
+            "logging: 12.3 s") in lines
     assert "![landscape](figures/landscape.png)" not in lines
 
 

@@ -110,7 +110,7 @@ def test_no_detectable_difference_says_what_could_have_been_detected():
 def fake_cell(variant: str, seed: int, accuracy: float, beta: float | None) -> Cell:
     landscape = {"beta_median": 100.0 + seed, "loss_range_median": 0.02, "grad_change_max_median": 5.0,
                  "update_beta_median": beta, "decrease_ratio_median": 0.9}
-    run = {"total_seconds": 60.0, "train": {"epochs": 10, "optimizer": "adam", "learning_rate": 0.001},
+    run = {"fit_seconds": 58.0, "total_seconds": 60.0, "train": {"epochs": 10, "optimizer": "adam", "learning_rate": 0.001},
            "environment": {"device": "CPU"}}
     return Cell(variant, seed, {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8}},
                 {}, None, run, landscape)

@@ -28,7 +28,8 @@ def make_cell(variant: str, seed: int, probed: bool = True) -> Cell:
                  "grad_change_max_median": 5.0 + seed} if probed else {}
     history = {"val/accuracy": np.array([0.5, test_accuracy])}
     run = {"bn": variant, "seed": seed, "train": {"epochs": 2}, "epoch_seconds": [1.0, 2.0],
-           "history": {"epoch_seconds": [1.0, 2.0]}, "total_seconds": seconds,
+           "history": {"epoch_seconds": [1.0, 2.0]}, "fit_seconds": seconds,
+           "total_seconds": seconds + 5,
            "environment": ENVIRONMENT}
     return Cell(variant, seed, {"test": {"accuracy": test_accuracy, "loss": test_loss},
                                 "train": {"accuracy": train_accuracy}},
@@ -55,7 +56,7 @@ def test_summary_describes_each_measure_over_seeds_and_compares_test_accuracy():
     # t(0.975, 2) = 4.3027 (any t table): 350 +- 4.3027 * 50 / sqrt(3).
     assert summary["before"]["beta_median"] == pytest.approx(
         {"mean": 350, "std": 50, "min": 300, "max": 400, "n": 3, "ci_low": 225.79, "ci_high": 474.21}, abs=0.01)
-    assert summary["before"]["train_seconds"]["mean"] == pytest.approx(60)
+    assert summary["before"]["fit_seconds"]["mean"] == pytest.approx(60)  # Not total_seconds.
     # Every pair, in the order given, on test accuracy (train accuracy would give +13 and +20 points).
     assert [(c.first, c.second) for c in comparisons] == [("before", "after"), ("before", "none"),
                                                           ("after", "none")]
@@ -89,7 +90,7 @@ def test_markdown_tables_verdicts_and_environment():
     assert "| before | 350.00 [225.79, 474.21] | 0.0250 [0.0126, 0.0374] | 6.000 [3.516, 8.484] |" in lines
     assert "![landscape](figures/landscape.png)" in lines
     # 60+90+30 + 3*60 + 3*30 = 450 seconds of training.
-    assert "- total training time of the cells: 7.5 min" in lines
+    assert "- fit time of the cells (sum of their epochs, probes included): 7.5 min" in lines
     assert "- device: CPU: test <cpu> (2 cores)" in lines
 
 

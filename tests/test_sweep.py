@@ -112,7 +112,7 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     assert "before − none" not in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
     assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 (n=1) | – |" in markdown
-    assert "- total training time of the cells: 6.0 min" in markdown
+    assert "- fit time of the cells (sum of their epochs, probes included): 6.0 min" in markdown
 
 
 @pytest.mark.dvc

@@ -33,6 +33,14 @@ def read_json(path: Path, stage: str) -> dict:
     return data
 
 
+def fit_seconds(run: dict) -> float:
+    """A run's fit time: its epochs' own wall time (training steps, per-step callbacks such as the
+    landscape probes, validation), without model.fit's set-up and per-epoch logging around them
+    (`total_seconds`). Records from before `fit_seconds` was kept have the per-epoch times, whose
+    sum it is."""
+    return run["fit_seconds"] if "fit_seconds" in run else round(sum(run["history"]["epoch_seconds"]), 3)
+
+
 def check_model_file(path: Path) -> None:
     """Refuse a saved model that is missing, truncated or not a .keras archive, before Keras sees it.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.errors import InputFileError
-from stages.lib.records import read_json
+from stages.lib.records import fit_seconds, read_json
 from stages.lib.study import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
                               describe)
 
@@ -90,7 +90,7 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
             values = [run.landscape_summary.get(key) for run in runs]
             if any(value is not None for value in values):
                 summary[variant][key] = describe([value for value in values if value is not None])
-        summary[variant]["train_seconds"] = describe([run.run["total_seconds"] for run in runs])
+        summary[variant]["fit_seconds"] = describe([fit_seconds(run.run) for run in runs])
     accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
     comparisons = compare_all(accuracy)
     summary["comparisons"] = {
@@ -106,7 +106,7 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
                     with_landscape: bool) -> str:
     variants = list(cells)
     first = cells[variants[0]][0].run
-    total_minutes = sum(run.run["total_seconds"] for runs in cells.values() for run in runs) / 60
+    total_minutes = sum(fit_seconds(run.run) for runs in cells.values() for run in runs) / 60
 
     def cell(variant, key, digits=4):
         d = summary[variant][key]
@@ -142,7 +142,7 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         *(["![landscape](figures/landscape.png)", ""] if with_landscape else []),
         "## Environment", "",
         *(f"- {key}: {value}" for key, value in first["environment"].items()),
-        f"- total training time of the cells: {total_minutes:.1f} min", "",
+        f"- fit time of the cells (sum of their epochs, probes included): {total_minutes:.1f} min", "",
     ]
     return "\n".join(lines)
 

@@ -154,5 +154,5 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
               "![effective step vs learning rate](figures/effective_step_vs_learning_rate.png)", "",
               "![beta along the update](figures/update_beta_over_training.png)", "",
               "## Environment", "", *(f"- {key}: {value}" for key, value in environment.items()),
-              f"- total training time of the cells: {minutes:.1f} min", ""]
+              f"- fit time of the cells (sum of their epochs, probes included): {minutes:.1f} min", ""]
     return "\n".join(lines)
