@@ -37,6 +37,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_class: i
             if row < len(indices):
                 axis.imshow(images[indices[row]])
                 axis.set_title(name, fontsize=8)
+    figure.suptitle(f"The first {per_class} training images of each class", fontsize=10)
     save(figure, path)
 
 
@@ -60,7 +61,7 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path) -> N
     np.add.at(counts, (actual, predicted), 1)
     figure, axis = plt.subplots(figsize=(7, 6))
     image = axis.imshow(counts, cmap="Blues")
-    figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="test images")
     ticks = np.arange(len(CLASS_NAMES))
     axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="test confusion matrix")
     axis.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
@@ -85,11 +86,14 @@ def landscape_bands(records: dict[str, dict[str, np.ndarray]], path: Path) -> No
     """The paper's Figure 4: per variant, the loss range and gradient-change range as bands over
     training steps, and effective beta-smoothness. `records` maps a label to landscape columns."""
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    for (label, columns), color in zip(records.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    for label, columns in records.items():
+        color = variant_color(label.removeprefix("bn="))
         steps = columns["step"]
-        axes[0].fill_between(steps, columns["loss_min"], columns["loss_max"], alpha=0.35, color=color, label=label)
-        axes[1].fill_between(steps, columns["grad_change_min"], columns["grad_change_max"], alpha=0.35,
-                             color=color, label=label)
+        # Faint fills with solid edges: overlapping bands stay readable, each in its own colour.
+        for axis, low, high in ((axes[0], "loss_min", "loss_max"), (axes[1], "grad_change_min", "grad_change_max")):
+            axis.fill_between(steps, columns[low], columns[high], alpha=0.12, color=color, linewidth=0)
+            axis.plot(steps, columns[low], color=color, linewidth=0.9, label=label)
+            axis.plot(steps, columns[high], color=color, linewidth=0.9)
         axes[2].plot(steps, columns["beta"], color=color, label=label)
     labels = (("loss landscape", "loss L(w − ηg), min to max over η"),
               ("gradient predictiveness", "‖∇L(w − ηg) − g‖, min to max over η"),
@@ -274,11 +278,13 @@ def per_seed_points(values: dict[str, list[float]], path: Path, ylabel: str, tit
     figure, axis = plt.subplots(figsize=(6, 4))
     for position, (variant, points) in enumerate(values.items()):
         jitter = np.linspace(-0.12, 0.12, len(points)) if len(points) > 1 else np.zeros(1)
-        axis.scatter(position + jitter, points, zorder=3, label=f"bn={variant}")
-        axis.hlines(np.mean(points), position - 0.25, position + 0.25, color="black", zorder=4)
+        axis.scatter(position + jitter, points, zorder=3, color=variant_color(variant), label=f"bn={variant}: one seed")
+        axis.hlines(np.mean(points), position - 0.25, position + 0.25, color="black", zorder=4,
+                    label="mean over seeds" if position == 0 else None)
     axis.set_xticks(range(len(values)), [f"bn={v}" for v in values])
     axis.set(ylabel=ylabel, title=title)
     axis.grid(alpha=0.3, axis="y")
+    axis.legend(fontsize=7)
     save(figure, path)
 
 
@@ -297,7 +303,7 @@ def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> No
     points.set_xticks(range(len(accuracy)), [f"bn={v}" for v in accuracy])
     points.set(ylabel="test accuracy", title="Test accuracy of every seed")
     points.grid(alpha=0.3, axis="y")
-    points.legend(fontsize=8, loc="lower center")
+    points.legend(fontsize=8, loc="best")
     comparison, test = summary["comparison"], summary["equivalence"]
     if comparison:
         margin = test["margin"] * 100
