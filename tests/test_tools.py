@@ -4,6 +4,7 @@ import runpy
 from pathlib import Path
 
 import dvc.api
+import pytest
 
 RUNS = Path(__file__).resolve().parents[1] / "tools" / "runs.py"
 
@@ -23,3 +24,26 @@ def test_runs_table_fits_80_columns_and_shows_what_dvc_has(monkeypatch, capsys):
     assert lines[1].split() == ["workspace", "before", "0", "float32", "!", "!"]
     assert lines[2].split() == ["a-rather-long-experiment", "after", "3", "mixed_bfloat16",
                                 "0.7632", "0.6806"]
+
+
+def test_runs_table_columns_align_for_every_variant(monkeypatch, capsys):
+    rows = [{"Experiment": f"exp-{bn}", "rev": "abc1234", "typ": "branch_commit", "bn": bn, "seed": 1.0,
+             "train.precision": "float32", "test.accuracy": 0.7, "test.loss": 0.8}
+            for bn in ("before", "after", "none", "rescaled")]
+    monkeypatch.setattr(dvc.api, "exp_show", lambda: rows)
+    runpy.run_path(str(RUNS), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    # Every cell is padded to its column's width, so aligned columns make lines of one length.
+    assert len({len(line) for line in lines}) == 1, lines
+
+
+def test_runs_outside_a_project_is_one_line(monkeypatch):
+    from dvc.scm import SCMError
+
+    def outside():
+        raise SCMError("SCM error")
+
+    monkeypatch.setattr(dvc.api, "exp_show", outside)
+    with pytest.raises(SystemExit) as caught:
+        runpy.run_path(str(RUNS), run_name="__main__")
+    assert str(caught.value) == "runs: no DVC experiments here (SCM error); run it inside the bnlab project"

@@ -5,10 +5,16 @@
 that say which placement, which seed, which numerics and how good, from the same data (DVC's API).
 """
 
+import sys
+
 import dvc.api
+from dvc.exceptions import DvcException
+from dvc.scm import SCMError
+
+from stages.lib.params import BN_PLACEMENTS
 
 COLUMNS = (  # (DVC's column, header, width, format)
-    ("bn", "bn", 7, "{}"),
+    ("bn", "bn", max(map(len, BN_PLACEMENTS)), "{}"),  # Wide enough for every variant's name.
     ("seed", "seed", 4, "{:.0f}"),
     ("train.precision", "precision", 14, "{}"),
     ("test.accuracy", "test acc", 8, "{:.4f}"),
@@ -30,9 +36,14 @@ def shown(value, template: str) -> str:
 
 
 def main() -> None:
+    try:
+        rows = dvc.api.exp_show()
+    except (DvcException, SCMError) as error:  # Outside a git repository, or one without DVC.
+        sys.exit(f"runs: no DVC experiments here ({' '.join(str(error).split())}); run it inside "
+                 "the bnlab project")
     print(" ".join(["experiment".ljust(NAME_WIDTH)] + [cell(header, width, template)
                                                       for _, header, width, template in COLUMNS]))
-    for row in dvc.api.exp_show():
+    for row in rows:
         name = row["Experiment"] or row["rev"]
         if row["typ"] != "baseline":  # An experiment: indent it under its baseline commit.
             name = "  " + name
