@@ -33,13 +33,13 @@ def main(argv=None) -> None:
 
     cells, missing = collect(placement.variants, params.study.seeds, placement.seeds,
                              paths.STUDY_RUNS, paths.PLACEMENT / "runs")
-    summary = summarize(cells, placement.equivalence_margin)
+    summary = summarize(cells, placement.equivalence_margin, len(missing))
     # Everything is computed before anything is written, so a bad record leaves the old report.
     write_json(paths.PLACEMENT / "metrics.json", summary)
     figures.placement({variant: [c.metrics["test"]["accuracy"] for c in runs] for variant, runs in cells.items()},
                       summary, paths.PLACEMENT / "figures" / "placement.png")
     write_text(paths.PLACEMENT / "placement.md", render_markdown(summary, environments(cells), missing))
-    print(f"placement_report: {summary['verdict']} ({len(missing)} cells not yet run)")
+    print(f"placement_report: {summary['verdict']}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def test_equivalence_is_two_one_sided_welch_tests_and_matches_the_90_percent_int
 @pytest.mark.parametrize("before, after, verdict", [
     (spread(0.760, 35), spread(0.770, 35), r"^bn=after is higher by 1\.00 points: -1\.00 points \(before − after\)"),
     (spread(0.760, 35), spread(0.7605, 35), r"^equivalent within ±0\.5 points \(TOST p = .*\): -0\.05 points"),
-    (spread(0.760, 3, 0.02), spread(0.765, 3, 0.02), r"^undecided: neither a difference nor equivalence"),
+    (spread(0.760, 3, 0.02), spread(0.765, 3, 0.02), r"^undecided: neither a difference nor equivalence.*; "
+                                                      r"add seeds to placement.seeds$"),
 ])
 def test_the_verdict_is_a_difference_an_equivalence_or_undecided(before, after, verdict):
     summary = summarize(cells(before, after), margin=0.005)
@@ -131,3 +132,8 @@ def test_placement_pipeline_trains_without_probes_and_reuses_the_studys_cells(pr
     assert (project.root / "reports/placement/figures/placement.png").stat().st_size > 10_000
     project.commit("placement")
     assert stages_run(project.dvc("repro", "placement/dvc.yaml").stdout) == []
+
+
+def test_an_undecided_verdict_names_the_cells_still_to_run():
+    summary = summarize(cells(spread(0.760, 3, 0.02), spread(0.765, 3, 0.02)), margin=0.005, missing=12)
+    assert summary["verdict"].endswith("; 12 cells of placement.seeds have not run yet")

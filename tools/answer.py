@@ -76,7 +76,7 @@ def readme_answer() -> str:
         + " points, `before`); with plain SGD there is none ("
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
         + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
-        "of BN's gain at 1e-3: most of it needs normalizing during training "
+        "of BN's gain at 1e-3: where the net starts explains less than half of it "
         "([docs/why.md](docs/why.md)).",
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
@@ -87,27 +87,32 @@ def readme_answer() -> str:
 
 
 def provenance() -> list[str]:
-    """Per machine, the cells' count, code versions and dates, from their records; for records
-    made before runs recorded their date and commit, the commit that added them to git."""
+    """Per machine, the cells' count, dates and code versions, from their records. Records made
+    before runs recorded their date and commit say neither; for those, the date they were
+    committed to git."""
     groups: dict[tuple, list[tuple[str, str]]] = {}
     for folder in ("study", "placement", "sweep"):
         for path in sorted((ROOT / "reports" / folder / "runs").glob("*.json")):
             environment = json.loads(path.read_text(encoding="utf-8")).get("environment", {})
+            recorded = "date" in environment
             date, commit = environment.get("date", "")[:10], environment.get("git_commit", "")[:7]
-            if not date:
+            if not recorded:
                 commit, date = _added_by(path)
-            features = "/".join(environment.get("cpu_features", [])) or "instruction sets not recorded"
+            features = "/".join(environment.get("cpu_features", []))
             key = (environment.get("device", "unknown device"), features,
-                   f"TensorFlow {environment.get('tensorflow', '?')}")
+                   f"TensorFlow {environment.get('tensorflow', '?')}", recorded)
             groups.setdefault(key, []).append((date, commit))
     lines = []
-    for (device, features, backend), runs in groups.items():
+    for (device, features, backend, recorded), runs in groups.items():
         dates = sorted(date for date, _ in runs if date)
+        when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         commits = sorted({commit for _, commit in runs if commit})
-        lines.append(f"{len(runs)} cells on {device} [{features}], {backend}, "
-                     f"{dates[0] if dates[0] == dates[-1] else f'{dates[0]} to {dates[-1]}'}, "
-                     f"code {', '.join(commits[:3])}"
-                     + (f" and {len(commits) - 3} more" if len(commits) > 3 else ""))
+        if recorded:
+            lines.append(f"{len(runs)} cells on {device} [{features}], {backend}, {when}, code "
+                         f"{commits[0]}" + (f" and {len(commits) - 1} later commits" if len(commits) > 1 else ""))
+        else:
+            lines.append(f"{len(runs)} cells on {device}, {backend}, committed {when} (these records "
+                         "predate recording the date, code version and instruction sets)")
     return lines
 
 

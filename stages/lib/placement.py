@@ -87,7 +87,7 @@ def equivalence(first, second, margin: float) -> Equivalence:
                        float(interval.high))
 
 
-def verdict(comparison: Comparison, test: Equivalence) -> str:
+def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
     """The answer in one sentence; differences in percentage points."""
     first, second = comparison.first, comparison.second
     interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {CONFIDENCE:.0%} CI "
@@ -100,13 +100,15 @@ def verdict(comparison: Comparison, test: Equivalence) -> str:
         return f"bn={higher} is higher by {abs(comparison.difference) * 100:.2f} points: {interval}{also}"
     if test.equivalent:
         return f"equivalent {within}: {interval}"
-    return (f"undecided: neither a difference nor equivalence {within} is shown: {interval}; add "
-            "seeds to placement.seeds")
+    more = (f"{missing} cells of placement.seeds have not run yet" if missing
+            else "add seeds to placement.seeds")
+    return f"undecided: neither a difference nor equivalence {within} is shown: {interval}; {more}"
 
 
-def summarize(cells: dict[str, list[Cell]], margin: float) -> dict:
+def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> dict:
     """Per variant, test accuracy over seeds (diverged runs counted, kept out); the comparison of
-    the two when neither has diverged runs and each has two seeds or more."""
+    the two when neither has diverged runs and each has two seeds or more. `missing`: how many
+    cells have not run yet, which an undecided verdict names."""
     first, second = cells
     accuracy = {variant: [cell.metrics["test"]["accuracy"] for cell in runs if not diverged(cell)]
                 for variant, runs in cells.items()}
@@ -126,7 +128,7 @@ def summarize(cells: dict[str, list[Cell]], margin: float) -> dict:
         test = equivalence(accuracy[first], accuracy[second], margin)
         summary.update(comparison={**asdict(comparison), "ci_half_width": (comparison.ci_high - comparison.ci_low) / 2},
                        equivalence={**asdict(test), "p_value": test.p_value, "equivalent": test.equivalent},
-                       verdict=verdict(comparison, test))
+                       verdict=verdict(comparison, test, missing))
     return summary
 
 
