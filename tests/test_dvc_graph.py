@@ -94,6 +94,7 @@ def test_both_pipelines_are_covered():
     assert {"fetch", "normalize", "train", "evaluate", "report", "study/dvc.yaml:compare"} <= names
     assert any(name.startswith("study/dvc.yaml:cell@") for name in names)
     assert {"sweep/dvc.yaml:report"} <= names and any(name.startswith("sweep/dvc.yaml:sgd@") for name in names)
+    assert {"placement/dvc.yaml:report"} <= names and any(name.startswith("placement/dvc.yaml:cell@") for name in names)
 
 
 @pytest.mark.parametrize("name, command, code, params", STAGES, ids=[s[0] for s in STAGES])

@@ -1,6 +1,9 @@
 """tools/runs.py: the comparison table, on rows as `dvc.api.exp_show` returns them."""
 
+import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import dvc.api
@@ -47,3 +50,18 @@ def test_runs_outside_a_project_is_one_line(monkeypatch):
     with pytest.raises(SystemExit) as caught:
         runpy.run_path(str(RUNS), run_name="__main__")
     assert str(caught.value) == "runs: no DVC experiments here (SCM error); run it inside the bnlab project"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ([], r"^push_run_cache: .*no remote.*; check `dvc remote list`"),
+    (["-r", "nowhere"], r"^push_run_cache: .*'nowhere'.*; check `dvc remote list`"),
+], ids=["no remote", "unknown remote"])
+def test_push_run_cache_failures_are_one_line(tmp_path, monkeypatch, arguments, message):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    main = runpy.run_path(str(RUNS.parent / "push_run_cache.py"))["main"]
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+    assert re.search(message, str(caught.value), re.I), caught.value
+    assert "\n" not in str(caught.value)

@@ -10,7 +10,9 @@ trade-off). This pushes what `dvc push --run-cache` pushes, then the objects of 
 import argparse
 import os
 
+from dvc.exceptions import DvcException
 from dvc.repo import Repo
+from dvc.scm import SCMError
 
 
 def run_entries(runs: str) -> list[tuple[str, str]]:
@@ -26,11 +28,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-r", "--remote", help="remote name (default: the default remote)")
     args = parser.parse_args(argv)
+    try:
+        push(args.remote)
+    except (DvcException, SCMError, OSError) as error:
+        # No remote, an unknown one, one that is a file or cannot be reached: DVC's own message,
+        # on one line, with what to check.
+        raise SystemExit(f"push_run_cache: {' '.join(str(error).split())}; check `dvc remote list` "
+                         "and that the remote is reachable") from None
+
+
+def push(remote: str | None) -> None:
     with Repo() as repo:
-        pushed = repo.push(remote=args.remote, run_cache=True)
+        pushed = repo.push(remote=remote, run_cache=True)
         entries = run_entries(repo.stage_cache.cache_dir)
         outputs = set().union(*repo.stage_cache.get_used_objs(entries).values())
-        result = repo.cloud.push(outputs, remote=args.remote)
+        result = repo.cloud.push(outputs, remote=remote)
         if result.failed:
             raise SystemExit(f"push_run_cache: {len(result.failed)} run outputs failed to upload; "
                              "check the remote and run it again")
