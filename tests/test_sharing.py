@@ -87,3 +87,30 @@ def test_two_machines_split_the_study_and_a_third_only_compares(shared, tmp_path
     assert result.stdout.count("is cached - skipping run") == 4
     table = json.loads((collector.root / "reports/study/metrics.json").read_text())
     assert table["before"]["test_accuracy"]["n"] == table["none"]["test_accuracy"]["n"] == 2
+
+
+def test_a_corrupted_remote_object_is_refused_on_pull(tmp_path):
+    """With the remote's `verify` on (docs/sharing.md), a pull re-hashes what it downloads: one
+    flipped bit in a pushed object fails the pull and checks nothing out."""
+    source = Project(tmp_path / "source")
+    source.root.mkdir()
+    source.run("git", "init", "-q")
+    source.dvc("init", "-q")
+    (source.root / "train.npz").write_bytes(b"the prepared training split\n" * 100)
+    source.dvc("add", "-q", "train.npz")
+    source.dvc("remote", "add", "-d", "team", str(tmp_path / "remote"))
+    source.dvc("remote", "modify", "team", "verify", "true")
+    source.commit("data and a verified remote")
+    source.dvc("push", "-q")
+    (stored,) = [path for path in (tmp_path / "remote").rglob("*") if path.is_file()]
+    stored.chmod(0o644)
+    content = bytearray(stored.read_bytes())
+    content[10] ^= 1
+    stored.write_bytes(bytes(content))
+
+    copy = clone(source, tmp_path / "copy")
+    result = copy.dvc("pull", check=False)
+    assert result.returncode != 0
+    assert "failed to pull" in result.stderr
+    assert not (copy.root / "train.npz").exists()
+
