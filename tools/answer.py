@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -229,12 +230,14 @@ def main_run_block() -> str:
                        (ROOT / "reports" / "report.md").read_text(encoding="utf-8").splitlines()
                        if line.startswith("- ") and ": " in line)
     fit = environment.get("fit time (sum of the epochs)", "not recorded").split(" (")[0]
+    # report.md lists the record's values as Python writes them: a list as ['avx2', 'fma'].
+    features = "/".join(re.findall(r"'([^']+)'", environment.get("cpu_features", ""))) or "instruction sets not recorded"
     return "\n".join([
         "| bn | train accuracy | test accuracy | test loss | fit time | machine | date, code |",
         "|---|---|---|---|---|---|---|",
         f"| before | {metrics['train']['accuracy']:.4f} | {metrics['test']['accuracy']:.4f} | "
         f"{metrics['test']['loss']:.4f} | {fit} | {environment.get('device', '?')} "
-        f"[{environment.get('cpu_features', 'instruction sets not recorded')}], TensorFlow "
+        f"[{features}], TensorFlow "
         f"{environment.get('tensorflow', '?')} | {environment.get('date', '?')[:10]}, "
         f"{environment.get('git_commit', '?')[:12]} |"])
 
