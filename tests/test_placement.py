@@ -71,7 +71,8 @@ def test_diverged_runs_are_counted_and_block_the_comparison():
 
 
 def record(variant: str, seed: int, accuracy=0.75) -> dict:
-    return {"bn": variant, "seed": seed, "metrics": {"test": {"accuracy": accuracy}},
+    return {"bn": variant, "seed": seed, "train": {"optimizer": "adam", "learning_rate": 0.001},
+            "metrics": {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8, "loss": 0.5}},
             "history": {"fit/loss": [1.0, 0.5]}, "environment": {}}
 
 
@@ -87,11 +88,17 @@ def test_collect_pools_the_studys_seeds_and_names_the_cells_not_yet_run(tmp_path
     assert missing == ["placement/dvc.yaml:cell@after-2"]
 
 
+def without_metrics(content: dict) -> dict:
+    return {key: value for key, value in content.items() if key != "metrics"}
+
+
 @pytest.mark.parametrize("content, message", [
-    (record("after", 2), r"before-2.json: records bn=after seed=2, not the bn=before seed=2 its name says"),
-    (record("before", 3), r"records bn=before seed=3, not the bn=before seed=2"),
-    (record("before", 2, accuracy=float("nan")), r"test accuracy nan is not a finite number"),
-    (record("before", 2, accuracy="0.9"), r"test accuracy '0.9' is not a finite number"),
+    (record("after", 2), r"before-2.json: records bn=after, not the bn=before its name says; delete it"),
+    (record("before", 3), r"records seed=3, not the seed=2 its name says"),
+    (record("before", 2, accuracy=float("nan")), r"test.accuracy = nan is not a valid score"),
+    (record("before", 2, accuracy="0.9"), r"test.accuracy = '0.9' is not a valid score"),
+    (record("before", 2, accuracy=1.5), r"test.accuracy = 1.5 is not a valid score"),
+    (without_metrics(record("before", 2)), r"not a complete cell record \(no 'metrics'\)"),
 ])
 def test_a_record_that_is_not_what_its_name_says_is_refused(tmp_path, content, message):
     (tmp_path / "before-2.json").write_text(json.dumps(content))

@@ -1,6 +1,7 @@
 """The study's summary, verdicts and report, against numbers worked out by hand from made-up cells."""
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -144,3 +145,17 @@ def test_a_landscape_table_without_rows_leaves_out_its_lead_in():
     assert any(line.startswith("Along −g at η") for line in lines)
     assert not any(line.startswith("Along the update Δ") for line in lines)
     assert "| before | 11.00 [" in "\n".join(lines)
+
+
+def test_compare_refuses_a_record_copied_over_another_cell(tmp_path):
+    record = {"bn": "before", "seed": 0, "train": {"optimizer": "adam", "learning_rate": 0.001},
+              "metrics": {"test": {"accuracy": 0.76, "loss": 0.7}, "train": {"accuracy": 0.83, "loss": 0.5}},
+              "history": {"fit/loss": [1.0, 0.6], "val/accuracy": [0.7, 0.76]}, "probes": None}
+    for seed in (0, 1):
+        (tmp_path / f"before-{seed}.json").write_text(json.dumps({**record, "seed": seed}))
+        (tmp_path / f"after-{seed}.json").write_text(json.dumps({**record, "bn": "after", "seed": seed}))
+    assert [c.seed for c in collect(tmp_path, ["before", "after"], [0, 1])["after"]] == [0, 1]
+    (tmp_path / "after-0.json").write_text((tmp_path / "before-0.json").read_text())
+    with pytest.raises(InputFileError, match=r"after-0.json: records bn=before, not the bn=after its name "
+                                             r"says; delete it and run `dvc repro study/dvc.yaml`"):
+        collect(tmp_path, ["before", "after"], [0, 1])

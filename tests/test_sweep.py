@@ -29,7 +29,7 @@ def write_record(path: Path, bn: str, seed: int, optimizer: str, rate: float, ac
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "bn": bn, "seed": seed, "train": {"optimizer": optimizer, "learning_rate": rate},
-        "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy}},
+        "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy, "loss": 0.9}},
         "history": {"fit/loss": [2.0, 1.0]}, "probes": None, "landscape": None,
         "total_seconds": 60.0, "environment": {"device": "CPU"}}))
 
@@ -49,6 +49,20 @@ def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_pa
     assert sorted(missing) == [
         *(f"study/dvc.yaml:cell@none-{seed}" for seed in (0, 1, 2)), "sweep/dvc.yaml:adam@before-0.01-1",
         "sweep/dvc.yaml:adam@none-0.01-0", "sweep/dvc.yaml:adam@none-0.01-1", "sweep/dvc.yaml:sgd@none-0.1-0"]
+
+
+def test_a_record_that_is_not_its_cell_is_refused_before_any_report(tmp_path, monkeypatch):
+    """A `before` record copied over another cell's file, or one from another rate, fails in one
+    line naming the file, while collecting: nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    settings = params()
+    write_record(record_path("adam", 0.01, "before", 0), "before", 0, "adam", 0.003, 0.70)
+    with pytest.raises(InputFileError, match=r"adam-0.01-before-0.json: records learning_rate=0.003, "
+                                             r"not the learning_rate=0.01 its name says"):
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+    write_record(record_path("adam", 0.01, "before", 0), "none", 0, "adam", 0.01, 0.70)
+    with pytest.raises(InputFileError, match=r"records bn=none, not the bn=before its name says"):
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
 
 
 def test_record_names_follow_dvcs_matrix_names():

@@ -8,14 +8,12 @@ study's own (study.py).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from stages.lib.errors import InputFileError
 from stages.lib.study import ALPHA, CONFIDENCE, Comparison, describe, welch
 from stages.lib.study_report import Cell, load_cell
 
@@ -36,20 +34,8 @@ def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[i
                 if not path.is_file():
                     missing.append(f"{pipeline}:cell@{variant}-{seed}")
                     continue
-                cells[variant].append(checked(load_cell(path, pipeline), path, variant, seed))
+                cells[variant].append(load_cell(path, pipeline, bn=variant, seed=seed))
     return cells, missing
-
-
-def checked(cell: Cell, path: Path, variant: str, seed: int) -> Cell:
-    """The cell, if its record is the one its file name says, with a finite test accuracy."""
-    fix = f"delete it and run `dvc repro {PIPELINE}` (or the study's) to train it again"
-    if (cell.variant, cell.seed) != (variant, seed):
-        raise InputFileError(f"{path}: records bn={cell.variant} seed={cell.seed}, not the "
-                             f"bn={variant} seed={seed} its name says; {fix}")
-    accuracy = cell.metrics.get("test", {}).get("accuracy") if isinstance(cell.metrics, dict) else None
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
-        raise InputFileError(f"{path}: test accuracy {accuracy!r} is not a finite number; {fix}")
-    return cell
 
 
 def diverged(cell: Cell) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,21 +47,50 @@ class Cell:
 
 
 def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
-    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "study/dvc.yaml")
+    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "study/dvc.yaml", bn=variant, seed=seed)
                       for seed in seeds] for variant in variants}
 
 
-def load_cell(path: Path, pipeline: str) -> Cell:
-    """The record a `cell` stage of `pipeline` wrote at `path`."""
+def load_cell(path: Path, pipeline: str, **expected) -> Cell:
+    """The record a `cell` stage of `pipeline` wrote at `path`, checked to be what its name says:
+    each of `expected` (bn, seed, and for the sweep optimizer and learning_rate) as recorded, and
+    its scores numbers (accuracies finite, in [0, 1]; a loss non-finite only where the run
+    diverged). A record copied over another, edited or truncated is refused in one line naming
+    the file, before any report is rewritten."""
     if not path.is_file():
         raise InputFileError(f"{path}: missing: this cell has not run; run `dvc repro {pipeline}` "
                              "to train the missing cells")
     record = read_json(path, "cell")
+    check_record(record, path, pipeline, expected)
     probes = record.get("probes")
     return Cell(record["bn"], record["seed"], record["metrics"],
                 {name: np.asarray(values) for name, values in record["history"].items()},
                 {name: np.asarray(values) for name, values in probes.items()} if probes else None,
                 record, record.get("landscape") or {})
+
+
+def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> None:
+    fix = f"delete it and run `dvc repro {pipeline}` to train that cell again"
+    try:
+        found = {"bn": record["bn"], "seed": record["seed"], "optimizer": record["train"]["optimizer"],
+                 "learning_rate": record["train"]["learning_rate"]}
+        scores = {f"{split}.{measure}": record["metrics"][split][measure]
+                  for split in ("train", "test") for measure in ("accuracy", "loss")}
+        last_loss = record["history"]["fit/loss"][-1]
+    except (KeyError, TypeError, IndexError) as error:
+        raise InputFileError(f"{path}: not a complete cell record (no {error}); {fix}") from None
+    wrong = [key for key, value in expected.items() if found[key] != value]
+    if wrong:
+        recorded = ", ".join(f"{key}={found[key]}" for key in wrong)
+        named = ", ".join(f"{key}={expected[key]}" for key in wrong)
+        raise InputFileError(f"{path}: records {recorded}, not the {named} its name says; {fix}")
+    diverged = not (isinstance(last_loss, (int, float)) and math.isfinite(last_loss))
+    for name, value in scores.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        finite = number and math.isfinite(value)
+        if not number or (name.endswith("accuracy") and not (finite and 0 <= value <= 1)) \
+                or (not finite and not diverged):
+            raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
 
 
 def figure_run(cell: Cell) -> dict:

@@ -41,9 +41,9 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
 
 
-def study_records(sweep, study, train, study_runs: Path) -> dict[Path, str]:
-    """The study's records that stand for the sweep's cells at the study's optimizer and rate,
-    by the stage that writes each. The sweep must not list that rate itself (two sets of cells
+def study_records(sweep, study, train, study_runs: Path) -> dict[Path, tuple[str, dict]]:
+    """The study's records that stand for the sweep's cells at the study's optimizer and rate:
+    the stage that writes each, and what its record must say. The sweep must not list that rate itself (two sets of cells
     for one point, the same seeds twice), and each of its variants needs the study's cells."""
     part = getattr(sweep, train.optimizer)
     if train.learning_rate in part.learning_rates:
@@ -56,20 +56,26 @@ def study_records(sweep, study, train, study_runs: Path) -> dict[Path, str]:
             f"sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants does not: "
             f"the sweep's point at the study's rate ({train.learning_rate:g}) comes from the study; "
             f"add {', '.join(absent)} to study.variants")
-    return {study_runs / f"{bn}-{seed}.json": f"study/dvc.yaml:cell@{bn}-{seed}"
+    return {study_runs / f"{bn}-{seed}.json": (f"study/dvc.yaml:cell@{bn}-{seed}",
+                                               {"bn": bn, "seed": seed, "optimizer": train.optimizer,
+                                                "learning_rate": train.learning_rate})
             for bn in part.variants for seed in study.seeds}
 
 
 def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet): a sweep this
     size is often run a part at a time, on several machines, so its report shows where it stands."""
-    stages = {record_path(*key): f"sweep/dvc.yaml:{key[0]}@{key[2]}-{key[1]}-{key[3]}" for key in grid(sweep)}
+    stages = {record_path(optimizer, rate, bn, seed): (f"sweep/dvc.yaml:{optimizer}@{bn}-{rate}-{seed}",
+                                                       {"bn": bn, "seed": seed, "optimizer": optimizer,
+                                                        "learning_rate": rate})
+              for optimizer, rate, bn, seed in grid(sweep)}
     stages |= study_records(sweep, study, train, study_runs)
-    missing = [stage for path, stage in stages.items() if not path.is_file()]
+    missing = [stage for path, (stage, _) in stages.items() if not path.is_file()]
     if len(missing) == len(stages):
         raise InputFileError("no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml` "
                              "(or `dvc repro -s sweep/dvc.yaml:<cell>` for some of them) first")
-    cells = [load_cell(path, stage.split(":")[0]) for path, stage in stages.items() if path.is_file()]
+    cells = [load_cell(path, stage.split(":")[0], **expected)
+             for path, (stage, expected) in stages.items() if path.is_file()]
     return cells, missing
 
 
