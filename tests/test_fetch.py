@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * (CHUNK_BYTES // 256) + b"tail"  # Spans two read chunks.
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 SLOW_PAYLOAD = PAYLOAD * 3  # /slow sends two read chunks of it, then waits for `release`.
+SLOW_SECONDS = 30  # How long /slow holds the rest back; below the stage's socket timeout in the tests.
 WRONG_MD5 = "0" * 32
 
 
@@ -70,7 +71,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             self._send(200, SLOW_PAYLOAD[:2 * CHUNK_BYTES], length=len(SLOW_PAYLOAD))
             self.wfile.flush()
-            self.server.release.wait(PATIENCE_SECONDS)  # The rest only once the test releases it.
+            # The rest once the test releases it, or after SLOW_SECONDS: a stage whose interrupt is
+            # noticed only when its read returns (a signal handled by another thread) still ends.
+            self.server.release.wait(SLOW_SECONDS)
             try:
                 self.wfile.write(SLOW_PAYLOAD[2 * CHUNK_BYTES:])
             except (BrokenPipeError, ConnectionResetError):  # The client was killed meanwhile.
@@ -345,7 +348,7 @@ def test_data_url_may_not_be_the_fetch_output(tmp_path):
 def start_slow_fetch(project, server) -> tuple[subprocess.Popen, Path]:
     """Start `python -m stages.fetch` on /slow and wait until it has written to its temp file."""
     project.set_params(data={"url": server.url("/slow"), "md5": hashlib.md5(SLOW_PAYLOAD).hexdigest(),
-                             "retries": 0})
+                             "retries": 0, "timeout_seconds": 4 * SLOW_SECONDS})
     project.commit("fetch from the slow server")
     process = subprocess.Popen([sys.executable, "-m", "stages.fetch"], cwd=project.root,
                                env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -384,7 +387,7 @@ def test_ctrl_c_mid_download_is_one_line_and_leaves_nothing(project, server):
     process, temp = start_slow_fetch(project, server)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=PATIENCE_SECONDS)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert stderr.splitlines()[-1] == ("fetch: interrupted (Ctrl-C); outputs are only replaced "
                                        "once complete, so run it again to finish")
     assert "Traceback" not in stderr
