@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -214,8 +215,8 @@ def test_http_stalled_body_times_out(server, destination):
     """A server that stops sending mid-body fails after timeout_seconds instead of hanging."""
     host = server.url("/").split("/")[2]
     message = fail(server.url("/stall"), PAYLOAD_MD5, destination, retries=0, timeout_seconds=0.3)
-    assert message.startswith(f"timed out after 0.3s reading from {host}. ")
-    assert "data.url" in message
+    assert message.startswith(f"timed out after 0.3s reading from {host}. If this machine is offline")
+    assert "data.url" in message and message.endswith("README.md). (gave up after 1 attempts)")
 
 
 def test_http_garbage_response_is_a_fetch_error(server, destination, sleeps):
@@ -234,8 +235,40 @@ def test_unreachable_host_explains_the_offline_route(destination, sleeps):
                    timeout_seconds=5)
     assert message.startswith(f"cannot reach 127.0.0.1:{port} (")
     assert "data.url" in message and "offline" in message
-    assert message.endswith("(gave up after 2 attempts)")
+    assert message.endswith("README.md). (gave up after 2 attempts)")
     assert sleeps == [2]
+
+
+def test_a_retry_says_so_in_one_short_line(destination, sleeps, capsys):
+    """The offline hint comes once, with the final error, not with every retry."""
+    port = closed_port()
+    fail(f"http://127.0.0.1:{port}/cifar.tar.gz", PAYLOAD_MD5, destination, retries=1, timeout_seconds=5)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fetch: attempt 1/2 failed: cannot reach 127.0.0.1:{port} (")
+    assert line.endswith("; retrying in 2s") and "offline" not in line
+
+
+def test_a_host_that_does_not_resolve_is_not_retried(destination, sleeps, monkeypatch):
+    """No DNS answer (offline, or a typo in the host): one attempt, one message, the offline route."""
+    def no_dns(request, timeout):
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", no_dns)
+    message = fail("https://no-such-host.invalid/cifar.tar.gz", PAYLOAD_MD5, destination, retries=3)
+    assert message.startswith("cannot resolve the host no-such-host.invalid (Name or service not known): "
+                              "no network or no DNS on this machine. If this machine is offline")
+    assert "gave up" not in message and sleeps == []
+
+
+@pytest.mark.parametrize("url, message", [
+    ("file:///data/my#copy/cifar.tar.gz", r"in a file:// URL, '#' and '\?' end the path .*%23"),
+    ("file://otherhost/data/cifar.tar.gz", r"names a file on host 'otherhost'; a file:// URL reads this "
+                                           r"machine's files only"),
+])
+def test_file_urls_that_would_read_another_path_are_refused(destination, url, message):
+    with pytest.raises(FetchError, match=message):
+        fetch(url, PAYLOAD_MD5, destination)
+    assert_nothing_published(destination)
 
 
 # --- local paths --------------------------------------------------------------------------------

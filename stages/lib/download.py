@@ -30,7 +30,12 @@ OFFLINE_HINT = (
 
 
 class _RetryableError(FetchError):
-    """A failure that another attempt may not repeat (network hiccup, truncated body, 5xx)."""
+    """A failure that another attempt may not repeat (network hiccup, truncated body, 5xx).
+    `hint` (how to work offline) goes with the final error only, not with every retry."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def fetch(url: str, md5: str, destination: Path, *, timeout_seconds: float = 60, retries: int = 3,
@@ -49,7 +54,8 @@ def fetch(url: str, md5: str, destination: Path, *, timeout_seconds: float = 60,
             return _fetch_once(url, local_path, md5, destination, timeout_seconds, progress)
         except _RetryableError as error:
             if attempt == attempts:
-                raise FetchError(f"{error} (gave up after {attempts} attempts)") from error
+                hint = f". {error.hint}" if error.hint else ""
+                raise FetchError(f"{error}{hint} (gave up after {attempts} attempts)") from error
             wait_seconds = min(2 ** attempt, 30)
             print(f"fetch: attempt {attempt}/{attempts} failed: {error}; retrying in {wait_seconds}s",
                   file=sys.stderr)
@@ -60,6 +66,14 @@ def fetch(url: str, md5: str, destination: Path, *, timeout_seconds: float = 60,
 def _local_path(url: str) -> Path | None:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
+        if "#" in url or "?" in url:
+            raise FetchError(f"data.url = {quoted(url)}: in a file:// URL, '#' and '?' end the path "
+                             "(a URL's fragment and query); write them as %23 and %3F, or give "
+                             "data.url as a plain path")
+        if parsed.netloc not in ("", "localhost"):
+            raise FetchError(f"data.url = {quoted(url)} names a file on host {quoted(parsed.netloc)}; "
+                             "a file:// URL reads this machine's files only: copy the archive here "
+                             "(or mount it) and use file:///path or a plain path")
         return Path(urllib.request.url2pathname(parsed.path))
     if parsed.scheme in ("http", "https"):
         return None
@@ -117,10 +131,13 @@ def _download(url: str, out: BinaryIO, timeout_seconds: float, progress) -> str:
             raise _RetryableError(message) from error
         raise FetchError(message + ". Check data.url in params.yaml") from error
     except urllib.error.URLError as error:
-        raise _RetryableError(f"cannot reach {host} ({error.reason}). {OFFLINE_HINT}") from error
+        if isinstance(error.reason, socket.gaierror):  # No DNS answer: retrying will not help.
+            raise FetchError(f"cannot resolve the host {host} ({error.reason.strerror}): no "
+                             f"network or no DNS on this machine. {OFFLINE_HINT}") from error
+        raise _RetryableError(f"cannot reach {host} ({error.reason})", OFFLINE_HINT) from error
     except (socket.timeout, TimeoutError) as error:
-        raise _RetryableError(f"timed out after {timeout_seconds:g}s reading from {host}. "
-                              f"{OFFLINE_HINT}") from error
+        raise _RetryableError(f"timed out after {timeout_seconds:g}s reading from {host}",
+                              OFFLINE_HINT) from error
     except (http.client.IncompleteRead, ConnectionError) as error:
         raise _RetryableError(f"truncated download from {shorten(url)}: the connection broke "
                               f"({error})") from error
