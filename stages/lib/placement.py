@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from stages.lib.study import ALPHA, CONFIDENCE, Comparison, describe, welch
-from stages.lib.study_report import Cell, load_cell
+from stages.lib.study_report import Cell, diverged, load_cell
 
 PIPELINE = "placement/dvc.yaml"
 
@@ -36,12 +36,6 @@ def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[i
                     continue
                 cells[variant].append(load_cell(path, pipeline, bn=variant, seed=seed))
     return cells, missing
-
-
-def diverged(cell: Cell) -> bool:
-    """A run whose training loss ended non-finite (the probe's own flag where it probed)."""
-    loss = cell.history.get("fit/loss", np.array([np.nan]))
-    return bool(cell.landscape_summary.get("diverged", not np.isfinite(loss[-1])))
 
 
 @dataclass(frozen=True)

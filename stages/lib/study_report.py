@@ -93,17 +93,20 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
             raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
 
 
-def figure_run(cell: Cell) -> dict:
-    """One cell as the sweep figures take it (figures.accuracy_vs_learning_rate and the like).
+def diverged(cell: Cell) -> bool:
+    """The probe's flag where the cell probed; without probes, whether its last training loss is
+    not finite."""
+    loss = cell.history.get("fit/loss", np.array([np.nan]))
+    return bool(cell.landscape_summary.get("diverged", not np.isfinite(loss[-1])))
 
-    Diverged: the probe's flag; a cell trained without probes counts as diverged when its last
-    training loss is not finite."""
-    history_loss = cell.history.get("fit/loss", np.array([np.nan]))
+
+def figure_run(cell: Cell) -> dict:
+    """One cell as the sweep figures take it (figures.accuracy_vs_learning_rate and the like)."""
     probes = cell.landscape or {}
     return {"optimizer": cell.run["train"]["optimizer"], "bn": cell.variant,
             "learning_rate": cell.run["train"]["learning_rate"], "seed": cell.seed,
             "test_accuracy": cell.metrics["test"]["accuracy"],
-            "diverged": bool(cell.landscape_summary.get("diverged", not np.isfinite(history_loss[-1]))),
+            "diverged": diverged(cell),
             "effective_step": cell.landscape_summary.get("effective_step_median", {}),
             "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([])),
             "landscape": cell.landscape_summary}
