@@ -41,8 +41,8 @@ def interval(row: dict) -> str:
     return f"[{points(row['ci_low'])}, {points(row['ci_high'])}]"
 
 
-def gains(sweep: dict, study: dict, optimizer: str, first: str, second: str) -> list[tuple[str, dict]]:
-    """(rate, comparison first − second) at each rate of the sweep, the study's at its own rate."""
+def gains(sweep: dict, optimizer: str, first: str, second: str) -> list[tuple[str, dict]]:
+    """(rate, comparison first − second) at each rate of the sweep where both were compared."""
     found = []
     for rate, cell in sweep[optimizer].items():
         pair = (cell.get("comparisons") or {}).get(f"{first}_vs_{second}")
@@ -57,27 +57,31 @@ def readme_answer() -> str:
     before, after = comparisons["before_vs_none"], comparisons["after_vs_none"]
     seeds = {variant: study[variant]["test_accuracy"]["n"] for variant in ("before", "after", "none")}
     rows = placement["variants"]
-    adam = gains(sweep, study, "adam", "before", "none")
-    sgd = gains(sweep, study, "sgd", "before", "none")
+    adam = gains(sweep, "adam", "before", "none")
+    sgd = gains(sweep, "sgd", "before", "none")
+    sgd_verdict = ("no detectable gain" if all(pair["ci_low"] <= 0 <= pair["ci_high"] for _, pair in sgd)
+                   else "a gain at some rates")
     # The study names each pair once, in study.variants' order: none_vs_rescaled is none − rescaled.
     share = -comparisons["none_vs_rescaled"]["difference"] / before["difference"]
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
         "float32), test accuracy:",
         "",
-        f"- **BN helps by about 3 points.** Over the same net without BN: {points(before['difference'])} "
+        f"- **{'BN helps.' if min(before['ci_low'], after['ci_low']) > 0 else 'Does BN help?'}** Over "
+        f"the same net without BN: {points(before['difference'])} "
         f"points with BN before the activation (95% CI {interval(before)}), {points(after['difference'])} "
         f"after it ({interval(after)}); {seeds['before']} seeds per variant, Welch's test, Holm-adjusted "
         f"p = {before['p_holm']:.2g} and {after['p_holm']:.2g}.",
         f"- **Before or after the activation?** {placement['verdict'][0].upper()}{placement['verdict'][1:]} "
         f"({rows['before']['n']} seeds of `before`, {rows['after']['n']} of `after`; "
         "[reports/placement/placement.md](reports/placement/placement.md)).",
-        "- **Why?** With Adam, BN's gain over `none` grows with the learning rate ("
+        "- **Why?** With Adam, BN's gain over `none` at each learning rate ("
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in adam)
-        + " points, `before`); with plain SGD there is none ("
+        + f" points, `before`); with plain SGD, {sgd_verdict} ("
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
         + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
-        "of BN's gain at 1e-3: where the net starts explains less than half of it "
+        f"of BN's gain at 1e-3: where the net starts explains {'less' if share < 0.5 else 'more'} than "
+        "half of it "
         "([docs/why.md](docs/why.md)).",
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
@@ -174,7 +178,7 @@ def sweep_block() -> str:
             lines.append(f"| {optimizer} {rate} | " + " | ".join(row) + " |")
 
     def gain(optimizer: str, first: str, second: str = "none") -> str:
-        found = gains(sweep, {}, optimizer, first, second)
+        found = gains(sweep, optimizer, first, second)
         return ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in found)
 
     significant = [f"{name.replace('_vs_', ' − ')} at {optimizer} {rate} ({points(pair['difference'])} points, "
@@ -205,10 +209,10 @@ def sweep_block() -> str:
         if all(land.get(v) for v in ("before", "none")):
             sgd_lower.append(f"{1 - land['before'] / land['none']:.1%} lower at {rate} ({land['before']:.1f} vs {land['none']:.1f})")
     lines += ["", "Test accuracy after 10 epochs, mean ± std over n seeds. What the numbers say:", "",
-              f"- **Adam: BN's gain over `none` at every rate**, `before`: {gain('adam', 'before')} points; "
+              f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')} points; "
               f"`after`: {gain('adam', 'after')}.",
               "- **Holm-significant differences** (α = 0.05, within each rate): " + "; ".join(significant) + ".",
-              f"- **Plain SGD: no gain.** `before` − `none`: {gain('sgd', 'before')} points; runs that "
+              f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')} points; runs that "
               f"diverged: {', '.join(diverged)} (at {worst_sgd} no comparison is made).",
               f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {', '.join(shares)}.",
               "- **Placement:** `before` − `after` " + ", ".join(f"{points(pair['difference'])} at {rate} (Holm p = {pair['p_holm']:.2g})"
