@@ -72,8 +72,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             self._send(200, SLOW_PAYLOAD[:2 * CHUNK_BYTES], length=len(SLOW_PAYLOAD))
             self.wfile.flush()
-            # The rest once the test releases it, or after SLOW_SECONDS: a stage whose interrupt is
-            # noticed only when its read returns (a signal handled by another thread) still ends.
+            # The rest once the test releases it, or after SLOW_SECONDS: a stage that never sees
+            # its interrupt then ends, and the test fails on its exit status instead of hanging.
             self.server.release.wait(SLOW_SECONDS)
             try:
                 self.wfile.write(SLOW_PAYLOAD[2 * CHUNK_BYTES:])
@@ -378,6 +378,13 @@ def test_data_url_may_not_be_the_fetch_output(tmp_path):
 
 # --- killed mid-download: the stage in a git checkout of the project -----------------------------
 
+def default_sigint() -> None:
+    """SIGINT as a terminal's Ctrl-C finds a foreground stage: at its default, which Python turns
+    into KeyboardInterrupt. A shell starts background jobs (`cmd &`) with SIGINT ignored, and
+    children inherit that, so a suite run in the background would otherwise test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_slow_fetch(project, server) -> tuple[subprocess.Popen, Path]:
     """Start `python -m stages.fetch` on /slow and wait until it has written to its temp file."""
     project.set_params(data={"url": server.url("/slow"), "md5": hashlib.md5(SLOW_PAYLOAD).hexdigest(),
@@ -385,7 +392,7 @@ def start_slow_fetch(project, server) -> tuple[subprocess.Popen, Path]:
     project.commit("fetch from the slow server")
     process = subprocess.Popen([sys.executable, "-m", "stages.fetch"], cwd=project.root,
                                env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=default_sigint)
     raw = project.root / "data" / "raw"
     deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
