@@ -68,21 +68,24 @@ def equivalence(first, second, margin: float) -> Equivalence:
 
 
 def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
-    """The answer in one sentence; differences in percentage points."""
+    """The answer in one sentence; differences in percentage points. While cells of the planned
+    seeds are missing, it is an interim look, and says so: testing again as seeds arrive and
+    stopping at the first significant look would make a false difference likely, so the answer
+    is the one at all of placement.seeds."""
     first, second = comparison.first, comparison.second
     interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {CONFIDENCE:.0%} CI "
                 f"[{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}], Welch p = "
                 f"{comparison.p_value:.3g}")
     within = f"within ±{test.margin * 100:.2g} points (TOST p = {test.p_value:.3g})"
+    interim = (f"interim, {missing} planned cells not yet run, so not the answer yet: " if missing else "")
     if comparison.p_value < ALPHA:
         higher = first if comparison.difference > 0 else second
         also = f", a difference {within}" if test.equivalent else ""
-        return f"bn={higher} is higher by {abs(comparison.difference) * 100:.2f} points: {interval}{also}"
+        return f"{interim}bn={higher} is higher by {abs(comparison.difference) * 100:.2f} points: {interval}{also}"
     if test.equivalent:
-        return f"equivalent {within}: {interval}"
-    more = (f"{missing} cells of placement.seeds have not run yet" if missing
-            else "add seeds to placement.seeds")
-    return f"undecided: neither a difference nor equivalence {within} is shown: {interval}; {more}"
+        return f"{interim}equivalent {within}: {interval}"
+    more = "" if missing else "; add seeds to placement.seeds"
+    return f"{interim}undecided: neither a difference nor equivalence {within} is shown: {interval}{more}"
 
 
 def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> dict:
