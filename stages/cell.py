@@ -15,7 +15,10 @@ from pathlib import Path
 
 from stages.lib import paths
 from stages.lib.cli import stage_main
-from stages.lib.params import (BN_PLACEMENTS, OPTIMIZERS, TrainParams, load_params,
+from stages.lib.errors import ParamsError
+from stages.lib.guard import Snapshot
+from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, Params, TrainParams, check_grid,
+                               check_steps_per_execution, load_params, read_params, steps_for,
                                train_with_overrides)
 
 OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes.
@@ -23,6 +26,8 @@ OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes.
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--grid", choices=GRIDS, required=True,
+                        help="the grid of cells (study, sweep or placement in params.yaml) this cell is in")
     parser.add_argument("--bn", choices=BN_PLACEMENTS, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
@@ -33,6 +38,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the loss landscape while training (default: on)")
     return parser.parse_args(argv)
+
+
+def check_cell(params: Params, args: argparse.Namespace) -> None:
+    """The grid passes its rules, and this cell is one of its cells, named as its record is."""
+    check_grid(params, args.grid)
+    if args.grid == "sweep":
+        part = getattr(params.sweep, args.optimizer or "", None)
+        cells = part and {(bn, seed, rate) for bn in part.variants for seed in params.sweep.seeds
+                          for rate in part.learning_rates}
+        this = (args.bn, args.seed, args.learning_rate)
+        listed = f"sweep.{args.optimizer}'s variants x learning_rates x sweep.seeds"
+    else:
+        grid = getattr(params, args.grid)
+        cells = {(bn, seed) for bn in grid.variants for seed in grid.seeds}
+        this = (args.bn, args.seed)
+        listed = f"{args.grid}.variants x {args.grid}.seeds"
+    if not cells or this not in cells:
+        raise ParamsError(f"this cell ({', '.join(map(str, this))}) is not in the {args.grid} grid "
+                          f"({listed}); cells run through DVC: `dvc repro {args.grid}/dvc.yaml`")
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -55,13 +79,20 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("cell")
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # The whole grid, before any data is read: DVC expands it into command lines without asking
+    # us, so a duplicate cell or a grid of 10,000 cells is refused here, in every cell, at once.
+    check_cell(read_params(), args)
     params = load_params(params_used(args))
+    snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS])
     train_params = train_with_overrides(params.train, overrides(args))
     # TensorFlow is imported only after params and inputs validate, as in `train`.
     from stages.lib.cifar import load_split, load_statistics
 
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     statistics = load_statistics(paths.STATISTICS)
+    if not args.probes:  # The probe runs one step per call whatever steps_per_execution says.
+        check_steps_per_execution(train_params.steps_per_execution,
+                                  steps_for(statistics["count"], train_params.batch_size))
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 
     from dvclive import Live
 
@@ -79,6 +110,7 @@ def main(argv=None) -> None:
     record["evaluate_seconds"] = round(time.perf_counter() - start, 3)
     record["metrics"] = metrics
     record["probes"] = probe.columns() if probe else None
+    snapshot.check()
     write_json(args.record, record)
     print(f"cell: bn={args.bn} seed={args.seed} {train_params.optimizer} "
           f"lr={train_params.learning_rate:g}: test accuracy {metrics['test']['accuracy']:.4f} "

@@ -7,10 +7,13 @@ renders).
 """
 
 import argparse
+import os
 
 from stages.lib import paths
+from stages.lib.atomic import replace_folder
 from stages.lib.cli import stage_main
-from stages.lib.params import load_params
+from stages.lib.guard import Snapshot
+from stages.lib.params import check_steps_per_execution, load_params, steps_for
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,34 +27,46 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("train")
 def main(argv=None) -> None:
     params = load_params(params_used(parse_args(argv)))
+    # What this run read, checked again before anything is published (one writer per workspace).
+    snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS])
     # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
     # file fails in a second, not ten.
     from stages.lib.cifar import load_split, load_statistics
 
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
     statistics = load_statistics(paths.STATISTICS)
+    landscape = params.landscape if params.landscape.enabled else None
+    if not landscape:  # The probe runs one step per call whatever steps_per_execution says.
+        check_steps_per_execution(params.train.steps_per_execution,
+                                  steps_for(statistics["count"], params.train.batch_size))
+    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 
     from dvclive import Live
 
-    from stages.lib.atomic import atomic_path, write_json
+    from stages.lib.atomic import atomic_path, temporary_folder, write_json
     from stages.lib.experiment import train_variant
 
-    landscape = params.landscape if params.landscape.enabled else None
-    with Live(str(paths.TRAIN_LOG), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        model, record, probe = train_variant(params.model, params.train, params.bn, params.seed,
-                                             statistics, train, test, landscape, live)
-        live.summary["fit_seconds"] = record["fit_seconds"]
-        # Columns that `dvc exp show` can display next to the params: what the numbers ran on.
-        live.summary["numerics"] = {key: record["environment"][key]
-                                    for key in ("backend", "device", "precision", "tf32", "onednn")}
-        if probe:
-            live.summary["landscape"] = record["landscape"]
-    if probe:  # The per-layer columns are many and change with the variant: a file of their own.
-        probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape.csv")
-        probe.write_csv(paths.TRAIN_LOG / "plots" / "landscape_layers.csv", probe.layer_columns())
-    with atomic_path(paths.MODEL) as temp:
-        model.save(temp)
-    write_json(paths.RUN_RECORD, record)
+    # DVCLive writes its files as training goes; they go to a folder beside reports/train and
+    # replace its metrics.json and plots/ only once everything else has been written, so a run
+    # that fails or is stopped (a full disk, Ctrl-C) leaves no file describing it.
+    with temporary_folder(paths.TRAIN_LOG) as log:
+        with Live(str(log), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            model, record, probe = train_variant(params.model, params.train, params.bn, params.seed,
+                                                 statistics, train, test, landscape, live)
+            live.summary["fit_seconds"] = record["fit_seconds"]
+            # Columns that `dvc exp show` can display next to the params: what the numbers ran on.
+            live.summary["numerics"] = {key: record["environment"][key]
+                                        for key in ("backend", "device", "precision", "tf32", "onednn")}
+            if probe:
+                live.summary["landscape"] = record["landscape"]
+        if probe:  # The per-layer columns are many and change with the variant: a file of their own.
+            probe.write_csv(log / "plots" / "landscape.csv")
+            probe.write_csv(log / "plots" / "landscape_layers.csv", probe.layer_columns())
+        snapshot.check()
+        with atomic_path(paths.MODEL) as temp:
+            model.save(temp)
+        write_json(paths.RUN_RECORD, record)
+        replace_folder(log / "plots", paths.TRAIN_LOG / "plots")
+        os.replace(log / "metrics.json", paths.TRAIN_LOG / "metrics.json")
     print(f"train: saved {paths.MODEL} after {record['fit_seconds']:.1f} s of fitting")
 
 

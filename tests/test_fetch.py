@@ -434,3 +434,50 @@ def test_ctrl_c_mid_download_is_one_line_and_leaves_nothing(project, server):
     assert not temp.exists()
     assert sorted(os.listdir(project.root / "data" / "raw")) == [".gitignore"]
     assert project.run("git", "status", "--porcelain").stdout == ""
+
+
+@pytest.mark.dvc
+def test_killing_dvc_stops_its_stage_and_nothing_is_published(project, server):
+    """SIGKILL of `dvc repro` mid-download. Before: the orphaned `python -m stages.fetch` ran on
+    and, once the server sent the rest, published an archive that no dvc.lock records."""
+    project.set_params(data={"url": server.url("/slow"), "md5": hashlib.md5(SLOW_PAYLOAD).hexdigest(),
+                             "retries": 0, "timeout_seconds": 4 * SLOW_SECONDS})
+    project.commit("fetch from the slow server")
+    dvc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "fetch"], cwd=project.root,
+                           env=project.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    raw = project.root / "data" / "raw"
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while not (raw.is_dir() and list(raw.glob(".cifar-10-binary.tar.*.partial.gz"))):
+        assert dvc.poll() is None and time.monotonic() < deadline, "fetch never started writing"
+        time.sleep(0.05)
+    stage = next(pid for pid in stage_processes("stages.fetch") if parent_of(pid) == dvc.pid)
+    dvc.kill()
+    dvc.wait(timeout=PATIENCE_SECONDS)
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while stage in stage_processes("stages.fetch") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert stage not in stage_processes("stages.fetch"), "the stage outlived dvc"
+    finally:
+        server.httpd.release.set()  # What the orphan would have been waiting for.
+        if stage in stage_processes("stages.fetch"):
+            os.kill(stage, signal.SIGKILL)
+    assert sorted(os.listdir(raw)) == [".gitignore"]
+    assert project.run("git", "status", "--porcelain").stdout == ""
+
+
+def stage_processes(module: str) -> set[int]:
+    """Live (not zombie) processes whose command line runs `python -m module`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and module.encode() in (entry / "cmdline").read_bytes() \
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.add(int(entry.name))
+        except OSError:  # Gone meanwhile.
+            continue
+    return found
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -123,6 +123,12 @@ def test_duplicate_member_is_refused(tmp_path, duplicate):
     assert refusal(path) == f"member '{duplicate}' appears twice; refusing the archive"
 
 
+def test_a_member_repeated_under_its_dot_slash_name_is_refused(tmp_path):
+    tar = valid_tar()[:-2 * tarfile.BLOCKSIZE] + member(f"./{TEST_MEMBER}", bytes(40 * RECORD_BYTES))
+    path = write_gzip(tmp_path / "a.tar.gz", tar + bytes(2 * tarfile.BLOCKSIZE))
+    assert refusal(path) == f"member './{TEST_MEMBER}' appears twice; refusing the archive"
+
+
 def test_sparse_member_is_refused(tmp_path):
     path = write_gzip(tmp_path / "a.tar.gz", header(TEST_MEMBER, 0, tarfile.GNUTYPE_SPARSE))
     assert refusal(path) == f"member '{TEST_MEMBER}' is not a regular file"

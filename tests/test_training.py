@@ -246,7 +246,7 @@ def test_several_steps_per_execution_train_exactly_as_one(tmp_path):
 
 def test_steps_per_execution_must_divide_the_steps_per_epoch():
     params = dataclasses.replace(PARAMS.train, steps_per_execution=3)
-    with pytest.raises(ValueError, match=r"^train.steps_per_execution = 3 does not divide the 200 steps "
+    with pytest.raises(ValueError, match=r"^params.yaml: train.steps_per_execution = 3 does not divide the 200 steps "
                                          r"per epoch; choose one of 1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100, 200$"):
         execution_steps(params, 200, per_step_callbacks=False)
     assert execution_steps(dataclasses.replace(params, steps_per_execution=8), 200, False) == 8

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -50,12 +51,45 @@ def write_text(path: str | Path, text: str) -> None:
         out.write(text.encode())
 
 
+@contextlib.contextmanager
+def temporary_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside `path`, named as its temporaries are; removed on the way
+    out with whatever is still in it. What should survive is moved out first (replace_folder,
+    os.replace), within one file system."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    folder = _temp_name(path)
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def replace_folder(source: Path, target: Path) -> None:
+    """Move folder `source` to `target`, replacing any folder there. A rename cannot replace a
+    folder that has files, so the old one is renamed aside first and then deleted."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        old = _temp_name(target)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(source, target)
+
+
 def remove_stale_temps(path: Path) -> None:
-    """Delete temporaries of `path` that a killed writer left behind."""
+    """Delete temporaries of `path` (files, or folders of temporary_folder) that a killed writer
+    left behind."""
     pattern = re.compile(rf"\.{re.escape(path.stem)}\.[0-9a-f]{{8}}{TEMP_MARK}{re.escape(path.suffix)}")
     for entry in path.parent.iterdir():
-        if pattern.fullmatch(entry.name) and not entry.is_dir():
-            entry.unlink()
+        if pattern.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 @contextlib.contextmanager

@@ -4,20 +4,36 @@ One line (`name: error: ...`, exit 1) for
 - a BnlabError: bad params, a failed fetch, a broken archive, a missing or corrupt input file;
 - an OSError that carries an errno: the operating system refused a read or write (disk full,
   read-only or missing directory, file too large), which the user fixes outside the code;
-- Ctrl-C (exit 130).
+- Ctrl-C (exit 130), and SIGTERM (exit 143), which unwinds the same way: temporary files and
+  folders are removed and no output is replaced.
 Every other exception, in our code or inside Keras/TensorFlow, keeps its full traceback.
+
+A stage also stops when the process that started it dies (Linux: PR_SET_PDEATHSIG). DVC starts
+each stage as its child and records the outputs only after the stage returns; a stage orphaned
+by a killed `dvc` would otherwise run on and publish outputs that no dvc.lock describes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
+import os
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 from stages.lib.errors import BnlabError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process stopped by Ctrl-C.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+PR_SET_PDEATHSIG = 1  # From <linux/prctl.h>.
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
+    swallows it while every `finally` and context manager on the way out still runs."""
 OS_HINTS = {
     errno.ENOSPC: "free some disk space and run it again",
     errno.EDQUOT: "free some space within your disk quota and run it again",
@@ -37,7 +53,9 @@ def stage_main(name: str):
         @functools.wraps(main)
         def run(*args, **kwargs):
             try:
-                return main(*args, **kwargs)
+                with _terminate_like_interrupt():
+                    _die_with_parent()
+                    return main(*args, **kwargs)
             except BnlabError as error:
                 fail(name, str(error))
             except OSError as error:
@@ -48,10 +66,44 @@ def stage_main(name: str):
                 print(f"{name}: interrupted (Ctrl-C); outputs are only replaced once complete, "
                       "so run it again to finish", file=sys.stderr)
                 raise SystemExit(EXIT_INTERRUPTED) from None
+            except Terminated:
+                print(f"{name}: stopped (SIGTERM, or the process that started it died); outputs are "
+                      "only replaced once complete, so run it again to finish", file=sys.stderr)
+                raise SystemExit(EXIT_TERMINATED) from None
 
         return run
 
     return decorate
+
+
+class _terminate_like_interrupt:
+    """While a stage runs, SIGTERM raises Terminated (instead of ending the process on the spot)."""
+
+    def __enter__(self):
+        # Signal handlers belong to the main thread; a stage called from another thread (never
+        # the case under DVC) keeps the handler it has.
+        self.previous = (signal.signal(signal.SIGTERM, _raise_terminated)
+                         if threading.current_thread() is threading.main_thread() else None)
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere: nothing to do)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # Not permitted in some sandboxes; the stage then runs as it did before.
+    if os.getppid() != parent:  # The parent died before the request took effect.
+        raise Terminated()
 
 
 def fail(name: str, message: str) -> NoReturn:

@@ -142,7 +142,7 @@ def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") ->
     """Validate the whole file, then give the stage only the `keys` it declares ("train",
     "landscape.every_steps", ...): the same keys its `params:` in dvc.yaml lists (a test checks
     both), so reading anything else fails at once instead of leaving DVC blind to a dependency."""
-    return ParamsView(read_params(path), frozenset(keys))
+    return ParamsView(read_params(path), frozenset(keys), source=Path(path))
 
 
 def read_params(path: str | Path = "params.yaml") -> Params:
@@ -172,6 +172,63 @@ def read_yaml(path: Path) -> object:
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
     return _build(Params, raw, prefix="", source=source)
+
+
+GRIDS = ("study", "sweep", "placement")  # The pipelines whose cells stages/cell.py trains.
+MAX_CELLS = 1000  # Per grid: about 50 CPU-hours at the study's setting; more is a slip of the keyboard.
+
+
+def check_grid(params: Params, grid: str, source: str = "params.yaml") -> None:
+    """The rules that span sections of params.yaml for one grid of cells (each section's own rules
+    are checked as it is read). Every cell checks its whole grid before loading any data, and the
+    grid's report checks it again: DVC expands the grid into commands without asking us."""
+    if grid == "study":
+        count = len(params.study.variants) * len(params.study.seeds)
+    elif grid == "sweep":
+        check_sweep(params.sweep, params.study, params.train, source)
+        count = len(params.sweep.seeds) * sum(len(part.variants) * len(part.learning_rates)
+                                              for part in (params.sweep.adam, params.sweep.sgd))
+    elif grid == "placement":
+        check_placement(params.placement, params.study, source)
+        count = len(params.placement.variants) * len(params.placement.seeds)
+    else:
+        raise ValueError(f"unknown grid {grid!r}; expected one of {GRIDS}")
+    if count > MAX_CELLS:
+        raise ParamsError(f"{source}: the {grid} grid has {count:,} cells; at most {MAX_CELLS:,} are "
+                          f"allowed (each trains for minutes): list fewer seeds or values in {grid}")
+
+
+def check_sweep(sweep: SweepParams, study: StudyParams, train, source: str = "params.yaml") -> None:
+    """At the study's own optimizer and rate the sweep takes the study's cells: the sweep must not
+    list that rate itself (two sets of cells for one point, the same seeds twice), and each of its
+    variants there needs the study's cells."""
+    part = getattr(sweep, train.optimizer)
+    if train.learning_rate in part.learning_rates:
+        raise ParamsError(
+            f"{source}: sweep.{train.optimizer}.learning_rates lists {train.learning_rate:g}, the "
+            f"study's own rate (train.learning_rate): the study's cells cover it; remove it from the sweep")
+    absent = [bn for bn in part.variants if bn not in study.variants]
+    if absent:
+        raise ParamsError(
+            f"{source}: sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants "
+            f"does not: the sweep's point at the study's rate ({train.learning_rate:g}) comes from the "
+            f"study; add {', '.join(absent)} to study.variants")
+
+
+def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int,
+                              source: str = "params.yaml") -> None:
+    """An execution (several steps in one compiled call) that does not divide the epoch would run
+    into the next epoch's batches, shifting every epoch boundary."""
+    if steps_per_epoch % steps_per_execution:
+        divisors = [n for n in range(1, steps_per_epoch + 1) if steps_per_epoch % n == 0]
+        raise ParamsError(f"{source}: train.steps_per_execution = {steps_per_execution} does not divide "
+                          f"the {steps_per_epoch} steps per epoch; choose one of "
+                          f"{', '.join(map(str, divisors))}")
+
+
+def steps_for(examples: int, batch_size: int) -> int:
+    """Training steps per epoch: every example once, the last batch smaller if need be."""
+    return -(-examples // batch_size)
 
 
 def check_placement(placement: PlacementParams, study: StudyParams, source: str = "params.yaml") -> None:
@@ -275,8 +332,19 @@ def _coerce_scalar(value: object, kind, fail):
 class ParamsView:
     """Read-only access to the declared keys of a Params (or one of its sections) and nothing else."""
 
-    def __init__(self, params, keys: frozenset[str], prefix: str = "") -> None:
-        self._params, self._keys, self._prefix = params, keys, prefix
+    def __init__(self, params, keys: frozenset[str], prefix: str = "", source: Path | None = None) -> None:
+        self._params, self._keys, self._prefix, self.source = params, keys, prefix, source
+
+    def declared_values(self) -> dict[str, object]:
+        """Every declared key ("train", "landscape.every_steps") and its value: what the stage
+        depends on, which stages/lib/guard.py compares with params.yaml before publishing."""
+        values = {}
+        for key in sorted(self._keys):
+            value = self._params
+            for name in key.split("."):
+                value = getattr(value, name)
+            values[key] = value
+        return values
 
     def __getattr__(self, name: str):
         key = self._prefix + name

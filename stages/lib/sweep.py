@@ -10,8 +10,8 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.params import OPTIMIZERS
+from stages.lib.errors import InputFileError
+from stages.lib.params import OPTIMIZERS, check_sweep
 from stages.lib.study import compare_all, describe
 from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_cell
 
@@ -43,19 +43,9 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
 
 def study_records(sweep, study, train, study_runs: Path) -> dict[Path, tuple[str, dict]]:
     """The study's records that stand for the sweep's cells at the study's optimizer and rate:
-    the stage that writes each, and what its record must say. The sweep must not list that rate itself (two sets of cells
-    for one point, the same seeds twice), and each of its variants needs the study's cells."""
+    the stage that writes each, and what its record must say (the rules: params.check_sweep)."""
+    check_sweep(sweep, study, train)
     part = getattr(sweep, train.optimizer)
-    if train.learning_rate in part.learning_rates:
-        raise ParamsError(
-            f"sweep.{train.optimizer}.learning_rates lists {train.learning_rate:g}, the study's own rate "
-            f"(train.learning_rate): the study's cells cover it; remove it from the sweep")
-    absent = [bn for bn in part.variants if bn not in study.variants]
-    if absent:
-        raise ParamsError(
-            f"sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants does not: "
-            f"the sweep's point at the study's rate ({train.learning_rate:g}) comes from the study; "
-            f"add {', '.join(absent)} to study.variants")
     return {study_runs / f"{bn}-{seed}.json": (f"study/dvc.yaml:cell@{bn}-{seed}",
                                                {"bn": bn, "seed": seed, "optimizer": train.optimizer,
                                                 "learning_rate": train.learning_rate})

@@ -14,7 +14,7 @@ import numpy as np
 from stages.lib import backend
 from stages.lib.cifar import Split
 from stages.lib.errors import ParamsError
-from stages.lib.params import TrainParams
+from stages.lib.params import TrainParams, check_steps_per_execution, steps_for
 
 
 def epoch_orders(num_examples: int, epochs: int, seed: int) -> np.ndarray:
@@ -32,10 +32,6 @@ def batch_indices(orders: np.ndarray, step: int, batch_size: int) -> np.ndarray:
     steps_per_epoch = steps_for(orders.shape[1], batch_size)
     epoch, batch = divmod(step, steps_per_epoch)
     return orders[epoch, batch * batch_size:(batch + 1) * batch_size]
-
-
-def steps_for(num_examples: int, batch_size: int) -> int:
-    return -(-num_examples // batch_size)
 
 
 def training_data(split: Split, orders: np.ndarray, batch_size: int):
@@ -98,10 +94,7 @@ def execution_steps(params: TrainParams, steps_per_epoch: int, per_step_callback
     if wanted != 1 and backend.name() == "torch":
         raise ParamsError(f"train.steps_per_execution = {wanted}: Keras runs one step per call on "
                          "PyTorch; set it to 1 there")
-    if steps_per_epoch % wanted:
-        divisors = [n for n in range(1, steps_per_epoch + 1) if steps_per_epoch % n == 0]
-        raise ParamsError(f"train.steps_per_execution = {wanted} does not divide the {steps_per_epoch} "
-                         f"steps per epoch; choose one of {', '.join(map(str, divisors))}")
+    check_steps_per_execution(wanted, steps_per_epoch)
     return wanted
 
 
