@@ -2,6 +2,7 @@
 
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,24 @@ def test_runs_outside_a_project_is_one_line(monkeypatch):
     assert str(caught.value) == "runs: no DVC experiments here (SCM error); run it inside the bnlab project"
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ([], r"^push_run_cache: .*no remote.*; check `dvc remote list`"),
-    (["-r", "nowhere"], r"^push_run_cache: .*'nowhere'.*; check `dvc remote list`"),
-], ids=["no remote", "unknown remote"])
-def test_push_run_cache_failures_are_one_line(tmp_path, monkeypatch, arguments, message):
+@pytest.mark.parametrize("remote, arguments, message", [
+    (None, [], r"^push_run_cache: .*no remote.*; check `dvc remote list`"),
+    (None, ["-r", "nowhere"], r"^push_run_cache: .*'nowhere'.*; check `dvc remote list`"),
+    ("a-file", [], r"^push_run_cache: .*Not a directory.*; check `dvc remote list` and that the "
+                   r"remote is reachable$"),
+    ("http://127.0.0.1:{port}/store", [], r"^push_run_cache: 1 files failed to upload; check"),
+], ids=["no remote", "unknown remote", "remote is a file", "unreachable remote"])
+def test_push_run_cache_failures_are_one_line(tmp_path, monkeypatch, remote, arguments, message):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    if remote:  # Something to push, and a remote that cannot take it.
+        (tmp_path / "tracked.txt").write_text("data")
+        (tmp_path / "a-file").write_text("not a folder")
+        with socket.socket() as probe:  # A port nothing listens on.
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        for command in (["add", "-q", "tracked.txt"], ["remote", "add", "-d", "team", remote.format(port=port)]):
+            subprocess.run([sys.executable, "-m", "dvc", *command], cwd=tmp_path, check=True)
     monkeypatch.chdir(tmp_path)
     main = runpy.run_path(str(RUNS.parent / "push_run_cache.py"))["main"]
     with pytest.raises(SystemExit) as caught:
