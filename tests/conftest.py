@@ -88,6 +88,16 @@ def tiny_archive(tmp_path) -> tuple[Path, str]:
     return path, build_archive(path)
 
 
+def merge_sections(params: dict, sections: dict) -> dict:
+    """`params` with each of `sections` merged in: a dict updates that section, a value replaces it."""
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    return params
+
+
 class Project:
     """A copy of the tracked project in its own git repository, with params for tiny data."""
 
@@ -110,13 +120,8 @@ class Project:
 
     def set_params(self, **sections) -> None:
         path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        for key, value in sections.items():
-            if isinstance(value, dict):
-                params[key].update(value)
-            else:
-                params[key] = value
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        path.write_text(yaml.safe_dump(merge_sections(yaml.safe_load(path.read_text()), sections),
+                                       sort_keys=False))
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import PATIENCE_SECONDS, ROOT, easy_split
+from conftest import PATIENCE_SECONDS, ROOT, easy_split, merge_sections
 from stages.lib.atomic import write_json
 from stages.lib.cifar import Split, save_split
 from stages.lib.guard import ConcurrentChangeError, Snapshot
@@ -31,14 +31,9 @@ STATISTICS = {"mode": "global", "mean": [120.0], "std": [60.0], "count": 200}
 def workdir(tmp_path: Path, statistics: dict | None = STATISTICS, splits: bool = True, **sections) -> Path:
     """A folder with params.yaml (the project's, with `sections` merged in), and tiny prepared
     data (200 training, 40 test images) unless left out."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(epochs=1, batch_size=50)
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            params[key].update(value)
-        else:
-            params[key] = value
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = merge_sections(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                            {"train": {"epochs": 1, "batch_size": 50}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge_sections(params, sections), sort_keys=False))
     if splits:
         for name, count, seed in (("train", 200, 0), ("test", 40, 1)):
             labels, images = easy_split(count, seed)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, easy_split
+from conftest import ROOT, easy_split, merge_sections
 from float32 import kernels_rtol, network_sums
 from stages import cell as cell_stage
 from stages import evaluate as evaluate_stage
@@ -44,14 +44,8 @@ STEPS = 3 * 8  # 3 epochs of 200 training images in batches of 25.
 def write_params(folder: Path, **changes) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["normalize"]["records_per_file"] = RECORDS_PER_FILE
-    for section, values in SETTINGS.items():
-        params[section].update(values)
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            params[key].update(value)
-        else:
-            params[key] = value
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    merge_sections(params, SETTINGS)
+    (folder / "params.yaml").write_text(yaml.safe_dump(merge_sections(params, changes), sort_keys=False))
 
 
 def designed_splits() -> tuple[list[Split], Split]:
