@@ -41,20 +41,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_cell(params: Params, args: argparse.Namespace) -> None:
-    """The grid passes its rules, and this cell is one of its cells, named as its record is."""
+    """The grid passes its rules, and this cell is one of its cells."""
     check_grid(params, args.grid)
+    swept = [f"--{name.replace('_', '-')}" for name in OVERRIDABLE if getattr(args, name) is not None]
     if args.grid == "sweep":
-        part = getattr(params.sweep, args.optimizer or "", None)
-        cells = part and {(bn, seed, rate) for bn in part.variants for seed in params.sweep.seeds
-                          for rate in part.learning_rates}
+        if len(swept) != len(OVERRIDABLE):
+            raise ParamsError("a sweep cell needs --optimizer and --learning-rate (its point of the "
+                              "sweep); cells run through DVC: `dvc repro sweep/dvc.yaml`")
+        part = getattr(params.sweep, args.optimizer)
+        cells = {(bn, seed, rate) for bn in part.variants for seed in params.sweep.seeds
+                 for rate in part.learning_rates}
         this = (args.bn, args.seed, args.learning_rate)
-        listed = f"sweep.{args.optimizer}'s variants x learning_rates x sweep.seeds"
+        listed = f"sweep.{args.optimizer}.variants x learning_rates x sweep.seeds"
     else:
+        if swept:
+            raise ParamsError(f"{swept[0]} belongs to the sweep's cells; a {args.grid} cell trains at "
+                              f"params.yaml's train settings")
         grid = getattr(params, args.grid)
         cells = {(bn, seed) for bn in grid.variants for seed in grid.seeds}
         this = (args.bn, args.seed)
         listed = f"{args.grid}.variants x {args.grid}.seeds"
-    if not cells or this not in cells:
+    if this not in cells:
         raise ParamsError(f"this cell ({', '.join(map(str, this))}) is not in the {args.grid} grid "
                           f"({listed}); cells run through DVC: `dvc repro {args.grid}/dvc.yaml`")
 
@@ -110,7 +117,7 @@ def main(argv=None) -> None:
     record["evaluate_seconds"] = round(time.perf_counter() - start, 3)
     record["metrics"] = metrics
     record["probes"] = probe.columns() if probe else None
-    snapshot.check()
+    snapshot.check()  # Then the record, in one rename: nothing else to publish.
     write_json(args.record, record)
     print(f"cell: bn={args.bn} seed={args.seed} {train_params.optimizer} "
           f"lr={train_params.learning_rate:g}: test accuracy {metrics['test']['accuracy']:.4f} "

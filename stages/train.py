@@ -11,7 +11,7 @@ import os
 
 from stages.lib import paths
 from stages.lib.atomic import replace_folder
-from stages.lib.cli import stage_main
+from stages.lib.cli import stage_main, uninterruptible
 from stages.lib.guard import Snapshot
 from stages.lib.params import check_steps_per_execution, load_params, steps_for
 
@@ -61,12 +61,13 @@ def main(argv=None) -> None:
         if probe:  # The per-layer columns are many and change with the variant: a file of their own.
             probe.write_csv(log / "plots" / "landscape.csv")
             probe.write_csv(log / "plots" / "landscape_layers.csv", probe.layer_columns())
-        snapshot.check()
-        with atomic_path(paths.MODEL) as temp:
-            model.save(temp)
-        write_json(paths.RUN_RECORD, record)
-        replace_folder(log / "plots", paths.TRAIN_LOG / "plots")
-        os.replace(log / "metrics.json", paths.TRAIN_LOG / "metrics.json")
+        with uninterruptible():  # All four outputs, or none (a signal acts once they are out).
+            snapshot.check()
+            with atomic_path(paths.MODEL) as temp:
+                model.save(temp)
+            write_json(paths.RUN_RECORD, record)
+            replace_folder(log / "plots", paths.TRAIN_LOG / "plots")
+            os.replace(log / "metrics.json", paths.TRAIN_LOG / "metrics.json")
     print(f"train: saved {paths.MODEL} after {record['fit_seconds']:.1f} s of fitting")
 
 

@@ -119,9 +119,12 @@ class Project:
         return self.run(sys.executable, "-m", "dvc", *arguments, check=check)
 
     def set_params(self, **sections) -> None:
+        # In one rename, as an editor saves: a stage reading it meanwhile sees old or new.
         path = self.root / "params.yaml"
-        path.write_text(yaml.safe_dump(merge_sections(yaml.safe_load(path.read_text()), sections),
-                                       sort_keys=False))
+        text = yaml.safe_dump(merge_sections(yaml.safe_load(path.read_text()), sections), sort_keys=False)
+        temp = path.with_name(".params.yaml.tmp")
+        temp.write_text(text)
+        os.replace(temp, path)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")

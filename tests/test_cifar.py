@@ -124,15 +124,19 @@ def test_one_marked_byte_lands_in_the_green_channel(tmp_path):
     assert test.labels.tolist() == [3]
 
 
-def test_an_archive_packed_with_dot_slash_names_reads_the_same(known_archive, tmp_path):
+@pytest.mark.parametrize("packing", [["tar", "czf", "{out}", f"./{FOLDER}"],
+                                     ["tar", "czf", "{out}", "-C", "{folder}", "."]],
+                         ids=["./folder", "-C folder ."])
+def test_an_archive_packed_with_dot_slash_names_reads_the_same(known_archive, tmp_path, packing):
     """`tar czf x.tar.gz ./cifar-10-batches-bin` names its members ./cifar-10-batches-bin/...
-    (a common way to pack). Before: refused as an unexpected member."""
+    (a common way to pack), and `-C folder .` adds "./" itself. Before: refused as unexpected."""
     with tarfile.open(known_archive) as archive:
-        archive.extractall(tmp_path, filter="data")
+        archive.extractall(tmp_path / "unpacked", filter="data")
     repacked = tmp_path / "repacked.tar.gz"
-    subprocess.run(["tar", "czf", str(repacked), f"./{FOLDER}"], cwd=tmp_path, check=True)
+    command = [word.format(out=repacked, folder=tmp_path / "unpacked") for word in packing]
+    subprocess.run(command, cwd=tmp_path / "unpacked", check=True)
     with tarfile.open(repacked) as archive:
-        assert all(name.startswith("./") for name in archive.getnames())
+        assert all(name.startswith(".") for name in archive.getnames())
     for ours, theirs in zip(read_archive(known_archive, RECORDS_PER_FILE),
                             read_archive(repacked, RECORDS_PER_FILE), strict=True):
         np.testing.assert_array_equal(ours.images, theirs.images)

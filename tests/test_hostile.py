@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from conftest import PATIENCE_SECONDS, RECORDS_PER_FILE, build_archive, easy_split, records
-from stages.lib.atomic import atomic_write, remove_stale_temps
+from stages.lib.atomic import atomic_write, remove_stale_temps, temporary_folder
 from stages.lib.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, README_MEMBER, RECORD_BYTES,
                               TEST_MEMBER, TRAIN_MEMBERS, Split, load_split, load_statistics,
                               read_archive, save_split)
@@ -476,6 +476,25 @@ def test_stale_temporaries_of_the_same_output_are_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([p.name for p in others] + ["before-1.keras"])
     remove_stale_temps(tmp_path / "before-10.keras")
     assert not others[0].exists()
+
+
+def test_the_temporary_of_a_writer_still_running_is_left_alone(tmp_path):
+    """Two runs in one workspace: the second's clean-up must not delete the first's live temporary
+    (a file, or a folder of DVCLive's files). A killed writer's lock is gone, so its temporary goes."""
+    with atomic_write(tmp_path / "model.keras") as out, temporary_folder(tmp_path / "train") as folder:
+        out.write(b"half a model")
+        (folder / "metrics.json").write_text("{}")
+        live = sorted(os.listdir(tmp_path))
+        remove_stale_temps(tmp_path / "model.keras")
+        remove_stale_temps(tmp_path / "train")
+        assert sorted(os.listdir(tmp_path)) == live and (folder / "metrics.json").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+    killed = subprocess.run([sys.executable, "-c", "import os, sys; from stages.lib.atomic import "
+                             "temporary_folder\nwith temporary_folder(sys.argv[1]): os._exit(9)",
+                             str(tmp_path / "train")], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == 9 and len(os.listdir(tmp_path)) == 2  # Left behind, unlocked.
+    remove_stale_temps(tmp_path / "train")
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
 
 
 def test_temporaries_are_ignored_by_git_and_dvc(project):

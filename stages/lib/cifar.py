@@ -136,8 +136,11 @@ def _check_member(member: tarfile.TarInfo, caps: dict[str, int], seen: set[str],
         raise ArchiveError(f"member {shown} has an absolute or '..' path; refusing the archive")
     # `tar czf x.tar.gz ./cifar-10-batches-bin` names the members ./cifar-10-batches-bin/...: the
     # same files, so the same checks; a repeat under the other spelling still counts as a repeat.
+    # `tar czf x.tar.gz -C folder .` adds the folder itself as "./" first.
     while name.startswith("./"):
         name = name[2:]
+    if name in (".", "") and member.isdir():
+        return "."
     if member.issym() or member.islnk():
         raise ArchiveError(f"member {shown} is a link; a CIFAR-10 archive holds only regular files")
     if name != FOLDER and name not in caps:

@@ -10,11 +10,16 @@ Every other exception, in our code or inside Keras/TensorFlow, keeps its full tr
 
 A stage also stops when the process that started it dies (Linux: PR_SET_PDEATHSIG). DVC starts
 each stage as its child and records the outputs only after the stage returns; a stage orphaned
-by a killed `dvc` would otherwise run on and publish outputs that no dvc.lock describes.
+by a killed `dvc` would otherwise run on and publish outputs that no dvc.lock describes. This
+relies on DVC's `$SHELL -c "python -m stages.X"` replacing the shell with Python (bash, dash and
+zsh do so for a single command), on the thread that started the stage living as long as its
+process (DVC's main thread), and on the stage reaching stage_main: a `dvc` killed while Python
+is still starting leaves the stage running as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -22,7 +27,7 @@ import os
 import signal
 import sys
 import threading
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 from stages.lib.errors import BnlabError
 
@@ -31,9 +36,13 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 PR_SET_PDEATHSIG = 1  # From <linux/prctl.h>.
 
 
+
+
 class Terminated(BaseException):
     """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
     swallows it while every `finally` and context manager on the way out still runs."""
+
+
 OS_HINTS = {
     errno.ENOSPC: "free some disk space and run it again",
     errno.EDQUOT: "free some space within your disk quota and run it again",
@@ -91,7 +100,21 @@ class _terminate_like_interrupt:
 
 
 def _raise_terminated(signum, frame) -> NoReturn:
+    # Once: a second SIGTERM must not interrupt the clean-up that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
+
+
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while the block runs (publishing several outputs), so that a
+    run ends with all of them replaced or none; a signal that arrived meanwhile acts afterwards."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _die_with_parent() -> None:

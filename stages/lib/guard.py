@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.lib.errors import BnlabError, quoted
-from stages.lib.params import ParamsView, load_params
+from stages.lib.errors import BnlabError, ParamsError, quoted
+from stages.lib.params import ParamsView, read_yaml
 
 QUEUE_HINT = ("run experiments one at a time in a workspace, or in parallel through `dvc exp run "
               "--queue ...` and `dvc queue start` (docs/pipeline.md)")
+MISSING = "(missing)"
 
 
 class ConcurrentChangeError(BnlabError):
@@ -25,28 +26,31 @@ class ConcurrentChangeError(BnlabError):
 
 
 class Snapshot:
-    """The declared params and the input files (a file or every file under a folder) as read."""
+    """The declared params (as params.yaml spells them, which is what DVC records) and the input
+    files (a file, or every file under a folder), as they were when the stage read them."""
 
     def __init__(self, params: ParamsView, inputs: list[Path]) -> None:
-        self.params, self.inputs = params, [Path(path) for path in inputs]
-        self.values = params.declared_values()
+        self.source, self.keys = params.source, params.declared_keys()
+        self.inputs = [Path(path) for path in inputs]
+        self.values = self._declared_leaves()
         self.files = _fingerprints(self.inputs)
 
     def check(self) -> None:
-        """Raise ConcurrentChangeError if params.yaml or an input differs from the snapshot."""
-        source = self.params.source
+        """Raise ConcurrentChangeError if a declared param or an input differs from the snapshot.
+        Keys the stage does not declare may change: its result does not depend on them."""
         try:
-            now = load_params(self.values, source).declared_values()
-        except BnlabError as error:
-            raise ConcurrentChangeError(f"{source} changed while this stage ran and is now invalid "
-                                        f"({error}); nothing was published; {QUEUE_HINT}") from None
-        changed = [key for key in self.values if now[key] != self.values[key]]
+            now = self._declared_leaves()
+        except (ParamsError, OSError) as error:
+            raise ConcurrentChangeError(f"{self.source} changed while this stage ran and cannot be "
+                                        f"read now ({error}); nothing was published; {QUEUE_HINT}") from None
+        changed = sorted(key for key in set(now) | set(self.values)
+                         if now.get(key, MISSING) != self.values.get(key, MISSING))
         if changed:
             key = changed[0]
             raise ConcurrentChangeError(
-                f"{source} changed while this stage ran ({key}: {quoted(_plain(self.values[key]))} -> "
-                f"{quoted(_plain(now[key]))}), so its result would be recorded under params it did not "
-                f"use; nothing was published; {QUEUE_HINT}")
+                f"{self.source} changed while this stage ran ({key}: "
+                f"{quoted(self.values.get(key, MISSING))} -> {quoted(now.get(key, MISSING))}), so its "
+                f"result would be recorded under params it did not use; nothing was published; {QUEUE_HINT}")
         files = _fingerprints(self.inputs)
         if files != self.files:
             name = next(name for name in sorted(set(files) | set(self.files))
@@ -54,10 +58,24 @@ class Snapshot:
             raise ConcurrentChangeError(f"{name} changed while this stage ran; nothing was "
                                         f"published; {QUEUE_HINT}")
 
+    def _declared_leaves(self) -> dict[str, object]:
+        """Every scalar under the declared keys, by its dotted name ("train.epochs": 10)."""
+        document = read_yaml(Path(self.source))
+        leaves: dict[str, object] = {}
+        for key in self.keys:
+            value = document
+            for name in key.split("."):
+                value = value.get(name, MISSING) if isinstance(value, dict) else MISSING
+            _flatten(key, value, leaves)
+        return leaves
 
-def _plain(value: object) -> object:
-    """A section's values as a dict, so the message shows them rather than a class name."""
-    return vars(value) if hasattr(value, "__dataclass_fields__") else value
+
+def _flatten(key: str, value: object, leaves: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _flatten(f"{key}.{name}", item, leaves)
+    else:
+        leaves[key] = value
 
 
 def _fingerprints(inputs: list[Path]) -> dict[str, tuple[int, int, int] | None]:

@@ -6,9 +6,11 @@ before absl::InitializeLog() ...", "Could not find cuda drivers on your machine"
 operations are on"; on a machine without a GPU the first look for one adds "failed call to
 cuInit: ... UNKNOWN ERROR (303)", which reads like a failure. None of them is news on such a
 machine (the run record says which device and which oneDNN kernels ran), so while TensorFlow is
-imported, and while it first looks for a GPU, standard error goes to a temporary file, and
-everything but these exact lines is passed on. Where an NVIDIA driver is present
-(/dev/nvidiactl) nothing is filtered: there a failed cuInit is a real problem.
+imported, and while it first looks for a GPU, standard error goes through a small filter process
+that passes on everything but these exact lines, as they come. Being a process of its own, it
+still passes on what a crash during the import printed (an abort, a missing CPU instruction).
+Where an NVIDIA driver is present (/dev/nvidiactl) nothing is filtered: there a failed cuInit is
+a real problem.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import importlib.abc
 import importlib.machinery
 import os
 import re
+import subprocess
 import sys
-import tempfile
 from typing import Iterator
 
 HARMLESS = re.compile(
@@ -27,6 +29,13 @@ HARMLESS = re.compile(
     rb"|cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used"
     rb"|port\.cc:\d+\] oneDNN custom operations are on\."
     rb"|cuda_platform\.cc:\d+\] failed call to cuInit: .*\(303\)")
+# The filter: standard input to standard output, line by line, without the harmless lines.
+FILTER = ("import re, sys\n"
+          "harmless = re.compile(sys.argv[1].encode())\n"
+          "for line in sys.stdin.buffer:\n"
+          "    if not harmless.search(line):\n"
+          "        sys.stdout.buffer.write(line)\n"
+          "        sys.stdout.buffer.flush()\n")
 
 
 def install() -> None:
@@ -38,50 +47,63 @@ def install() -> None:
 
 @contextlib.contextmanager
 def filtered_stderr(harmless: re.Pattern = HARMLESS) -> Iterator[None]:
-    """Standard error (the file descriptor, which C++ writes to) into a temporary file while the
-    block runs; afterwards every line not matching `harmless` goes on to the real one, in order."""
+    """Standard error (the file descriptor, which C++ writes to) through the filter process while
+    the block runs: every line not matching `harmless` reaches the real standard error."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture:
-                if not harmless.search(line):
-                    os.write(2, line)
+    try:
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", FILTER, harmless.pattern.decode()],
+                                   stdin=subprocess.PIPE, stdout=saved)
+    except OSError:  # No process to spare: unfiltered, rather than no TensorFlow.
+        os.close(saved)
+        yield
+        return
+    os.dup2(process.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        process.stdin.close()
+        process.wait()  # Everything passed on before the caller writes anything more.
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
     """Finds `tensorflow` as usual, with a loader that imports it inside filtered_stderr."""
 
+    def __init__(self) -> None:
+        self.done = False
+
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self.done:
             return None
-        sys.meta_path.remove(self)  # Once: TensorFlow's own submodules import as usual.
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _QuietLoader(spec.loader, self)
         return spec
 
 
 class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, inner) -> None:
-        self.inner = inner
+    def __init__(self, inner, finder: _QuietTensorFlowFinder) -> None:
+        self.inner, self.finder = inner, finder
 
     def __getattr__(self, name: str):  # get_filename, get_resource_reader, ...: the real loader's.
+        if name in ("inner", "finder") or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def create_module(self, spec):
         return self.inner.create_module(spec)
 
     def exec_module(self, module) -> None:
+        self.finder.done = True  # Once: a reload imports as usual.
         with filtered_stderr():
             self.inner.exec_module(module)
             # The first look for a GPU is where a machine without one logs the failed cuInit;
             # listing devices does not initialize them, so device settings can follow later.
-            module.config.list_physical_devices("GPU")
+            # Should it fail, device.configure_device meets the same error and reports it.
+            try:
+                module.config.list_physical_devices("GPU")
+            except Exception:  # noqa: BLE001
+                pass

@@ -335,16 +335,10 @@ class ParamsView:
     def __init__(self, params, keys: frozenset[str], prefix: str = "", source: Path | None = None) -> None:
         self._params, self._keys, self._prefix, self.source = params, keys, prefix, source
 
-    def declared_values(self) -> dict[str, object]:
-        """Every declared key ("train", "landscape.every_steps") and its value: what the stage
+    def declared_keys(self) -> list[str]:
+        """The keys this stage declares ("train", "landscape.every_steps"): what its result
         depends on, which stages/lib/guard.py compares with params.yaml before publishing."""
-        values = {}
-        for key in sorted(self._keys):
-            value = self._params
-            for name in key.split("."):
-                value = getattr(value, name)
-            values[key] = value
-        return values
+        return sorted(self._keys)
 
     def __getattr__(self, name: str):
         key = self._prefix + name
