@@ -113,12 +113,31 @@ def provenance() -> list[str]:
         when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         commits = sorted({commit for _, commit in runs if commit})
         if recorded:
+            versions = code_versions(commits)
             lines.append(f"{len(runs)} cells on {device} [{features}], {backend}, {when}, code "
-                         f"{commits[0]}" + (f" and {len(commits) - 1} later commits" if len(commits) > 1 else ""))
+                         + (" and ".join(versions) if len(versions) <= 3 else
+                            f"{versions[0]} and {len(versions) - 1} later versions"))
         else:
             lines.append(f"{len(runs)} cells on {device}, {backend}, committed {when} (these records "
                          "predate recording the date, code version and instruction sets)")
     return lines
+
+
+def code_versions(commits: list[str]) -> list[str]:
+    """The commits that stand for distinct versions of the code (the `stages/` tree), oldest
+    first: cells are committed one by one, so most of their commits change records, not code."""
+    firsts: dict[str, tuple[str, str]] = {}
+    for commit in commits:
+        try:
+            tree, date = (subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
+                                         check=True, timeout=60).stdout.strip()
+                          for command in (["rev-parse", f"{commit}:stages"],
+                                          ["log", "-1", "--format=%cI", commit, "--"]))
+        except (OSError, subprocess.SubprocessError):  # Not in this clone's history.
+            tree, date = commit, ""
+        if tree not in firsts or date < firsts[tree][0]:
+            firsts[tree] = (date, commit)
+    return [commit for _, commit in sorted(firsts.values())]
 
 
 def _added_by(path: Path) -> tuple[str, str]:
