@@ -102,8 +102,11 @@ def overridden(base) -> dict:
     with contextlib.chdir(by_params):
         train_stage.main([])
         evaluate_stage.main([])
-    cells = copy_with_data(base, "cells")
-    sgd = ["--optimizer", "sgd", "--learning-rate", "0.0123"]
+    # A sweep whose grid holds these cells (every cell checks that it is one of its grid's).
+    cells = copy_with_data(base, "cells", sweep={"seeds": [0, 1],
+                                                 "adam": {"variants": ["after"], "learning_rates": [0.01]},
+                                                 "sgd": {"variants": ["after"], "learning_rates": [0.0123]}})
+    sgd = ["--grid", "sweep", "--optimizer", "sgd", "--learning-rate", "0.0123"]
     return {"params": by_params,
             "cell": run_cell(cells, "--bn", "after", "--seed", "1", *sgd),
             "seed_0": run_cell(cells, "--bn", "after", "--seed", "0", *sgd)}
