@@ -17,9 +17,9 @@ from stages.lib import paths
 from stages.lib.cli import stage_main
 from stages.lib.errors import ParamsError
 from stages.lib.guard import Snapshot
+from stages.lib.cifar import load_prepared
 from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, Params, TrainParams, check_grid,
-                               check_steps_per_execution, load_params, read_params, steps_for,
-                               train_with_overrides)
+                               load_params, train_with_overrides)
 
 OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes.
 
@@ -88,19 +88,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     # The whole grid, before any data is read: DVC expands it into command lines without asking
     # us, so a duplicate cell or a grid of 10,000 cells is refused here, in every cell, at once.
-    check_cell(read_params(), args)
-    params = load_params(params_used(args))
+    params = load_params(params_used(args), check=lambda everything: check_cell(everything, args))
     snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS])
     train_params = train_with_overrides(params.train, overrides(args))
+    statistics, train, test = load_prepared(train_params, probing=args.probes)
     # TensorFlow is imported only after params and inputs validate, as in `train`.
-    from stages.lib.cifar import load_split, load_statistics
-
-    statistics = load_statistics(paths.STATISTICS)
-    if not args.probes:  # The probe runs one step per call whatever steps_per_execution says.
-        check_steps_per_execution(train_params.steps_per_execution,
-                                  steps_for(statistics["count"], train_params.batch_size))
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-
     from dvclive import Live
 
     from stages.lib.atomic import write_json

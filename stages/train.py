@@ -13,7 +13,8 @@ from stages.lib import paths
 from stages.lib.atomic import replace_folder
 from stages.lib.cli import stage_main, uninterruptible
 from stages.lib.guard import Snapshot
-from stages.lib.params import check_steps_per_execution, load_params, steps_for
+from stages.lib.cifar import load_prepared
+from stages.lib.params import load_params
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,17 +30,10 @@ def main(argv=None) -> None:
     params = load_params(params_used(parse_args(argv)))
     # What this run read, checked again before anything is published (one writer per workspace).
     snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS])
+    landscape = params.landscape if params.landscape.enabled else None
+    statistics, train, test = load_prepared(params.train, probing=landscape is not None)
     # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
     # file fails in a second, not ten.
-    from stages.lib.cifar import load_split, load_statistics
-
-    statistics = load_statistics(paths.STATISTICS)
-    landscape = params.landscape if params.landscape.enabled else None
-    if not landscape:  # The probe runs one step per call whatever steps_per_execution says.
-        check_steps_per_execution(params.train.steps_per_execution,
-                                  steps_for(statistics["count"], params.train.batch_size))
-    train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
-
     from dvclive import Live
 
     from stages.lib.atomic import atomic_path, temporary_folder, write_json

@@ -11,7 +11,7 @@ from scipy import stats
 
 from stages.lib.errors import InputFileError, ParamsError
 from stages.lib.params import check_placement, read_params
-from stages.lib.placement import collect, equivalence, render_markdown, summarize
+from stages.lib.placement import collect, environments, equivalence, render_markdown, summarize
 from stages.lib.study_report import Cell
 
 
@@ -58,6 +58,23 @@ def test_the_verdict_is_a_difference_an_equivalence_or_undecided(before, after, 
     assert summary["variants"]["before"]["n"] == len(before)
     markdown = render_markdown(summary, ["35 cells: CPU"], [])
     assert summary["verdict"] in markdown and "| Welch p (two-sided) |" in markdown
+
+
+def test_where_the_cells_ran_is_one_line_per_machine_and_code_version():
+    def run(commit: str | None, date: str | None) -> Cell:
+        environment = {"device": "CPU: test (2 cores)", "cpu_features": ["avx2"], "backend": "tensorflow",
+                       "tensorflow": "2.21.0"}
+        environment.update({"git_commit": commit} if commit else {})
+        environment.update({"date": date} if date else {})
+        return Cell("before", 0, {}, {}, None, {"environment": environment}, {})
+
+    lines = environments({"before": [run(None, None), run(None, None), run("0123456789abcdef", "2026-12-01T10:00")],
+                          "after": [run("0123456789abcdef", "2026-12-02T09:00")]})
+    assert lines == [
+        "2 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code version not recorded, date not recorded",
+        "2 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code 0123456789ab, 2026-12-01 to 2026-12-02"]
+    assert environments({"after": [run("0123456789abcdef", "2026-12-02T09:00")]}) == [
+        "1 cell: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code 0123456789ab, on 2026-12-02"]
 
 
 def test_diverged_runs_are_counted_and_block_the_comparison():

@@ -24,8 +24,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from stages.lib import paths
 from stages.lib.atomic import atomic_write
 from stages.lib.errors import ArchiveError, InputFileError, quoted, shorten
+from stages.lib.params import check_steps_per_execution, steps_for
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -303,6 +305,18 @@ def load_statistics(path: Path) -> dict:
     if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
         raise fail(f"count is {quoted(count)}; expected a positive integer")
     return statistics
+
+
+def load_prepared(train_params, probing: bool) -> tuple[dict, Split, Split]:
+    """What `train` and every cell read of `normalize`'s outputs: the statistics, then the train and
+    test splits. In between, steps_per_execution is checked against the epoch's steps, which the
+    statistics' count gives, before the larger files are read; not when probing, because the probe
+    runs one step per call whatever steps_per_execution says."""
+    statistics = load_statistics(paths.STATISTICS)
+    if not probing:
+        check_steps_per_execution(train_params.steps_per_execution,
+                                  steps_for(statistics["count"], train_params.batch_size))
+    return statistics, load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 
 
 def _is_number(value: object) -> bool:

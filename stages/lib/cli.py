@@ -8,34 +8,35 @@ One line (`name: error: ...`, exit 1) for
   folders are removed and no output is replaced.
 Every other exception, in our code or inside Keras/TensorFlow, keeps its full traceback.
 
-A stage also stops when the process that started it dies (Linux: PR_SET_PDEATHSIG). DVC starts
-each stage as its child and records the outputs only after the stage returns; a stage orphaned
-by a killed `dvc` would otherwise run on and publish outputs that no dvc.lock describes. This
+A stage also stops when the process that started it dies. DVC starts each stage as its child and
+records the outputs only after the stage returns; a stage orphaned by a killed `dvc` would
+otherwise run on and publish outputs that no dvc.lock describes. A watchdog thread notices the
+orphaning (its parent process id changes) within PARENT_POLL_SECONDS and sends SIGTERM to the main
+thread. We poll rather than ask Linux for PR_SET_PDEATHSIG: that request is refused or never fires
+in some sandboxes (a CI machine published an orphan's archive that way), it is Linux-only, and a
+process-wide signal may land on a worker thread and leave the main thread blocked in a read. This
 relies on DVC's `$SHELL -c "python -m stages.X"` replacing the shell with Python (bash, dash and
-zsh do so for a single command), on the thread that started the stage living as long as its
-process (DVC's main thread), and on the stage reaching stage_main: a `dvc` killed while Python
-is still starting leaves the stage running as before.
+zsh do so for a single command), and on the stage reaching stage_main: a `dvc` killed while
+Python is still starting leaves the stage running as before.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Iterator, NoReturn
 
 from stages.lib.errors import BnlabError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process stopped by Ctrl-C.
 EXIT_TERMINATED = 128 + signal.SIGTERM
-PR_SET_PDEATHSIG = 1  # From <linux/prctl.h>.
-
-
+PARENT_POLL_SECONDS = 0.1  # How soon an orphaned stage notices; the check itself costs microseconds.
 
 
 class Terminated(BaseException):
@@ -118,15 +119,18 @@ def uninterruptible() -> Iterator[None]:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere: nothing to do)."""
-    if not sys.platform.startswith("linux"):
-        return
+    """Start a daemon thread that sends SIGTERM to the main thread once the parent process dies."""
     parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return  # Not permitted in some sandboxes; the stage then runs as it did before.
-    if os.getppid() != parent:  # The parent died before the request took effect.
-        raise Terminated()
+    main_thread = threading.main_thread().ident
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        # To the main thread itself: there the signal interrupts a blocking read or sleep, and
+        # its handler raises Terminated (or waits until `uninterruptible()` ends).
+        signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def fail(name: str, message: str) -> NoReturn:

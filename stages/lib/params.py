@@ -138,11 +138,16 @@ class Params:
     placement: PlacementParams = _rule()
 
 
-def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml") -> ParamsView:
+def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml",
+                check: typing.Callable[[Params], None] | None = None) -> ParamsView:
     """Validate the whole file, then give the stage only the `keys` it declares ("train",
     "landscape.every_steps", ...): the same keys its `params:` in dvc.yaml lists (a test checks
-    both), so reading anything else fails at once instead of leaving DVC blind to a dependency."""
-    return ParamsView(read_params(path), frozenset(keys), source=Path(path))
+    both), so reading anything else fails at once instead of leaving DVC blind to a dependency.
+    `check`, if given, sees the whole file first: a cell checks its grid's rules there."""
+    params = read_params(path)
+    if check is not None:
+        check(params)
+    return ParamsView(params, frozenset(keys), source=Path(path))
 
 
 def read_params(path: str | Path = "params.yaml") -> Params:

@@ -165,11 +165,14 @@ def environments(cells: dict[str, list[Cell]]) -> list[str]:
             key = (environment.get("device", "unknown device"),
                    ", ".join(environment.get("cpu_features", [])) or "instruction sets not recorded",
                    f"{environment.get('backend', '?')} {environment.get(environment.get('backend', ''), '')}".strip(),
-                   environment.get("git_commit", "code version not recorded")[:12])
+                   environment.get("git_commit", "")[:12])
             groups.setdefault(key, []).append(environment.get("date", "")[:10])
     lines = []
     for (device, features, backend, commit), dates in groups.items():
         known = sorted(date for date in dates if date)
-        when = f"{known[0]} to {known[-1]}" if known else "date not recorded"
-        lines.append(f"{len(dates)} cells: {device} [{features}], {backend}, code {commit}, {when}")
+        when = (("on " + known[0] if known[0] == known[-1] else f"{known[0]} to {known[-1]}")
+                if known else "date not recorded")
+        version = f"code {commit}" if commit else "code version not recorded"
+        cells = f"{len(dates)} cell" + ("s" if len(dates) != 1 else "")
+        lines.append(f"{cells}: {device} [{features}], {backend}, {version}, {when}")
     return lines

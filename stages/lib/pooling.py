@@ -10,7 +10,7 @@ on JAX, and `reduce_max` splits it on every backend).
 
 The layer computes this where XLA compiles (always on JAX, under jit_compile on TensorFlow).
 Elsewhere the backend's pooling kernel is faster (2-3x per training step with TensorFlow on the
-CPU, README), and it computes the same numbers, so it is used there, as it is for other windows.
+CPU, docs/performance.md), and it computes the same numbers, so it is used there, as it is for other windows.
 """
 
 from __future__ import annotations

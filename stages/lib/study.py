@@ -16,7 +16,7 @@ CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # Two-sided significance level of every test.
 POWER = 0.8  # The power at which a difference counts as detectable in the power analysis.
 # The difference whose cost in seeds the study reports: 0.3 points of accuracy, the size of the
-# before/after gap in our single runs (README, Results).
+# before/after gap in this project's first single runs.
 TARGET_DIFFERENCE = 0.003
 MAX_SEEDS = 10_000  # Beyond this, "how many seeds" is answered "more than MAX_SEEDS".
 
