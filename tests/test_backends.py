@@ -15,7 +15,7 @@ import pytest
 from conftest import BACKEND, ROOT
 
 NEUTRAL_FILES = ("tests/test_model.py", "tests/test_pooling.py", "tests/test_device.py",
-                 "tests/test_training.py")
+                 "tests/test_training.py", "tests/test_frozen.py")
 
 
 def test_this_process_runs_the_backend_it_was_asked_for():

@@ -26,6 +26,7 @@ def kinds(model) -> list[str]:
     ("after", ["Conv2D", "Activation", "FusedBatchNormalization", "PairwiseMaxPooling2D"]),
     ("none", ["Conv2D", "PairwiseMaxPooling2D", "Activation"]),
     ("rescaled", ["Conv2D", "PairwiseMaxPooling2D", "Activation"]),
+    ("frozen", ["Conv2D", "FreezableBatchNormalization", "PairwiseMaxPooling2D", "Activation"]),
 ])
 def test_layer_order(bn, block):
     model = build_model(MODEL, bn, STATISTICS)
@@ -83,7 +84,7 @@ def test_pooling_first_computes_exactly_what_the_reference_order_does(bn):
         assert_kernels_agree(a, b, *gradient_sums(MODEL, 8), condition=condition)
 
 
-@pytest.mark.parametrize("bn", ["before", "after"])
+@pytest.mark.parametrize("bn", ["before", "after", "frozen"])
 def test_reference_parameter_counts(bn):
     model = build_model(MODEL, bn, STATISTICS)
     assert model.count_params() == 553_850

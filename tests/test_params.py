@@ -109,9 +109,9 @@ MISTAKES = {
     "seed above 2**31-1": ("seed", 2**31,
                            "seed = 2147483648 is not allowed; expected a number <= 2147483647"),
     "bn not a choice": ("bn", "middle",
-                        "bn = 'middle' is not allowed; expected one of: before, after, none, rescaled"),
+                        "bn = 'middle' is not allowed; expected one of: before, after, none, rescaled, frozen"),
     "bn is case sensitive": ("bn", "Before",
-                             "bn = 'Before' is not allowed; expected one of: before, after, none, rescaled"),
+                             "bn = 'Before' is not allowed; expected one of: before, after, none, rescaled, frozen"),
     "mode not a choice": ("normalize.mode", "local",
                           "normalize.mode = 'local' is not allowed; expected one of: global, "
                           "per_channel"),
@@ -153,7 +153,7 @@ MISTAKES = {
                                ">= 1e-06"),
     "list item not a choice": ("study.variants", ["before", "middle"],
                                "study.variants[1] = 'middle' is not allowed; expected one of: "
-                               "before, after, none, rescaled"),
+                               "before, after, none, rescaled, frozen"),
     "list of lists": ("study.seeds", [[0], [1]],
                       "study.seeds[0] = [0] is not allowed; expected an integer"),
     "nan learning rate": ("train.learning_rate", math.nan,

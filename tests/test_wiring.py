@@ -52,7 +52,7 @@ def test_every_model_setting_reaches_its_layer(bn, activation):
     assert sorted(name for name in applied if name != "linear") == [activation] * 3
     assert output.activation.__name__ == "softmax"
     norms = batch_norm_layers(model)
-    assert len(norms) == (2 if bn in ("before", "after") else 0)
+    assert len(norms) == (2 if bn in ("before", "after", "frozen") else 0)
     assert [(n.momentum, n.epsilon, n.trainable) for n in norms] == [(0.7, 0.1, True)] * len(norms)
 
 
@@ -77,7 +77,7 @@ def with_keras_batch_norm(model, settings):
     return reference
 
 
-@pytest.mark.parametrize("bn", ["before", "after"])
+@pytest.mark.parametrize("bn", ["before", "after", "frozen"])  # frozen: not frozen yet, it is BN.
 def test_batch_norm_settings_act_in_training_and_inference(bn):
     # Dropout off, so that a training call is deterministic and the two networks can be compared.
     settings = dataclasses.replace(SETTINGS, dropout_rate=0.0)

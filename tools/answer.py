@@ -63,6 +63,11 @@ def readme_answer() -> str:
                    else "a gain at some rates")
     # The study names each pair once, in study.variants' order: none_vs_rescaled is none − rescaled.
     share = -comparisons["none_vs_rescaled"]["difference"] / before["difference"]
+    frozen = comparisons.get("none_vs_frozen")
+    frozen_share = (f" BN that stops normalizing by the batch after the first epoch (`frozen`) keeps "
+                    f"{-frozen['difference'] / before['difference']:.0%} of it, {points(-frozen['difference'])} "
+                    f"points over `none` ({interval({'ci_low': -frozen['ci_high'], 'ci_high': -frozen['ci_low']})})."
+                    if frozen else "")
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
         "float32), test accuracy:",
@@ -81,8 +86,7 @@ def readme_answer() -> str:
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
         + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
         f"of BN's gain at 1e-3: where the net starts explains {'less' if share < 0.5 else 'more'} than "
-        "half of it "
-        "([docs/why.md](docs/why.md)).",
+        f"half of it.{frozen_share} ([docs/why.md](docs/why.md))",
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
         "",

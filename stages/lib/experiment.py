@@ -12,7 +12,7 @@ import keras
 
 from stages.lib.cifar import Split
 from stages.lib.landscape import LandscapeProbe
-from stages.lib.model import build_model, data_dependent_init, needs_data_init
+from stages.lib.model import build_model, data_dependent_init, needs_data_init, variant_callbacks
 from stages.lib.params import LandscapeParams, ModelParams, TrainParams
 from stages.lib.backend import seed_everything
 from stages.lib.device import configure_device, environment
@@ -45,14 +45,18 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
               f"{moments['std_max_after']:.6f}, largest |mean| {moments['largest_abs_mean_before']:.3g} "
               f"-> {moments['largest_abs_mean_after']:.2g}", flush=True)
     probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
+    # The variant's own callbacks first, so that the probe measures the step they prepared.
+    during = variant_callbacks(model_params, bn, train.images)
     timings, history = fit(model, train, validation, train_params, orders, live,
-                           [probe] if probe else [])
+                           during + ([probe] if probe else []))
     record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
               "initialization": initialization, "landscape": probe.summary() if probe else None,
               **timings, "probe_seconds": round(probe.seconds, 3) if probe else 0.0,
               "history": history, "environment": numerics,
               "device_fallback": device_fallback}
+    for callback in during:  # What they found (bn=frozen: the statistics it froze).
+        record[callback.record_key] = callback.summary
     return model, record, probe
 
 

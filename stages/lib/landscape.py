@@ -211,8 +211,7 @@ class LandscapeProbe(keras.callbacks.Callback):
         self._step = 0
         self.seconds = 0.0  # Wall time spent probing: part of the epochs' time, not training.
         self._planned_update: PlannedUpdate | None = None
-        self._gradient = backend.compile_function(self._gradient_batch)
-        self._measure = backend.compile_function(self._measure_batch)
+        self._traced_for = None  # The training step the probe's compiled functions match.
 
     # The variables' values are arguments, not captured: a compiled JAX function would otherwise
     # keep the values of its first call.
@@ -231,6 +230,12 @@ class LandscapeProbe(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._step % self.every_steps == 0:
             start = time.perf_counter()
+            if self._traced_for is not self.model.train_function:
+                # The probe measures the loss that the training step optimizes: when Keras traces
+                # that step again (bn=frozen's freeze changes what BatchNorm computes), so does it.
+                self._gradient = backend.compile_function(self._gradient_batch)
+                self._measure = backend.compile_function(self._measure_batch)
+                self._traced_for = self.model.train_function
             index = batch_indices(self.orders, self._step, self.batch_size)
             weights = [v.value for v in self.model.trainable_variables]
             non_trainable = [v.value for v in self.model.non_trainable_variables]

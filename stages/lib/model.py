@@ -6,6 +6,10 @@
     rescaled: the `none` block, whose kernels and biases `data_dependent_init` rescales once, so
             that on one training batch every conv channel has mean 0 and std 1: BatchNorm's first
             step without BatchNorm (nothing normalizes after that; same parameters as `none`)
+    frozen: the `before` block, whose BatchNorm normalizes with batch statistics for the first
+            `bn_freeze_after_steps` training steps and then with the training set's statistics
+            of that moment, fixed (batch_norm.FreezeBatchNorm): between `rescaled` (normalized
+            once) and `before` (normalized throughout); same parameters as `before`
 
 then Dropout -> Flatten -> Dense -> Dropout -> Dense(10, softmax). The model takes raw uint8
 pixels; its first layer normalizes them with the training-set statistics from `normalize`.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from stages.lib.batch_norm import FusedBatchNormalization
+from stages.lib.batch_norm import FreezableBatchNormalization, FreezeBatchNorm, FusedBatchNormalization
 from stages.lib.params import BN_PLACEMENTS, PRECISIONS, ModelParams
 from stages.lib.pooling import PairwiseMaxPooling2D
 
@@ -70,8 +74,9 @@ def conv_block(params: ModelParams, bn: str, filters: int, index: int,
     activation = keras.layers.Activation(params.activation, name=f"act{index}")
     # axis=-1 normalizes per channel (channels last), as the BN paper prescribes for convolutions:
     # 4 parameters per filter (gamma, beta, moving mean, moving variance).
-    norm = FusedBatchNormalization(axis=-1, momentum=params.bn_momentum, epsilon=params.bn_epsilon,
-                                   dtype=precision, name=f"bn{index}")
+    norm_class = FreezableBatchNormalization if bn == "frozen" else FusedBatchNormalization
+    norm = norm_class(axis=-1, momentum=params.bn_momentum, epsilon=params.bn_epsilon,
+                      dtype=precision, name=f"bn{index}")
     pool_first = params.activation in MONOTONIC_ACTIVATIONS
     if bn == "after":
         return [conv, activation, norm, pool]
@@ -81,6 +86,13 @@ def conv_block(params: ModelParams, bn: str, filters: int, index: int,
 
 def needs_data_init(bn: str) -> bool:
     return bn == "rescaled"
+
+
+def variant_callbacks(params: ModelParams, bn: str, train_images) -> list[keras.callbacks.Callback]:
+    """What a variant does during training besides the steps themselves (bn=frozen: the freeze)."""
+    if bn == "frozen":
+        return [FreezeBatchNorm(params.bn_freeze_after_steps, train_images)]
+    return []
 
 
 def data_dependent_init(model: keras.Model, images) -> dict[str, dict[str, float]]:

@@ -24,8 +24,9 @@ from ruamel.yaml.error import YAMLError
 
 from stages.lib.errors import ParamsError, quoted, shorten
 
-# rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init).
-BN_PLACEMENTS = ("before", "after", "none", "rescaled")
+# rescaled: the `none` net with a data-dependent initialization (model.data_dependent_init);
+# frozen: `before` whose BatchNorm stops normalizing by the batch after model.bn_freeze_after_steps.
+BN_PLACEMENTS = ("before", "after", "none", "rescaled", "frozen")
 NORMALIZE_MODES = ("global", "per_channel")
 OPTIMIZERS = ("adam", "sgd")
 # One set of params, one set of numerics: bfloat16 is never picked by the hardware, only by the user.
@@ -67,6 +68,7 @@ class ModelParams:
     dropout_rate: float = _rule(min=0, max=0.95)
     bn_momentum: float = _rule(min=0, max=1)
     bn_epsilon: float = _rule(min=1e-12, max=1)
+    bn_freeze_after_steps: int = _rule(min=0, max=10_000_000)
 
 
 @dataclass(frozen=True)
