@@ -167,11 +167,11 @@ def environments(cells: dict[str, list[Cell]]) -> list[str]:
             key = (environment.get("device", "unknown device"),
                    ", ".join(environment.get("cpu_features", [])) or "instruction sets not recorded",
                    f"{environment.get('backend', '?')} {environment.get(environment.get('backend', ''), '')}".strip())
-            groups.setdefault(key, []).append((environment.get("date", "")[:10],
+            groups.setdefault(key, []).append((environment.get("date", ""),
                                                environment.get("git_commit", "")[:12]))
     lines = []
     for (device, features, backend), runs in groups.items():
-        known = sorted(date for date, _ in runs if date)
+        known = sorted(date[:10] for date, _ in runs if date)
         when = (("on " + known[0] if known[0] == known[-1] else f"{known[0]} to {known[-1]}")
                 if known else "date not recorded")
         commits = list(dict.fromkeys(commit for _, commit in sorted(runs) if commit))
