@@ -70,11 +70,18 @@ def test_where_the_cells_ran_is_one_line_per_machine_and_code_version():
 
     lines = environments({"before": [run(None, None), run(None, None), run("0123456789abcdef", "2026-12-01T10:00")],
                           "after": [run("0123456789abcdef", "2026-12-02T09:00")]})
-    assert lines == [
-        "2 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code version not recorded, date not recorded",
-        "2 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code 0123456789ab, 2026-12-01 to 2026-12-02"]
+    assert lines == ["4 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code 0123456789ab (2 without "
+                     "one), 2026-12-01 to 2026-12-02"]
+    assert environments({"before": [run(None, None), run(None, None)]}) == [
+        "2 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code version not recorded, date not recorded"]
     assert environments({"after": [run("0123456789abcdef", "2026-12-02T09:00")]}) == [
         "1 cell: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code 0123456789ab, on 2026-12-02"]
+    # Ordered by the time of day too: cells committed one by one on one day.
+    cells = [run("aaaaaaaaaaaaaaaa", "2026-12-01T11:00"), run("cccccccccccccccc", "2026-12-01T09:00"),
+             run("bbbbbbbbbbbbbbbb", "2026-12-01T10:00")]
+    assert environments({"after": cells}) == [
+        "3 cells: CPU: test (2 cores) [avx2], tensorflow 2.21.0, code at 3 commits, cccccccccccc to "
+        "aaaaaaaaaaaa, on 2026-12-01"]
 
 
 def test_diverged_runs_are_counted_and_block_the_comparison():

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stages.lib.params import BN_PLACEMENTS
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
@@ -64,9 +66,9 @@ def readme_answer() -> str:
     # The study names each pair once, in study.variants' order: none_vs_rescaled is none − rescaled.
     share = -comparisons["none_vs_rescaled"]["difference"] / before["difference"]
     frozen = comparisons.get("none_vs_frozen")
-    frozen_share = (f" BN that stops normalizing by the batch after the first epoch (`frozen`) keeps "
+    frozen_share = (f"; BN that stops normalizing by the batch after the first epoch (`frozen`) keeps "
                     f"{-frozen['difference'] / before['difference']:.0%} of it, {points(-frozen['difference'])} "
-                    f"points over `none` ({interval({'ci_low': -frozen['ci_high'], 'ci_high': -frozen['ci_low']})})."
+                    f"points over `none` ({interval({'ci_low': -frozen['ci_high'], 'ci_high': -frozen['ci_low']})})"
                     if frozen else "")
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
@@ -86,7 +88,7 @@ def readme_answer() -> str:
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
         + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
         f"of BN's gain at 1e-3: where the net starts explains {'less' if share < 0.5 else 'more'} than "
-        f"half of it.{frozen_share} ([docs/why.md](docs/why.md))",
+        f"half of it{frozen_share} ([docs/why.md](docs/why.md)).",
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
         "",
@@ -186,7 +188,8 @@ def study_block() -> str:
 def sweep_block() -> str:
     """docs/why.md: the sweep's accuracy table and what it says, from reports/sweep/metrics.json."""
     sweep = load("reports/sweep/metrics.json")
-    variants = ["before", "after", "none", "rescaled"]
+    variants = [variant for variant in BN_PLACEMENTS  # Those the sweep has, in params' order.
+                if any(variant in cell for rates in sweep.values() for cell in rates.values())]
     lines = ["| optimizer, rate | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for optimizer, rates in sweep.items():
         for rate, cell in rates.items():
@@ -208,11 +211,15 @@ def sweep_block() -> str:
                    f"Holm p = {pair['p_holm']:.2g})"
                    for optimizer, rates in sweep.items() for rate, cell in rates.items()
                    for name, pair in (cell.get("comparisons") or {}).items() if pair["p_holm"] < 0.05]
-    shares = []
-    for rate, cell in sweep["adam"].items():
-        pairs = cell.get("comparisons") or {}
-        if "before_vs_none" in pairs and "none_vs_rescaled" in pairs:
-            shares.append(f"{-pairs['none_vs_rescaled']['difference'] / pairs['before_vs_none']['difference']:.0%} at {rate}")
+    def shares(variant: str) -> str:
+        """The variant's share of BN's gain, (variant − none) / (before − none), at each Adam rate."""
+        found = []
+        for rate, cell in sweep["adam"].items():
+            pairs = cell.get("comparisons") or {}
+            if "before_vs_none" in pairs and f"none_vs_{variant}" in pairs:
+                found.append(f"{-pairs[f'none_vs_{variant}']['difference'] / pairs['before_vs_none']['difference']:.0%} at {rate}")
+        return ", ".join(found)
+
     placement = [(rate, cell["comparisons"]["before_vs_after"]) for rate, cell in sweep["adam"].items()
                  if "before_vs_after" in (cell.get("comparisons") or {})]
     detectable = [pair["minimum_detectable"] for _, pair in placement if pair["minimum_detectable"] is not None]
@@ -237,7 +244,9 @@ def sweep_block() -> str:
               "- **Holm-significant differences** (α = 0.05, within each rate): " + "; ".join(significant) + ".",
               f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')} points; runs that "
               f"diverged: {', '.join(diverged)} (at {worst_sgd} no comparison is made).",
-              f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {', '.join(shares)}.",
+              f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",
+              *([f"- **`frozen` keeps** (its share of `before` − `none`): {shares('frozen')}."]
+                if shares("frozen") else []),
               "- **Placement:** `before` − `after` " + ", ".join(f"{points(pair['difference'])} at {rate} (Holm p = {pair['p_holm']:.2g})"
                                                              for rate, pair in placement)
               + f"; the smallest difference these seeds detect is {min(detectable) * 100:.2f} to "
@@ -246,6 +255,50 @@ def sweep_block() -> str:
               f"- **β along the real update Δ** (median over training, mean over seeds; Adam) {beta('adam', 'update_beta_median')}.",
               f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}, "
               "with no accuracy gain."]
+    return "\n".join(lines)
+
+
+def oriented(comparisons: dict, first: str, second: str) -> dict:
+    """The study's comparison of two variants as first − second, whichever order it names them in."""
+    if f"{first}_vs_{second}" in comparisons:
+        return comparisons[f"{first}_vs_{second}"]
+    pair = comparisons[f"{second}_vs_{first}"]
+    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
+
+
+def frozen_block() -> str:
+    """docs/why.md: bn=frozen (BN that stops normalizing by the batch after one epoch) against
+    `before`, `rescaled` and `none` at the study's setting, from reports/study and the records."""
+    study = load("reports/study/metrics.json")
+    needed = ("before", "none", "rescaled", "frozen")
+    if not all(variant in study for variant in needed):
+        return "No `frozen` cells in the study's report yet: run `dvc repro study/dvc.yaml`."
+    comparisons = study["comparisons"]
+    gain = study["before"]["test_accuracy"]["mean"] - study["none"]["test_accuracy"]["mean"]
+    lines = ["| bn | normalizes with batch statistics | seeds | test accuracy | train accuracy | share of `before`'s gain over `none` |",
+             "|---|---|---|---|---|---|"]
+    when = {"none": "never", "rescaled": "never (rescaled once, at step 0)",
+            "frozen": "for the first epoch, then fixed statistics", "before": "throughout"}
+    for variant in ("none", "rescaled", "frozen", "before"):
+        test, train = study[variant]["test_accuracy"], study[variant]["train_accuracy"]
+        lines.append(f"| {variant} | {when[variant]} | {test['n']} | {test['mean']:.4f} ± {test['std']:.4f} | "
+                     f"{train['mean']:.4f} ± {train['std']:.4f} | {(test['mean'] - study['none']['test_accuracy']['mean']) / gain:.0%} |")
+    lines += ["", "| pair | difference (points) | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
+    for first, second in (("frozen", "none"), ("frozen", "rescaled"), ("before", "frozen")):
+        pair = oriented(comparisons, first, second)
+        detectable = "–" if pair["minimum_detectable"] is None else f"{pair['minimum_detectable'] * 100:.2f}"
+        lines.append(f"| {first} − {second} | {points(pair['difference'])} | {interval(pair)} | "
+                     f"{pair['p_holm']:.2g} | {detectable} |")
+    gaps = [json.loads(path.read_text(encoding="utf-8")).get("freeze") or {}
+            for path in sorted((ROOT / "reports" / "study" / "runs").glob("frozen-*.json"))]
+    worst = [(max(layer["mean_gap_in_stds"] for layer in gap["layers"].values()),
+              max(layer["log_variance_ratio"] for layer in gap["layers"].values())) for gap in gaps if gap]
+    if worst:
+        lines += ["", f"At the freeze (step {gaps[0]['step']}), BN's moving averages were off from the "
+                  f"training set's statistics by up to {max(m for m, _ in worst):.2f} standard deviations "
+                  f"in mean and {max(v for _, v in worst):.2f} in log variance (largest over channels and "
+                  f"layers; over {len(worst)} seeds): the freeze measures the statistics rather than "
+                  "taking the averages."]
     return "\n".join(lines)
 
 
@@ -274,6 +327,7 @@ BLOCKS = {  # name -> (file, renderer)
     "main-run": (ROOT / "docs" / "results.md", main_run_block),
     "study-results": (ROOT / "docs" / "results.md", study_block),
     "sweep-results": (ROOT / "docs" / "why.md", sweep_block),
+    "frozen-results": (ROOT / "docs" / "why.md", frozen_block),
 }
 
 
