@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import scipy.stats
 
 from stages.lib.params import BN_PLACEMENTS
 
@@ -53,6 +56,29 @@ def gains(sweep: dict, optimizer: str, first: str, second: str) -> list[tuple[st
     return found
 
 
+def placement_answer(placement: dict) -> str:
+    """The placement report's verdict, said as the answer to "before or after?" once every planned
+    cell has run and the difference is detected; its own words otherwise (interim, undecided)."""
+    verdict, comparison = placement["verdict"], placement["comparison"]
+    detected = comparison is not None and not (comparison["ci_low"] <= 0 <= comparison["ci_high"])
+    if verdict.startswith("interim") or not detected:
+        return verdict[0].upper() + verdict[1:] + "."
+    higher, lower = ("after", "before") if comparison["difference"] < 0 else ("before", "after")
+    sign = -1 if higher == "after" else 1
+    low, high = sorted((sign * comparison["ci_low"], sign * comparison["ci_high"]))
+    stds = [placement["variants"][variant]["std"] for variant in ("before", "after")]
+    # How often one run of each, same setting, different seeds, puts the higher variant ahead:
+    # P(X_higher > X_lower) for independent normals with the observed means and spreads.
+    ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / math.hypot(*stds))
+    ratio = abs(comparison["difference"]) / max(stds)
+    scale = "less than half" if ratio < 0.5 else "about" if ratio <= 2 else f"{ratio:.0f} times"
+    return (f"{higher.capitalize()}, by a little: `{higher}` − `{lower}` = "
+            f"{points(sign * comparison['difference'])} points (95% CI [{points(low)}, {points(high)}], "
+            f"Welch p = {comparison['p_value']:.2g}), {scale} one seed's spread (std "
+            f"{min(stds) * 100:.2f}–{max(stds) * 100:.2f} points): one run of each puts `{higher}` "
+            f"ahead only {ahead:.0%} of the time")
+
+
 def readme_answer() -> str:
     study, placement, sweep = (load(f"reports/{name}/metrics.json") for name in ("study", "placement", "sweep"))
     comparisons = study["comparisons"]
@@ -65,11 +91,17 @@ def readme_answer() -> str:
                    else "a gain at some rates")
     # The study names each pair once, in study.variants' order: none_vs_rescaled is none − rescaled.
     share = -comparisons["none_vs_rescaled"]["difference"] / before["difference"]
-    frozen = comparisons.get("none_vs_frozen")
-    frozen_share = (f"; BN that stops normalizing by the batch after the first epoch (`frozen`) keeps "
-                    f"{-frozen['difference'] / before['difference']:.0%} of it, {points(-frozen['difference'])} "
-                    f"points over `none` ({interval({'ci_low': -frozen['ci_high'], 'ci_high': -frozen['ci_low']})})"
-                    if frozen else "")
+    frozen_sentence = ""
+    if "none_vs_frozen" in comparisons:
+        frozen, against = oriented(comparisons, "frozen", "none"), oriented(comparisons, "before", "frozen")
+        relation = ("no detectable difference from" if against["ci_low"] <= 0 <= against["ci_high"] else
+                    "less than" if against["ci_low"] > 0 else "more than")
+        frozen_sentence = (f"; BN that stops normalizing by the batch after the first epoch (`frozen`) "
+                           f"gains {points(frozen['difference'])} points over `none` ({interval(frozen)}), "
+                           f"{relation} `before` (before − frozen {points(against['difference'])}, "
+                           f"{interval(against)})"
+                           + (": what BN does after the first epoch adds nothing detectable"
+                              if relation.startswith("no detectable") else ""))
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
         "float32), test accuracy:",
@@ -79,7 +111,7 @@ def readme_answer() -> str:
         f"points with BN before the activation (95% CI {interval(before)}), {points(after['difference'])} "
         f"after it ({interval(after)}); {seeds['before']} seeds per variant, Welch's test, Holm-adjusted "
         f"p = {before['p_holm']:.2g} and {after['p_holm']:.2g}.",
-        f"- **Before or after the activation?** {placement['verdict'][0].upper()}{placement['verdict'][1:]} "
+        f"- **Before or after the activation?** {placement_answer(placement)} "
         f"({rows['before']['n']} seeds of `before`, {rows['after']['n']} of `after`; "
         "[reports/placement/placement.md](reports/placement/placement.md)).",
         "- **Why?** With Adam, BN's gain over `none` at each learning rate ("
@@ -88,7 +120,7 @@ def readme_answer() -> str:
         + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
         + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
         f"of BN's gain at 1e-3: where the net starts explains {'less' if share < 0.5 else 'more'} than "
-        f"half of it{frozen_share} ([docs/why.md](docs/why.md)).",
+        f"half of it{frozen_sentence} ([docs/why.md](docs/why.md)).",
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
         "",
