@@ -89,10 +89,9 @@ def readme_answer() -> str:
     sgd = gains(sweep, "sgd", "before", "none")
     sgd_verdict = ("no detectable gain" if all(pair["ci_low"] <= 0 <= pair["ci_high"] for _, pair in sgd)
                    else "a gain at some rates")
-    # The study names each pair once, in study.variants' order: none_vs_rescaled is none − rescaled.
-    share = -comparisons["none_vs_rescaled"]["difference"] / before["difference"]
+    share = oriented(comparisons, "rescaled", "none")["difference"] / before["difference"]
     frozen_sentence = ""
-    if "none_vs_frozen" in comparisons:
+    if oriented(comparisons, "frozen", "none") is not None:
         frozen, against = oriented(comparisons, "frozen", "none"), oriented(comparisons, "before", "frozen")
         relation = ("no detectable difference from" if against["ci_low"] <= 0 <= against["ci_high"] else
                     "less than" if against["ci_low"] > 0 else "more than")
@@ -248,8 +247,9 @@ def sweep_block() -> str:
         found = []
         for rate, cell in sweep["adam"].items():
             pairs = cell.get("comparisons") or {}
-            if "before_vs_none" in pairs and f"none_vs_{variant}" in pairs:
-                found.append(f"{-pairs[f'none_vs_{variant}']['difference'] / pairs['before_vs_none']['difference']:.0%} at {rate}")
+            gained = oriented(pairs, variant, "none")
+            if "before_vs_none" in pairs and gained is not None:
+                found.append(f"{gained['difference'] / pairs['before_vs_none']['difference']:.0%} at {rate}")
         return ", ".join(found)
 
     placement = [(rate, cell["comparisons"]["before_vs_after"]) for rate, cell in sweep["adam"].items()
@@ -290,10 +290,13 @@ def sweep_block() -> str:
     return "\n".join(lines)
 
 
-def oriented(comparisons: dict, first: str, second: str) -> dict:
-    """The study's comparison of two variants as first − second, whichever order it names them in."""
+def oriented(comparisons: dict, first: str, second: str) -> dict | None:
+    """A report's comparison of two variants as first − second, whichever order it names them in
+    (each report names a pair once, in its variants' order); None if it did not compare them."""
     if f"{first}_vs_{second}" in comparisons:
         return comparisons[f"{first}_vs_{second}"]
+    if f"{second}_vs_{first}" not in comparisons:
+        return None
     pair = comparisons[f"{second}_vs_{first}"]
     return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
