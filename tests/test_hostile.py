@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -557,3 +558,28 @@ def test_a_failed_run_costs_nothing_that_one_command_does_not_restore(project):
     assert hashlib.md5(archive.read_bytes()).hexdigest() == before["data/raw/cifar-10-binary.tar.gz"]
     project.run("git", "checkout", "params.yaml")
     assert project.run("git", "status", "--porcelain").stdout == ""
+
+
+def test_the_orphan_watchdog_ends_with_the_stage():
+    """Each stage run starts a thread that watches for a dead parent; it must not outlive the run
+    (where a stage runs many times in one process, as in these tests, they would pile up)."""
+    @stage_main("demo")
+    def main():
+        return [thread.name for thread in threading.enumerate()]
+
+    assert "stop-when-orphaned" in main()
+    assert "stop-when-orphaned" not in [thread.name for thread in threading.enumerate()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not Path("/bin/sh").exists(),
+                    reason="reads /proc and starts /bin/sh")
+def test_the_watchdog_looks_past_a_shell_that_stays():
+    """Under `sh -c` that does not exec the command (Debian's dash), the shell's parent is watched
+    too: it is the process (DVC) whose death must stop the stage."""
+    probe = ("from stages.lib.cli import _lineage; import os; "
+             "print(_lineage(), os.getppid())")
+    # `; true` keeps every shell (bash too) from replacing itself with Python.
+    result = subprocess.run(["/bin/sh", "-c", f"{sys.executable} -c '{probe}'; true"],
+                            capture_output=True, text=True, check=True)
+    lineage, shell = result.stdout.rsplit(" ", 1)
+    assert lineage.startswith("[(") and f"({int(shell)}, {os.getpid()})" in lineage, result.stdout

@@ -11,13 +11,14 @@ Every other exception, in our code or inside Keras/TensorFlow, keeps its full tr
 A stage also stops when the process that started it dies. DVC starts each stage as its child and
 records the outputs only after the stage returns; a stage orphaned by a killed `dvc` would
 otherwise run on and publish outputs that no dvc.lock describes. A watchdog thread notices the
-orphaning (its parent process id changes) within PARENT_POLL_SECONDS and sends SIGTERM to the main
-thread. We poll rather than ask Linux for PR_SET_PDEATHSIG: that request is refused or never fires
-in some sandboxes (a CI machine published an orphan's archive that way), it is Linux-only, and a
-process-wide signal may land on a worker thread and leave the main thread blocked in a read. This
-relies on DVC's `$SHELL -c "python -m stages.X"` replacing the shell with Python (bash, dash and
-zsh do so for a single command), and on the stage reaching stage_main: a `dvc` killed while
-Python is still starting leaves the stage running as before.
+orphaning within PARENT_POLL_SECONDS and sends SIGTERM to the main thread. DVC runs a stage as
+`$SHELL -c "python -m stages.X"`, or `/bin/sh -c` where SHELL is unset (as on CI machines); bash
+replaces itself with Python, but Debian's dash stays in between as our parent and outlives `dvc`.
+So when our parent is such a `sh -c` shell, the watchdog watches the shell's parent too. We poll
+rather than ask Linux for PR_SET_PDEATHSIG: that request is refused or never fires in some
+sandboxes, it cannot see past the shell, it is Linux-only, and a process-wide signal may land on a
+worker thread and leave the main thread blocked in a read. Where there is no /proc (macOS) only the
+parent is watched. A `dvc` killed while Python is still starting leaves the stage running as before.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import os
 import signal
 import sys
 import threading
-import time
+from pathlib import Path
 from typing import Iterator, NoReturn
 
 from stages.lib.errors import BnlabError
@@ -63,8 +64,7 @@ def stage_main(name: str):
         @functools.wraps(main)
         def run(*args, **kwargs):
             try:
-                with _terminate_like_interrupt():
-                    _die_with_parent()
+                with _terminate_like_interrupt(), _stop_when_orphaned():
                     return main(*args, **kwargs)
             except BnlabError as error:
                 fail(name, str(error))
@@ -118,19 +118,69 @@ def uninterruptible() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _die_with_parent() -> None:
-    """Start a daemon thread that sends SIGTERM to the main thread once the parent process dies."""
+# Shells that may stay between DVC and the stage (`sh -c "python -m stages.X"` without an exec).
+LAUNCHING_SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "yash", "busybox"})
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent process id of `pid` from /proc, or None where it is gone or there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may itself hold spaces and parentheses: split after it.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _launched_by_shell(pid: int) -> bool:
+    """Whether `pid` is a shell running a `-c` command (what DVC starts each stage with)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(os.fsdecode(argv[0])).name.lstrip("-") in LAUNCHING_SHELLS and b"-c" in argv[1:]
+
+
+def _lineage() -> list[tuple[int, int]]:
+    """(process, its parent) pairs that must hold while the stage runs: ours, and the launching
+    shell's when that shell stayed in between."""
     parent = os.getppid()
+    lineage = [(os.getpid(), parent)]
+    grandparent = _parent_of(parent)
+    if grandparent is not None and _launched_by_shell(parent):
+        lineage.append((parent, grandparent))
+    return lineage
+
+
+def _orphaned(lineage: list[tuple[int, int]]) -> bool:
+    (_, parent), *shell = lineage
+    # A process whose parent dies is handed to init or a subreaper: its parent id changes.
+    return os.getppid() != parent or any(_parent_of(pid) != expected for pid, expected in shell)
+
+
+@contextlib.contextmanager
+def _stop_when_orphaned() -> Iterator[None]:
+    """While the block runs, a thread sends SIGTERM to the main thread once the stage is orphaned."""
+    lineage = _lineage()
     main_thread = threading.main_thread().ident
+    finished = threading.Event()
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
-        # To the main thread itself: there the signal interrupts a blocking read or sleep, and
-        # its handler raises Terminated (or waits until `uninterruptible()` ends).
-        signal.pthread_kill(main_thread, signal.SIGTERM)
+        while not finished.wait(PARENT_POLL_SECONDS):
+            if _orphaned(lineage):
+                # To the main thread itself: there the signal interrupts a blocking read or sleep,
+                # and its handler raises Terminated (or waits until `uninterruptible()` ends).
+                signal.pthread_kill(main_thread, signal.SIGTERM)
+                return
 
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    watchdog = threading.Thread(target=watch, name="stop-when-orphaned", daemon=True)
+    watchdog.start()
+    try:
+        yield
+    finally:
+        # Joined, so that no SIGTERM of ours can arrive after the stage has returned.
+        finished.set()
+        watchdog.join()
 
 
 def fail(name: str, message: str) -> NoReturn:
