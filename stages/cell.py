@@ -1,5 +1,6 @@
-"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml, placement/dvc.yaml): one cell of the BN study,
-the learning-rate sweep or the placement study, trained with landscape probes unless --no-probes.
+"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml, placement/dvc.yaml, norms/dvc.yaml): one cell of
+the BN study, the learning-rate sweep, the placement study or the weight-norm grid, trained with
+landscape probes unless --no-probes (a norms cell's probes record each layer's weight norm too).
 
 Trains exactly as `train` does (stages/lib/experiment.py), scores the model as `evaluate` does,
 and keeps one small JSON record: the run record (settings, per-epoch history, probes, timings,
@@ -21,13 +22,13 @@ from stages.lib.cifar import load_prepared
 from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, Params, TrainParams, check_grid,
                                load_params, train_with_overrides)
 
-OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes.
+OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes, and the norms grid's.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grid", choices=GRIDS, required=True,
-                        help="the grid of cells (study, sweep or placement in params.yaml) this cell is in")
+                        help="the grid of cells (study, sweep, placement or norms in params.yaml) this cell is in")
     parser.add_argument("--bn", choices=BN_PLACEMENTS, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
@@ -44,15 +45,21 @@ def check_cell(params: Params, args: argparse.Namespace) -> None:
     """The grid passes its rules, and this cell is one of its cells."""
     check_grid(params, args.grid)
     swept = [f"--{name.replace('_', '-')}" for name in OVERRIDABLE if getattr(args, name) is not None]
-    if args.grid == "sweep":
+    if args.grid in ("sweep", "norms"):
         if len(swept) != len(OVERRIDABLE):
-            raise ParamsError("a sweep cell needs --optimizer and --learning-rate (its point of the "
-                              "sweep); cells run through DVC: `dvc repro sweep/dvc.yaml`")
-        part = getattr(params.sweep, args.optimizer)
-        cells = {(bn, seed, rate) for bn in part.variants for seed in params.sweep.seeds
-                 for rate in part.learning_rates}
+            raise ParamsError(f"a {args.grid} cell needs --optimizer and --learning-rate (its point of "
+                              f"the grid); cells run through DVC: `dvc repro {args.grid}/dvc.yaml`")
+        if args.grid == "sweep":
+            part, seeds = getattr(params.sweep, args.optimizer), params.sweep.seeds
+            listed = f"sweep.{args.optimizer}.variants x learning_rates x sweep.seeds"
+        else:
+            part, seeds = params.norms, params.norms.seeds
+            listed = "norms.variants x learning_rates x seeds, with norms.optimizer"
+        cells = {(bn, seed, rate) for bn in part.variants for seed in seeds for rate in part.learning_rates}
+        if args.grid == "norms" and args.optimizer != params.norms.optimizer:
+            raise ParamsError(f"--optimizer {args.optimizer} is not norms.optimizer ({params.norms.optimizer}); "
+                              f"cells run through DVC: `dvc repro norms/dvc.yaml`")
         this = (args.bn, args.seed, args.learning_rate)
-        listed = f"sweep.{args.optimizer}.variants x learning_rates x sweep.seeds"
     else:
         if swept:
             raise ParamsError(f"{swept[0]} belongs to the sweep's cells; a {args.grid} cell trains at "
@@ -103,7 +110,8 @@ def main(argv=None) -> None:
         with Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
             model, record, probe = train_variant(params.model, train_params, args.bn, args.seed,
                                                  statistics, train, test,
-                                                 params.landscape if args.probes else None, live)
+                                                 params.landscape if args.probes else None, live,
+                                                 weight_norms=args.grid == "norms")
     start = time.perf_counter()
     metrics, _ = evaluate(model, train, test)
     record["evaluate_seconds"] = round(time.perf_counter() - start, 3)

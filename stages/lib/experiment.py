@@ -21,8 +21,10 @@ from stages.lib.training import batch_indices, epoch_orders, fit
 
 def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
                   statistics: dict, train: Split, validation: Split,
-                  landscape: LandscapeParams | None, live) -> tuple[keras.Model, dict, LandscapeProbe | None]:
-    """Seed, build, fit; return the model, the run record and the landscape probe (None if off).
+                  landscape: LandscapeParams | None, live, weight_norms: bool = False,
+                  ) -> tuple[keras.Model, dict, LandscapeProbe | None]:
+    """Seed, build, fit; return the model, the run record and the landscape probe (None if off;
+    with `weight_norms`, it records each layer's weight norm too).
 
     The run record holds everything needed to interpret the result later without params.yaml:
     the settings used, per-epoch history, timings and the numerics (backend, device, precision,
@@ -44,7 +46,7 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
               f"{moments['std_max_before']:.3g} -> {moments['std_min_after']:.6f} to "
               f"{moments['std_max_after']:.6f}, largest |mean| {moments['largest_abs_mean_before']:.3g} "
               f"-> {moments['largest_abs_mean_after']:.2g}", flush=True)
-    probe = LandscapeProbe(train, orders, landscape, train_params) if landscape else None
+    probe = LandscapeProbe(train, orders, landscape, train_params, weight_norms) if landscape else None
     # The variant's own callbacks first, so that the probe measures the step they prepared.
     during = variant_callbacks(model_params, bn, train.images)
     timings, history = fit(model, train, validation, train_params, orders, live,

@@ -325,3 +325,31 @@ def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> No
     difference.set(xlabel=f"{first} − {second}, test accuracy points", title="Difference of means")
     difference.grid(alpha=0.3, axis="x")
     save(figure, path)
+
+
+def weight_norms(runs: list[dict], path: Path) -> None:
+    """Per learning rate (rows): the convolution kernels' norm and their effective step over
+    training, one line per variant (median over its seeds that did not diverge). A run:
+    {"bn", "learning_rate", "seed", "diverged", "step", "conv_norm", "conv_effective_step"}."""
+    rates = sorted({run["learning_rate"] for run in runs})
+    figure, axes = plt.subplots(len(rates), 2, squeeze=False, figsize=(10, 3.4 * len(rates)))
+    for row, rate in enumerate(rates):
+        for variant, all_runs in _by([r for r in runs if r["learning_rate"] == rate], "bn").items():
+            kept = [r for r in all_runs if not r["diverged"]]
+            note = f", {len(all_runs) - len(kept)} of {len(all_runs)} diverged" if len(kept) < len(all_runs) else ""
+            for axis, key in zip(axes[row], ("conv_norm", "conv_effective_step")):
+                if not kept:
+                    axis.plot([], [], color=variant_color(variant), label=f"bn={variant} (diverged)")
+                    continue
+                values = np.median(np.stack([np.asarray(r[key], dtype=float) for r in kept]), axis=0)
+                axis.plot(kept[0]["step"], values, color=variant_color(variant),
+                          label=f"bn={variant} (n={len(kept)}{note})")
+        axes[row, 0].set(ylabel="‖w‖ of the conv kernels", title=f"kernel norm, learning rate {rate:g}")
+        axes[row, 1].set(yscale="log", ylabel="‖Δ‖ / ‖w‖", title=f"effective step, learning rate {rate:g}")
+        for axis in axes[row]:
+            axis.set(xlabel="training step")
+            axis.grid(alpha=0.3)
+        axes[row, 1].legend(fontsize=7)
+    figure.suptitle("The three convolutions' kernels together: their norm and the effective step of "
+                    "the update applied to them, at every probe", fontsize=9)
+    save(figure, path)

@@ -197,8 +197,11 @@ class LandscapeProbe(keras.callbacks.Callback):
     the optimizer is about to take. Records stay in memory and go to CSVs at the end."""
 
     def __init__(self, train: Split, orders: np.ndarray, landscape: LandscapeParams,
-                 train_params: TrainParams) -> None:
+                 train_params: TrainParams, weight_norms: bool = False) -> None:
         super().__init__()
+        # Each layer's weight norm ||w_l|| as a column too (the norms grid's cells): off elsewhere,
+        # so that the study's and sweep's records keep the columns they were cached with.
+        self.weight_norms = weight_norms
         self.images, self.labels, self.orders = train.images, train.labels.astype(np.int32), orders
         self.every_steps = landscape.every_steps
         self.batch_size = train_params.batch_size
@@ -264,10 +267,13 @@ class LandscapeProbe(keras.callbacks.Callback):
             update, weight = (math.sqrt(squares[n][mask].sum()) for n in ("update_squares", "weight_squares"))
             record[f"effective_step/{layer}"] = update / weight if weight else math.nan
             record[f"gradient_norm/{layer}"] = math.sqrt(squares["gradient_squares"][mask].sum())
+            if self.weight_norms:
+                record[f"weight_norm/{layer}"] = weight
         return record
 
     def layer_columns(self) -> list[str]:
-        """step, then the per-layer effective step and gradient norm columns, in model order."""
+        """step, then the per-layer effective step and gradient norm (and weight norm, if recorded)
+        columns, in model order."""
         return ["step", *(key for key in self.records[0] if "/" in key)] if self.records else ["step"]
 
     def summary(self) -> dict:

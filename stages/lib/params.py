@@ -127,6 +127,17 @@ class PlacementParams:
 
 
 @dataclass(frozen=True)
+class NormsParams:
+    """Scale invariance, watched: every listed variant at a few rates of one optimizer, with each
+    layer's weight norm recorded over training (norms/dvc.yaml). Its own seeds, so that no cell
+    repeats a study or sweep cell (check_norms)."""
+    optimizer: str = _rule(choices=OPTIMIZERS)
+    learning_rates: list[float] = _rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = _rule(min=0, max=2**31 - 1)
     bn: str = _rule(choices=BN_PLACEMENTS)
@@ -138,6 +149,7 @@ class Params:
     study: StudyParams = _rule()
     sweep: SweepParams = _rule()
     placement: PlacementParams = _rule()
+    norms: NormsParams = _rule()
 
 
 def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml",
@@ -181,7 +193,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     return _build(Params, raw, prefix="", source=source)
 
 
-GRIDS = ("study", "sweep", "placement")  # The pipelines whose cells stages/cell.py trains.
+GRIDS = ("study", "sweep", "placement", "norms")  # The pipelines whose cells stages/cell.py trains.
 MAX_CELLS = 1000  # Per grid: about 50 CPU-hours at the study's setting; more is a slip of the keyboard.
 
 
@@ -198,6 +210,9 @@ def check_grid(params: Params, grid: str, source: str = "params.yaml") -> None:
     elif grid == "placement":
         check_placement(params.placement, params.study, source)
         count = len(params.placement.variants) * len(params.placement.seeds)
+    elif grid == "norms":
+        check_norms(params, source)
+        count = len(params.norms.variants) * len(params.norms.learning_rates) * len(params.norms.seeds)
     else:
         raise ValueError(f"unknown grid {grid!r}; expected one of {GRIDS}")
     if count > MAX_CELLS:
@@ -220,6 +235,26 @@ def check_sweep(sweep: SweepParams, study: StudyParams, train, source: str = "pa
             f"{source}: sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants "
             f"does not: the sweep's point at the study's rate ({train.learning_rate:g}) comes from the "
             f"study; add {', '.join(absent)} to study.variants")
+
+
+def check_norms(params: Params, source: str = "params.yaml") -> None:
+    """A norms cell trains like a study or sweep cell and only records more: one with the same
+    setting and seed would train that cell twice, and the two would not be independent seeds."""
+    norms, taken = params.norms, {}
+    for seed in params.study.seeds:
+        taken[(params.train.optimizer, params.train.learning_rate, seed)] = "study.seeds"
+    for optimizer in OPTIMIZERS:
+        for rate in getattr(params.sweep, optimizer).learning_rates:
+            for seed in params.sweep.seeds:
+                taken[(optimizer, rate, seed)] = "sweep.seeds"
+    for seed in params.placement.seeds:
+        taken[(params.train.optimizer, params.train.learning_rate, seed)] = "placement.seeds"
+    clashes = sorted({(seed, taken[(norms.optimizer, rate, seed)]) for rate in norms.learning_rates
+                      for seed in norms.seeds if (norms.optimizer, rate, seed) in taken})
+    if clashes:
+        seed, where = clashes[0]
+        raise ParamsError(f"{source}: norms.seeds lists {seed}, which {where} already trains at one of "
+                          f"norms.learning_rates with {norms.optimizer}; choose seeds no other grid uses")
 
 
 def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int,
