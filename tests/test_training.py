@@ -142,11 +142,12 @@ class PaperMeasureAtFirstStep(keras.callbacks.Callback):
 
 
 @pytest.mark.float32
-@pytest.mark.parametrize("optimizer, learning_rate", [("adam", 1e-3), ("sgd", 0.05)])
-def test_probe_measures_the_batch_and_update_of_the_next_step(tmp_path, optimizer, learning_rate):
+@pytest.mark.parametrize("optimizer, learning_rate, weight_norms", [("adam", 1e-3, True), ("sgd", 0.05, False)])
+def test_probe_measures_the_batch_and_update_of_the_next_step(tmp_path, optimizer, learning_rate, weight_norms):
     """The probe's loss is Keras' loss of the step that follows, dropout masks included, at every
-    probed step; its step sizes are multiples of the learning rate; and its per-layer step is the
-    one the optimizer takes."""
+    probed step; its step sizes are multiples of the learning rate; its per-layer step is the
+    one the optimizer takes; and, where asked (the norms grid), its per-layer weight norm is that
+    of the weights the step starts from, and elsewhere there is no such column."""
     # 180 images in batches of 50: 50, 50, 50 and a short 30 per epoch. Probing every 3rd step
     # meets the short batch (step 3) and the second epoch's third batch (step 6).
     train, test = split(180, 1), split(100, 2)
@@ -156,7 +157,7 @@ def test_probe_measures_the_batch_and_update_of_the_next_step(tmp_path, optimize
     seed_everything(5, train_params.deterministic)
     model = build_model(PARAMS.model, "before", pixel_statistics(train.images, "global"))
     orders = epoch_orders(len(train.labels), train_params.epochs, 5)
-    probe = LandscapeProbe(train, orders, landscape, train_params)
+    probe = LandscapeProbe(train, orders, landscape, train_params, weight_norms=weight_norms)
     first = orders[0, :50]
     paper = PaperMeasureAtFirstStep(train.images[first], train.labels[first].astype(np.int32),
                                     [0.5 * learning_rate, 2.0 * learning_rate])
@@ -183,6 +184,10 @@ def test_probe_measures_the_batch_and_update_of_the_next_step(tmp_path, optimize
             # The step is the optimizer's function of the gradient; its norm (a sum of squares)
             # does not cancel, so the gradient's tolerance carries over.
             assert record[f"effective_step/{layer}"] == pytest.approx(moved / size, rel=gradient_rtol), layer
+            if weight_norms:
+                terms = sum(b.size for b, name in zip(before, layers) if name == layer)
+                assert record[f"weight_norm/{layer}"] == pytest.approx(size, rel=kernels_rtol(terms)), layer
+        assert any(key.startswith("weight_norm/") for key in record) == weight_norms
     # The paper's measures: losses along -g as forward passes; gradient changes (and beta, their
     # ratio to the step) are differences of two gradients, whose rounding is relative to the
     # gradient, not to the change: condition |g| / |change|, from the record itself.
