@@ -337,6 +337,35 @@ def frozen_block() -> str:
     return "\n".join(lines)
 
 
+def norms_block() -> str:
+    """docs/why.md: the convolution kernels' norm growth and effective steps per variant and Adam
+    rate, from reports/norms/metrics.json (the norms grid: weight norms recorded by the probe)."""
+    from stages.lib.norms import mean_over_seeds, verdicts
+    from stages.lib.params import read_params
+    path = ROOT / "reports" / "norms" / "metrics.json"
+    if not path.is_file():
+        return "No norms cells in a report yet: run `dvc repro norms/dvc.yaml`."
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["| rate | bn | seeds | test accuracy | conv ‖w‖ growth | conv effective step, start → last epoch | vs `none` at the end | head ‖w‖ growth |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rate, variants in summary.items():
+        reference = mean_over_seeds(variants["none"], "conv", "effective_step_end") if "none" in variants else None
+        for variant, entry in variants.items():
+            end = mean_over_seeds(entry, "conv", "effective_step_end")
+            start = mean_over_seeds(entry, "conv", "effective_step_start")
+            growth = mean_over_seeds(entry, "conv", "norm_growth")
+            head = mean_over_seeds(entry, "head", "norm_growth")
+            accuracy = sum(seed["test_accuracy"] for seed in entry.values()) / len(entry)
+            if end is None:  # Every seed diverged.
+                lines.append(f"| {rate} | {variant} | {len(entry)} | {accuracy:.4f} | diverged | – | – | – |")
+                continue
+            versus = f"{end / reference:.2f}×" if reference else "–"
+            lines.append(f"| {rate} | {variant} | {len(entry)} | {accuracy:.4f} | ×{growth:.2f} | "
+                         f"{start:.3g} → {end:.3g} | {versus} | ×{head:.2f} |")
+    optimizer = read_params(ROOT / "params.yaml").norms.optimizer
+    return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary, optimizer))])
+
+
 def main_run_block() -> str:
     """docs/results.md: the main run's scores (reports/metrics.json) and where it ran (the
     environment that reports/report.md lists from the run's record)."""
@@ -363,6 +392,7 @@ BLOCKS = {  # name -> (file, renderer)
     "study-results": (ROOT / "docs" / "results.md", study_block),
     "sweep-results": (ROOT / "docs" / "why.md", sweep_block),
     "frozen-results": (ROOT / "docs" / "why.md", frozen_block),
+    "norms-results": (ROOT / "docs" / "why.md", norms_block),
 }
 
 
