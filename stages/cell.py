@@ -1,6 +1,7 @@
-"""Stage `cell` (study/dvc.yaml, sweep/dvc.yaml, placement/dvc.yaml, norms/dvc.yaml): one cell of
-the BN study, the learning-rate sweep, the placement study or the weight-norm grid, trained with
-landscape probes unless --no-probes (a norms cell's probes record each layer's weight norm too).
+"""Stage `cell` (study/, sweep/, placement/, norms/ and head/dvc.yaml): one cell of the BN study,
+the learning-rate sweep, the placement study, the weight-norm grid or the head intervention,
+trained with landscape probes unless --no-probes (a norms cell's probes record each layer's weight
+norm too).
 
 Trains exactly as `train` does (stages/lib/experiment.py), scores the model as `evaluate` does,
 and keeps one small JSON record: the run record (settings, per-epoch history, probes, timings,
@@ -19,10 +20,10 @@ from stages.lib.cli import stage_main
 from stages.lib.errors import ParamsError
 from stages.lib.guard import Snapshot
 from stages.lib.cifar import load_prepared
-from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, Params, TrainParams, check_grid,
-                               load_params, train_with_overrides)
+from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, RATE_GRIDS, Params, TrainParams,
+                               check_grid, load_params, train_with_overrides)
 
-OVERRIDABLE = ("optimizer", "learning_rate")  # The sweep's axes, and the norms grid's.
+OVERRIDABLE = ("optimizer", "learning_rate")  # The axes of the grids in RATE_GRIDS.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="instead of train.optimizer")
     parser.add_argument("--learning-rate", type=float, help="instead of train.learning_rate")
+    parser.add_argument("--head-input-rms", type=float,
+                        help="instead of model.head_input_rms (the head grid's intervention)")
     # The placement study needs accuracies only. Probes never change training (a test checks this
     # bit for bit), so cells with and without them pool; leaving them out saves their time.
     parser.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
@@ -45,7 +48,10 @@ def check_cell(params: Params, args: argparse.Namespace) -> None:
     """The grid passes its rules, and this cell is one of its cells."""
     check_grid(params, args.grid)
     swept = [f"--{name.replace('_', '-')}" for name in OVERRIDABLE if getattr(args, name) is not None]
-    if args.grid in ("sweep", "norms"):
+    if (args.head_input_rms is not None) != (args.grid == "head"):
+        raise ParamsError("--head-input-rms is the head grid's, and a head cell needs it; cells run "
+                          f"through DVC: `dvc repro {args.grid}/dvc.yaml`")
+    if args.grid in RATE_GRIDS:
         if len(swept) != len(OVERRIDABLE):
             raise ParamsError(f"a {args.grid} cell needs --optimizer and --learning-rate (its point of "
                               f"the grid); cells run through DVC: `dvc repro {args.grid}/dvc.yaml`")
@@ -53,12 +59,16 @@ def check_cell(params: Params, args: argparse.Namespace) -> None:
             part, seeds = getattr(params.sweep, args.optimizer), params.sweep.seeds
             listed = f"sweep.{args.optimizer}.variants x learning_rates x sweep.seeds"
         else:
-            part, seeds = params.norms, params.norms.seeds
-            listed = "norms.variants x learning_rates x seeds, with norms.optimizer"
+            part = getattr(params, args.grid)
+            seeds, listed = part.seeds, f"{args.grid}.variants x learning_rates x seeds"
+            settings = {"optimizer": part.optimizer,
+                        **({"head_input_rms": part.head_input_rms} if args.grid == "head" else {})}
+            for name, value in settings.items():
+                if getattr(args, name) != value:
+                    raise ParamsError(f"--{name.replace('_', '-')} {getattr(args, name)} is not "
+                                      f"{args.grid}.{name} ({value}); cells run through DVC: "
+                                      f"`dvc repro {args.grid}/dvc.yaml`")
         cells = {(bn, seed, rate) for bn in part.variants for seed in seeds for rate in part.learning_rates}
-        if args.grid == "norms" and args.optimizer != params.norms.optimizer:
-            raise ParamsError(f"--optimizer {args.optimizer} is not norms.optimizer ({params.norms.optimizer}); "
-                              f"cells run through DVC: `dvc repro norms/dvc.yaml`")
         this = (args.bn, args.seed, args.learning_rate)
     else:
         if swept:
@@ -106,9 +116,11 @@ def main(argv=None) -> None:
     from stages.lib.evaluation import evaluate
     from stages.lib.experiment import train_variant
 
+    model_params = params.model if args.head_input_rms is None else \
+        dataclasses.replace(params.model, head_input_rms=args.head_input_rms)
     with tempfile.TemporaryDirectory(prefix="bnlab-cell-") as scratch:
         with Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
-            model, record, probe = train_variant(params.model, train_params, args.bn, args.seed,
+            model, record, probe = train_variant(model_params, train_params, args.bn, args.seed,
                                                  statistics, train, test,
                                                  params.landscape if args.probes else None, live,
                                                  weight_norms=args.grid == "norms")

@@ -9,6 +9,7 @@ import pytest
 from conftest import tensorflow_only
 from float32 import assert_kernels_agree, batch_norm_condition, gradient_sums, network_sums, sum_error
 from stages.lib.model import (batch_norm_layers, build_model, channel_moments, data_dependent_init,
+                               scale_head_input,
                                non_trainable_count)
 from stages.lib.params import read_params
 
@@ -179,3 +180,38 @@ def test_bfloat16_convolution_blocks_keep_float32_weights_activations_and_softma
     probabilities = model(np.zeros((2, 32, 32, 3), "uint8"), training=False)
     assert probabilities.dtype == "float32"
     np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.float32
+@pytest.mark.parametrize("bn", ["before", "none", "frozen"])
+def test_the_head_input_scale_hands_the_head_features_of_the_set_rms(bn):
+    """model.head_input_rms: one constant after Flatten, set on the first batch so that the dense
+    head's input has that RMS with BN normalizing by the batch (dropout off), in every variant; it
+    adds no weight, changes no initial weight, and leaves BN's moving averages where they were."""
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3)).astype("uint8")
+    keras.utils.set_random_seed(1)
+    plain = build_model(MODEL, bn, STATISTICS)
+    keras.utils.set_random_seed(1)
+    model = build_model(dataclasses.replace(MODEL, head_input_rms=0.3), bn, STATISTICS)
+    assert kinds(model) == [*kinds(plain)[:-3], "Rescaling", *kinds(plain)[-3:]]
+    assert model.count_params() == plain.count_params()
+    untouched = [w.numpy() for w in model.weights]
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(untouched, plain.weights))
+    found = scale_head_input(model, pixels, 0.3)
+    assert all(np.array_equal(w.numpy(), before) for w, before in zip(model.weights, untouched))
+    # What the first Dense layer receives, as in training's first step but without dropout.
+    head_index = [layer.name for layer in model.layers].index("dense")
+    outputs = keras.ops.convert_to_tensor(pixels)
+    for layer in model.layers[:head_index]:
+        if not isinstance(layer, keras.layers.Dropout):
+            outputs = layer(outputs, training=isinstance(layer, keras.layers.BatchNormalization))
+    rms = float(np.sqrt(np.mean(keras.ops.convert_to_numpy(outputs).astype(np.float64) ** 2)))
+    assert rms == pytest.approx(0.3, rel=1e-5)
+    assert found["scale"] == pytest.approx(0.3 / found["rms_before"]) and found["target_rms"] == 0.3
+    # The record says how far the variant's own scale was from the target.
+    assert abs(found["rms_before"] - 0.3) > 0.01
+
+
+def test_without_a_head_input_scale_there_is_nothing_to_set():
+    with pytest.raises(ValueError, match="no head_scale layer: build it with head_input_rms > 0"):
+        scale_head_input(build_model(MODEL, "none", STATISTICS), np.zeros((2, 32, 32, 3), "uint8"), 0.3)

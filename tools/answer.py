@@ -328,6 +328,7 @@ def frozen_block() -> str:
             for path in sorted((ROOT / "reports" / "study" / "runs").glob("frozen-*.json"))]
     worst = [(max(layer["mean_gap_in_stds"] for layer in gap["layers"].values()),
               max(layer["log_variance_ratio"] for layer in gap["layers"].values())) for gap in gaps if gap]
+    lines += frozen_at_high_rate()
     if worst:
         lines += ["", f"At the freeze (step {gaps[0]['step']}), BN's moving averages were off from the "
                   f"training set's statistics by up to {max(m for m, _ in worst):.2f} standard deviations "
@@ -366,6 +367,58 @@ def norms_block() -> str:
     return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary, optimizer))])
 
 
+def head_block() -> str:
+    """docs/why.md: the SGD head intervention beside its sweep twins, from reports/head/metrics.json."""
+    from stages.lib.head import accuracy_text, verdicts
+    from stages.lib.params import read_params
+    path = ROOT / "reports" / "head" / "metrics.json"
+    if not path.is_file():
+        return "No head cells in a report yet: run `dvc repro head/dvc.yaml`."
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    head = read_params(ROOT / "params.yaml").head
+    lines = [f"| {head.optimizer} rate | bn | head input RMS at init | without (the sweep's twins) | "
+             f"with the head's input at RMS {head.head_input_rms:g} |", "|---|---|---|---|---|"]
+    for rate, variants in summary["with"].items():
+        for bn, entry in variants.items():
+            if bn != "comparisons":
+                lines.append(f"| {rate} | {bn} | {summary['paired'][rate][bn]['rms_before']:.2f} | "
+                             f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | {accuracy_text(entry)} |")
+    return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary, head))])
+
+
+def frozen_at_high_rate(rate: str = "0.01") -> list[str]:
+    """`frozen` at Adam 1e-2 over every seed trained there with these settings: the sweep's, and the
+    norms grid's (the same training; its probes record weight norms too), from the records."""
+    from stages.lib.study import compare_all, describe
+    runs: dict[str, list[float]] = {}
+    diverged: dict[str, int] = {}
+    for folder in ("sweep", "norms"):
+        for path in sorted((ROOT / "reports" / folder / "runs").glob(f"adam-{rate}-*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record["bn"] in ("before", "none", "rescaled", "frozen"):
+                if (record.get("landscape") or {}).get("diverged"):
+                    diverged[record["bn"]] = diverged.get(record["bn"], 0) + 1
+                else:
+                    runs.setdefault(record["bn"], []).append(record["metrics"]["test"]["accuracy"])
+    if len(runs.get("frozen", [])) < 3:
+        return []
+    variants = [bn for bn in ("none", "rescaled", "frozen", "before") if len(runs.get(bn, [])) >= 2]
+    pairs = {f"{c.first}_vs_{c.second}": c for c in compare_all({bn: runs[bn] for bn in variants})}
+    text = []
+    for first, second in (("frozen", "none"), ("frozen", "rescaled"), ("before", "frozen")):
+        pair = pairs.get(f"{first}_vs_{second}") or pairs.get(f"{second}_vs_{first}")
+        if pair is None:
+            continue
+        sign = 1 if pair.first == first else -1
+        low, high = sorted((sign * pair.ci_low, sign * pair.ci_high))
+        text.append(f"{first} − {second} {points(sign * pair.difference)} [{points(low)}, {points(high)}], "
+                    f"Holm p = {pair.p_holm:.2g}")
+    spread = ", ".join(f"{bn} {describe(runs[bn])['mean']:.4f} ± {describe(runs[bn])['std']:.4f} (n={len(runs[bn])}"
+                       + (f", {diverged[bn]} more diverged" if diverged.get(bn) else "") + ")" for bn in variants)
+    return ["", f"At Adam {rate}, every seed trained there (the sweep's and the norms grid's, same "
+            f"training): {spread}; {'; '.join(text)} (points, Welch 95% CI, Holm over the pairs of these variants)."]
+
+
 def main_run_block() -> str:
     """docs/results.md: the main run's scores (reports/metrics.json) and where it ran (the
     environment that reports/report.md lists from the run's record)."""
@@ -393,6 +446,7 @@ BLOCKS = {  # name -> (file, renderer)
     "sweep-results": (ROOT / "docs" / "why.md", sweep_block),
     "frozen-results": (ROOT / "docs" / "why.md", frozen_block),
     "norms-results": (ROOT / "docs" / "why.md", norms_block),
+    "head-results": (ROOT / "docs" / "why.md", head_block),
 }
 
 

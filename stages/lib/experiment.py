@@ -12,7 +12,8 @@ import keras
 
 from stages.lib.cifar import Split
 from stages.lib.landscape import LandscapeProbe
-from stages.lib.model import build_model, data_dependent_init, needs_data_init, variant_callbacks
+from stages.lib.model import (build_model, data_dependent_init, needs_data_init, scale_head_input,
+                              variant_callbacks)
 from stages.lib.params import LandscapeParams, ModelParams, TrainParams
 from stages.lib.backend import seed_everything
 from stages.lib.device import configure_device, environment
@@ -46,6 +47,12 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
               f"{moments['std_max_before']:.3g} -> {moments['std_min_after']:.6f} to "
               f"{moments['std_max_after']:.6f}, largest |mean| {moments['largest_abs_mean_before']:.3g} "
               f"-> {moments['largest_abs_mean_after']:.2g}", flush=True)
+    # The head's input scale (model.head_input_rms), after any rescaling of the convolutions.
+    head_input = scale_head_input(model, init_batch(train, orders, train_params),
+                                  model_params.head_input_rms) if model_params.head_input_rms else None
+    if head_input:
+        print(f"train: head input RMS on the first batch {head_input['rms_before']:.4g} -> "
+              f"{head_input['target_rms']:g} (scale {head_input['scale']:.4g})", flush=True)
     probe = LandscapeProbe(train, orders, landscape, train_params, weight_norms) if landscape else None
     # The variant's own callbacks first, so that the probe measures the step they prepared.
     during = variant_callbacks(model_params, bn, train.images)
@@ -57,6 +64,8 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
               **timings, "probe_seconds": round(probe.seconds, 3) if probe else 0.0,
               "history": history, "environment": numerics,
               "device_fallback": device_fallback}
+    if head_input:  # Only then: records of runs without the intervention keep their keys.
+        record["head_input"] = head_input
     for callback in during:  # What they found (bn=frozen: the statistics it froze).
         record[callback.record_key] = callback.summary
     return model, record, probe

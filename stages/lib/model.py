@@ -12,7 +12,9 @@
             once) and `before` (normalized throughout); same parameters as `before`
 
 then Dropout -> Flatten -> Dense -> Dropout -> Dense(10, softmax). The model takes raw uint8
-pixels; its first layer normalizes them with the training-set statistics from `normalize`.
+pixels; its first layer normalizes them with the training-set statistics from `normalize`. With
+`head_input_rms` > 0, a constant scale after Flatten (set by `scale_head_input` on the first
+training batch) hands the dense head features of that RMS in every variant.
 
 Four choices make it fast without changing what it computes (bench/train_speed.py measures them):
 - BatchNorm runs on TensorFlow's fused kernel (batch_norm.py; the Keras code on other backends).
@@ -56,6 +58,9 @@ def build_model(params: ModelParams, bn: str, statistics: dict,
             model.add(layer)
     model.add(keras.layers.Dropout(params.dropout_rate, name="dropout1"))
     model.add(keras.layers.Flatten(name="flatten"))
+    if params.head_input_rms > 0:
+        # A constant, not a weight: scale_head_input sets it once; nothing learns it.
+        model.add(keras.layers.Rescaling(1.0, name="head_scale"))
     model.add(keras.layers.Dense(params.dense_units, activation=params.activation, name="dense"))
     model.add(keras.layers.Dropout(params.dropout_rate, name="dropout2"))
     # Softmax in float32 even under a mixed-precision policy, so probabilities and the loss stay exact.
@@ -121,6 +126,33 @@ def data_dependent_init(model: keras.Model, images) -> dict[str, dict[str, float
                                       for name, value in _extremes(moments).items()}
         outputs = layer(outputs, training=False)
     return statistics
+
+
+def scale_head_input(model: keras.Model, images, target_rms: float) -> dict[str, float]:
+    """Set the `head_scale` constant so that the features entering the dense head have RMS
+    `target_rms` on `images` (one batch of raw pixels), and return the RMS before and the scale.
+
+    The features are computed as training computes them at its first step, BatchNorm normalizing
+    by the batch's statistics, but without dropout's random masks (off, as in inference), so the
+    initialization uses no randomness. BatchNorm updates its moving averages when it normalizes by
+    the batch: they are put back afterwards, so that training starts from the same state as
+    without the intervention.
+    """
+    saved = [variable.numpy() for variable in model.non_trainable_variables]
+    outputs = keras.ops.convert_to_tensor(images)
+    for layer in model.layers:
+        if layer.name == "head_scale":
+            break
+        if not isinstance(layer, keras.layers.Dropout):
+            outputs = layer(outputs, training=isinstance(layer, keras.layers.BatchNormalization))
+    else:
+        raise ValueError("the model has no head_scale layer: build it with head_input_rms > 0")
+    for variable, value in zip(model.non_trainable_variables, saved):
+        variable.assign(value)
+    features = keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")).astype(np.float64)
+    rms = float(np.sqrt(np.mean(features**2)))
+    layer.scale = target_rms / rms if rms > 0 else 1.0
+    return {"rms_before": rms, "scale": float(layer.scale), "target_rms": target_rms}
 
 
 def channel_moments(outputs) -> dict[str, np.ndarray]:

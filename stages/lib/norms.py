@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.errors import InputFileError
-from stages.lib.params import NormsParams
+from stages.lib.params import RateGridParams
 from stages.lib.records import fit_seconds
-from stages.lib.study_report import Cell, diverged, load_cell
+from stages.lib.study_report import Cell, diverged, load_grid
 
 # Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
 # norms report reads this folder.
@@ -29,7 +29,7 @@ PIPELINE = "norms/dvc.yaml"
 CONV_PREFIX = "conv"  # model.conv_block names the convolutions conv1, conv2, ...
 
 
-def grid(norms: NormsParams) -> Iterator[tuple[float, str, int]]:
+def grid(norms: RateGridParams) -> Iterator[tuple[float, str, int]]:
     for rate in norms.learning_rates:
         for bn in norms.variants:
             for seed in norms.seeds:
@@ -41,19 +41,14 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
 
 
-def collect(norms: NormsParams) -> tuple[list[Cell], list[str]]:
+def collect(norms: RateGridParams) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet)."""
     stages = {record_path(norms.optimizer, rate, bn, seed): (f"{PIPELINE}:cell@{bn}-{rate}-{seed}",
                                                             {"bn": bn, "seed": seed,
                                                              "optimizer": norms.optimizer,
                                                              "learning_rate": rate})
               for rate, bn, seed in grid(norms)}
-    missing = [stage for path, (stage, _) in stages.items() if not path.is_file()]
-    if len(missing) == len(stages):
-        raise InputFileError(f"no cell of the norms grid has run yet: run `dvc repro {PIPELINE}` "
-                             f"(or `dvc repro -s {PIPELINE}:<cell>` for some of them) first")
-    cells = [load_cell(path, PIPELINE, **expected) for path, (_, expected) in stages.items()
-             if path.is_file()]
+    cells, missing = load_grid(stages, "the norms grid")
     for cell, path in zip(cells, (p for p in stages if p.is_file())):
         if not cell.landscape or not any(name.startswith("weight_norm/") for name in cell.landscape):
             raise InputFileError(f"{path}: has no weight_norm columns in its probes (not a norms "
@@ -135,7 +130,7 @@ def verdicts(summary: dict, optimizer: str, reference: str = "none") -> list[str
     return lines
 
 
-def render_markdown(summary: dict, norms: NormsParams, cells: list[Cell], missing: list[str],
+def render_markdown(summary: dict, norms: RateGridParams, cells: list[Cell], missing: list[str],
                     environments: list[str]) -> str:
     seeds = sorted({cell.seed for cell in cells})
     lines = ["# Scale invariance, watched: weight norms and effective steps", "",

@@ -69,6 +69,10 @@ class ModelParams:
     bn_momentum: float = _rule(min=0, max=1)
     bn_epsilon: float = _rule(min=1e-12, max=1)
     bn_freeze_after_steps: int = _rule(min=0, max=10_000_000)
+    # 0: the dense head takes the flattened features as they come (the reference). x > 0: one
+    # constant, set at initialization, scales them to RMS x on the first training batch, in every
+    # variant alike (model.scale_head_input; the head grid's intervention, docs/why.md).
+    head_input_rms: float = _rule(min=0, max=100)
 
 
 @dataclass(frozen=True)
@@ -127,14 +131,21 @@ class PlacementParams:
 
 
 @dataclass(frozen=True)
-class NormsParams:
-    """Scale invariance, watched: every listed variant at a few rates of one optimizer, with each
-    layer's weight norm recorded over training (norms/dvc.yaml). Its own seeds, so that no cell
-    repeats a study or sweep cell (check_norms)."""
+class RateGridParams:
+    """A grid of cells at a few learning rates of one optimizer (norms, head): which variants, at
+    which seeds."""
     optimizer: str = _rule(choices=OPTIMIZERS)
     learning_rates: list[float] = _rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
     variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
     seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+
+
+@dataclass(frozen=True)
+class HeadParams(RateGridParams):
+    """The SGD head, tested: the listed variants with the dense head's input scaled to one RMS in
+    every variant (model.head_input_rms), head/dvc.yaml. The same seeds as the sweep's cells at
+    these rates pair each cell with one that differs only by the intervention."""
+    head_input_rms: float = _rule(min=1e-6, max=100)
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,10 @@ class Params:
     study: StudyParams = _rule()
     sweep: SweepParams = _rule()
     placement: PlacementParams = _rule()
-    norms: NormsParams = _rule()
+    # Scale invariance, watched: each layer's weight norm recorded over training (norms/dvc.yaml).
+    # Its own seeds, so that no cell repeats a study or sweep cell (check_norms).
+    norms: RateGridParams = _rule()
+    head: HeadParams = _rule()
 
 
 def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml",
@@ -193,7 +207,8 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     return _build(Params, raw, prefix="", source=source)
 
 
-GRIDS = ("study", "sweep", "placement", "norms")  # The pipelines whose cells stages/cell.py trains.
+GRIDS = ("study", "sweep", "placement", "norms", "head")
+RATE_GRIDS = ("sweep", "norms", "head")  # Grids whose cells set the optimizer and learning rate.  # The pipelines whose cells stages/cell.py trains.
 MAX_CELLS = 1000  # Per grid: about 50 CPU-hours at the study's setting; more is a slip of the keyboard.
 
 
@@ -213,6 +228,8 @@ def check_grid(params: Params, grid: str, source: str = "params.yaml") -> None:
     elif grid == "norms":
         check_norms(params, source)
         count = len(params.norms.variants) * len(params.norms.learning_rates) * len(params.norms.seeds)
+    elif grid == "head":
+        count = len(params.head.variants) * len(params.head.learning_rates) * len(params.head.seeds)
     else:
         raise ValueError(f"unknown grid {grid!r}; expected one of {GRIDS}")
     if count > MAX_CELLS:

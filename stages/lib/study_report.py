@@ -51,6 +51,20 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
                       for seed in seeds] for variant in variants}
 
 
+def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cell], list[str]]:
+    """The cells of a grid that have run ({record path: (DVC stage, expected settings)}), each
+    checked by load_cell, and the DVC stages of those that have not (yet): a grid is often run a
+    part at a time, on several machines, so its report shows where it stands."""
+    missing = [stage for path, (stage, _) in stages.items() if not path.is_file()]
+    if len(missing) == len(stages):
+        pipeline = next(iter(stages.values()))[0].split(":")[0]
+        raise InputFileError(f"no cell of {what} has run yet: run `dvc repro {pipeline}` "
+                             f"(or `dvc repro -s {pipeline}:<cell>` for some of them) first")
+    cells = [load_cell(path, stage.split(":")[0], **expected)
+             for path, (stage, expected) in stages.items() if path.is_file()]
+    return cells, missing
+
+
 def load_cell(path: Path, pipeline: str, **expected) -> Cell:
     """The record a `cell` stage of `pipeline` wrote at `path`, checked to be what its name says:
     each of `expected` (bn, seed, and for the sweep optimizer and learning_rate) as recorded, and

@@ -10,10 +10,9 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from stages.lib.errors import InputFileError
 from stages.lib.params import OPTIMIZERS, check_sweep
 from stages.lib.study import compare_all, describe
-from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_cell
+from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_grid
 
 # The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
 # then what the optimizer's real update Δ meets (study_report owns their names and digits).
@@ -60,13 +59,7 @@ def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str
                                                         "learning_rate": rate})
               for optimizer, rate, bn, seed in grid(sweep)}
     stages |= study_records(sweep, study, train, study_runs)
-    missing = [stage for path, (stage, _) in stages.items() if not path.is_file()]
-    if len(missing) == len(stages):
-        raise InputFileError("no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml` "
-                             "(or `dvc repro -s sweep/dvc.yaml:<cell>` for some of them) first")
-    cells = [load_cell(path, stage.split(":")[0], **expected)
-             for path, (stage, expected) in stages.items() if path.is_file()]
-    return cells, missing
+    return load_grid(stages, "the sweep")
 
 
 def summarize(runs: list[dict]) -> dict:

@@ -1,0 +1,158 @@
+"""The SGD head, tested: does BN train with plain SGD once the dense head sees the same input scale
+in every variant?
+
+With plain SGD, BN's nets diverge at rates where `none` still trains (the sweep). BN and `rescaled`
+hand the head features of RMS ~1.1 at initialization, `none` ~0.3, and an SGD step moves the head's
+outputs in proportion to the square of that scale. The head grid's cells (head/dvc.yaml) scale
+every variant's head input to one RMS (model.head_input_rms). Each has a twin in the sweep (same
+optimizer, rate, variant and seed) that differs only by the intervention, so the report shows the
+variants with it, without it, and the pairs' differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.params import HeadParams
+from stages.lib.study import describe
+from stages.lib.study_report import Cell, figure_run, load_cell, load_grid
+from stages.lib.sweep import record_path as sweep_record_path
+from stages.lib.sweep import summarize as summarize_grid
+
+# Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
+# head report reads this folder.
+RUNS = Path("reports/head/runs")
+PIPELINE = "head/dvc.yaml"
+
+
+def grid(head: HeadParams) -> Iterator[tuple[float, str, int]]:
+    for rate in head.learning_rates:
+        for bn in head.variants:
+            for seed in head.seeds:
+                yield rate, bn, seed
+
+
+def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
+    # As head/dvc.yaml names it: DVC writes a float as Python's str() does (0.1, 0.3).
+    return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
+
+
+def expected(head: HeadParams, rate: float, bn: str, seed: int) -> dict:
+    return {"bn": bn, "seed": seed, "optimizer": head.optimizer, "learning_rate": rate}
+
+
+def collect(head: HeadParams) -> tuple[list[Cell], list[str]]:
+    """The cells that have run, and the DVC stages of those that have not (yet)."""
+    return load_grid({record_path(head.optimizer, rate, bn, seed): (f"{PIPELINE}:cell@{bn}-{rate}-{seed}",
+                                                                   expected(head, rate, bn, seed))
+                      for rate, bn, seed in grid(head)}, "the head grid")
+
+
+def twins(head: HeadParams) -> list[Cell]:
+    """The sweep's cells at the head grid's points, where they have run: the same runs without
+    the intervention."""
+    found = []
+    for rate, bn, seed in grid(head):
+        path = sweep_record_path(head.optimizer, rate, bn, seed)
+        if path.is_file():
+            found.append(load_cell(path, "sweep/dvc.yaml", **expected(head, rate, bn, seed)))
+    return found
+
+
+def summarize(cells: list[Cell], without: list[Cell]) -> dict:
+    """{"with": ..., "without": ...} as the sweep summarizes its grid (accuracy per rate and
+    variant, diverged runs counted, Holm comparisons among the variants that never diverged), and
+    per rate and variant the head input's RMS before scaling and the paired differences (with −
+    without, test accuracy, over the seeds where neither diverged)."""
+    runs = {name: [figure_run(cell) for cell in group] for name, group in (("with", cells), ("without", without))}
+    summary = {name: summarize_grid(group).get(cells[0].run["train"]["optimizer"], {}) if group else {}
+               for name, group in runs.items()}
+    twin = {(r["learning_rate"], r["bn"], r["seed"]): r for r in runs["without"]}
+    paired: dict = {}
+    for run, cell in zip(runs["with"], cells):
+        entry = paired.setdefault(str(run["learning_rate"]), {}).setdefault(
+            run["bn"], {"differences": [], "rms_before": []})
+        entry["rms_before"].append(cell.run["head_input"]["rms_before"])
+        other = twin.get((run["learning_rate"], run["bn"], run["seed"]))
+        if other is not None and not run["diverged"] and not other["diverged"]:
+            entry["differences"].append(run["test_accuracy"] - other["test_accuracy"])
+    summary["paired"] = {rate: {bn: {"rms_before": float(np.mean(entry["rms_before"])),
+                                     "difference": describe(entry["differences"]) if entry["differences"] else None}
+                                for bn, entry in variants.items()}
+                         for rate, variants in paired.items()}
+    return summary
+
+
+def accuracy_text(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    text = f"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']})"
+    return text + (f", {entry['diverged']} of {entry['n']} diverged" if entry["diverged"] else "")
+
+
+def verdicts(summary: dict, head: HeadParams) -> list[str]:
+    """Per rate: how many of BN's runs diverged with the intervention and without it, and BN −
+    `none` with the intervention where both never diverged."""
+    lines = []
+    for rate, variants in summary["with"].items():
+        without = summary["without"].get(rate, {})
+        for bn in (variant for variant in variants if variant not in ("none", "comparisons")):
+            ran, before = variants[bn], without.get(bn)
+            text = (f"{head.optimizer} {rate}, bn={bn}: {ran['diverged']} of {ran['n']} runs diverged with the "
+                    f"head's input at RMS {head.head_input_rms:g}"
+                    + (f" ({before['diverged']} of {before['n']} without)" if before else ""))
+            pair = (variants.get("comparisons") or {}).get(f"{bn}_vs_none") \
+                or _flipped((variants.get("comparisons") or {}).get(f"none_vs_{bn}"))
+            if pair is not None:
+                text += (f"; {bn} − none {100 * pair['difference']:+.2f} points, 95% CI "
+                         f"[{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}], Holm p = {pair['p_holm']:.2g}")
+            lines.append(text)
+    return lines
+
+
+def _flipped(pair: dict | None) -> dict | None:
+    if pair is None:
+        return None
+    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
+
+
+def render_markdown(summary: dict, head: HeadParams, missing: list[str], environments: list[str],
+                    minutes: float) -> str:
+    lines = ["# The SGD head, tested: one input scale for the dense head in every variant", "",
+             f"Plain {head.optimizer} (momentum 0) at each rate below, every variant's dense-head input "
+             f"scaled to RMS {head.head_input_rms:g} by one constant set at initialization on the first "
+             "training batch (`model.head_input_rms`), seeds "
+             f"{', '.join(map(str, head.seeds))}. *Without*: the sweep's cells at the same rate, variant and "
+             "seed (its seeds only), which differ only by that constant. Test accuracy, mean ± std over "
+             "seeds; a diverged run (loss non-finite, or ending above where it began) scores chance and is "
+             "counted, not compared.", ""]
+    if missing:
+        lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro {PIPELINE}`): "
+                  + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
+    lines += ["| rate | bn | head input RMS before scaling | without | with | with − without (paired, points) |",
+              "|---|---|---|---|---|---|"]
+    for rate, variants in summary["with"].items():
+        for bn, entry in variants.items():
+            if bn == "comparisons":
+                continue
+            paired = summary["paired"][rate][bn]
+            difference = paired["difference"]
+            shift = "–" if difference is None else \
+                f"{100 * difference['mean']:+.2f} ± {100 * difference['std']:.2f} (n={difference['n']})"
+            lines.append(f"| {rate} | {bn} | {paired['rms_before']:.3f} | "
+                         f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | {accuracy_text(entry)} | {shift} |")
+    lines += ["", "With the intervention, differences in test accuracy (points), Welch 95% CI, Holm-adjusted p "
+              "over the pairs at each rate (variants with two seeds or more and no diverged run), and the "
+              "smallest difference these seeds could detect (80% power):", "",
+              "| rate | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
+    lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+              f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
+              + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
+              for rate, variants in summary["with"].items() for pair, c in variants.get("comparisons", {}).items()]
+    lines += ["", "In short:", "", *(f"- {line}" for line in verdicts(summary, head)), "",
+              "## Where the cells ran", "", *(f"- {line}" for line in environments),
+              f"- fit time of the cells (sum of their epochs, probes included): {minutes:.1f} min", ""]
+    return "\n".join(lines)
