@@ -11,15 +11,14 @@ variants with it, without it, and the pairs' differences.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from stages.lib.params import HeadParams
 from stages.lib.study import describe
-from stages.lib.study_report import Cell, figure_run, load_cell, load_grid
-from stages.lib.sweep import record_path as sweep_record_path
+from stages.lib.study_report import Cell, figure_run, load_cell, incomplete, load_grid, rate_grid_cells, rate_record
+from stages.lib.sweep import RUNS as SWEEP_RUNS
 from stages.lib.sweep import summarize as summarize_grid
 
 # Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
@@ -28,38 +27,21 @@ RUNS = Path("reports/head/runs")
 PIPELINE = "head/dvc.yaml"
 
 
-def grid(head: HeadParams) -> Iterator[tuple[float, str, int]]:
-    for rate in head.learning_rates:
-        for bn in head.variants:
-            for seed in head.seeds:
-                yield rate, bn, seed
-
-
 def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
-    # As head/dvc.yaml names it: DVC writes a float as Python's str() does (0.1, 0.3).
-    return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
-
-
-def expected(head: HeadParams, rate: float, bn: str, seed: int) -> dict:
-    return {"bn": bn, "seed": seed, "optimizer": head.optimizer, "learning_rate": rate}
+    return rate_record(RUNS, optimizer, rate, bn, seed)
 
 
 def collect(head: HeadParams) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet)."""
-    return load_grid({record_path(head.optimizer, rate, bn, seed): (f"{PIPELINE}:cell@{bn}-{rate}-{seed}",
-                                                                   expected(head, rate, bn, seed))
-                      for rate, bn, seed in grid(head)}, "the head grid")
+    return load_grid(rate_grid_cells(head, RUNS, PIPELINE), "the head grid")
 
 
 def twins(head: HeadParams) -> list[Cell]:
     """The sweep's cells at the head grid's points, where they have run: the same runs without
     the intervention."""
-    found = []
-    for rate, bn, seed in grid(head):
-        path = sweep_record_path(head.optimizer, rate, bn, seed)
-        if path.is_file():
-            found.append(load_cell(path, "sweep/dvc.yaml", **expected(head, rate, bn, seed)))
-    return found
+    return [load_cell(path, "sweep/dvc.yaml", **expected)
+            for path, (_, expected) in rate_grid_cells(head, SWEEP_RUNS, "sweep/dvc.yaml").items()
+            if path.is_file()]
 
 
 def summarize(cells: list[Cell], without: list[Cell]) -> dict:
@@ -129,9 +111,7 @@ def render_markdown(summary: dict, head: HeadParams, missing: list[str], environ
              "seed (its seeds only), which differ only by that constant. Test accuracy, mean ± std over "
              "seeds; a diverged run (loss non-finite, or ending above where it began) scores chance and is "
              "counted, not compared.", ""]
-    if missing:
-        lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro {PIPELINE}`): "
-                  + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
+    lines += incomplete(missing, PIPELINE)
     lines += ["| rate | bn | head input RMS before scaling | without | with | with − without (paired, points) |",
               "|---|---|---|---|---|---|"]
     for rate, variants in summary["with"].items():

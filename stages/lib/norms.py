@@ -12,7 +12,6 @@ and learning rate, and writes the report's table.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from stages.lib.errors import InputFileError
 from stages.lib.params import RateGridParams
 from stages.lib.records import fit_seconds
-from stages.lib.study_report import Cell, diverged, load_grid
+from stages.lib.study_report import Cell, diverged, incomplete, load_grid, rate_grid_cells, rate_record
 
 # Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
 # norms report reads this folder.
@@ -29,28 +28,16 @@ PIPELINE = "norms/dvc.yaml"
 CONV_PREFIX = "conv"  # model.conv_block names the convolutions conv1, conv2, ...
 
 
-def grid(norms: RateGridParams) -> Iterator[tuple[float, str, int]]:
-    for rate in norms.learning_rates:
-        for bn in norms.variants:
-            for seed in norms.seeds:
-                yield rate, bn, seed
-
-
 def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
-    # As norms/dvc.yaml names it: DVC writes a float as Python's str() does (0.001, 0.01).
-    return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
+    return rate_record(RUNS, optimizer, rate, bn, seed)
 
 
 def collect(norms: RateGridParams) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet)."""
-    stages = {record_path(norms.optimizer, rate, bn, seed): (f"{PIPELINE}:cell@{bn}-{rate}-{seed}",
-                                                            {"bn": bn, "seed": seed,
-                                                             "optimizer": norms.optimizer,
-                                                             "learning_rate": rate})
-              for rate, bn, seed in grid(norms)}
-    cells, missing = load_grid(stages, "the norms grid")
-    for cell, path in zip(cells, (p for p in stages if p.is_file())):
+    cells, missing = load_grid(rate_grid_cells(norms, RUNS, PIPELINE), "the norms grid")
+    for cell in cells:
         if not cell.landscape or not any(name.startswith("weight_norm/") for name in cell.landscape):
+            path = record_path(norms.optimizer, cell.run["train"]["learning_rate"], cell.variant, cell.seed)
             raise InputFileError(f"{path}: has no weight_norm columns in its probes (not a norms "
                                  f"cell's record); delete it and run `dvc repro {PIPELINE}` again")
     return cells, missing
@@ -141,9 +128,7 @@ def render_markdown(summary: dict, norms: RateGridParams, cells: list[Cell], mis
              "them); *head*: the two dense layers. Effective step: ‖Δ‖ / ‖w‖ of the update Δ the "
              "optimizer applied. *start*: at step 0, before any update; *end*: median over the last "
              "epoch's probes. Mean over seeds; diverged runs are left out.", ""]
-    if missing:
-        lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro {PIPELINE}`): "
-                  + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
+    lines += incomplete(missing, PIPELINE)
     for rate, variants in summary.items():
         lines += [f"## {norms.optimizer}, learning rate {rate}", "",
                   "| bn | test accuracy | conv ‖w‖ start → end | growth | conv effective step start → end "

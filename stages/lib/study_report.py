@@ -51,6 +51,29 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
                       for seed in seeds] for variant in variants}
 
 
+def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
+    """A cell's record in a grid over learning rates (sweep, norms, head), as its dvc.yaml names it:
+    DVC writes a float as Python's str() does (0.0003, 1.0)."""
+    return runs / f"{optimizer}-{rate}-{bn}-{seed}.json"
+
+
+def rate_grid_cells(grid, runs: Path, pipeline: str) -> dict[Path, tuple[str, dict]]:
+    """{record path: (DVC stage, expected settings)} for every cell of a grid over one optimizer's
+    rates, variants and seeds (params.RateGridParams: norms, head), for load_grid."""
+    return {rate_record(runs, grid.optimizer, rate, bn, seed): (
+                f"{pipeline}:cell@{bn}-{rate}-{seed}",
+                {"bn": bn, "seed": seed, "optimizer": grid.optimizer, "learning_rate": rate})
+            for rate in grid.learning_rates for bn in grid.variants for seed in grid.seeds}
+
+
+def incomplete(missing: list[str], pipeline: str) -> list[str]:
+    """A grid report's line (and blank line) naming the cells that have not run, if any."""
+    if not missing:
+        return []
+    return [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro {pipeline}`): "
+            + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
+
+
 def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cell], list[str]]:
     """The cells of a grid that have run ({record path: (DVC stage, expected settings)}), each
     checked by load_cell, and the DVC stages of those that have not (yet): a grid is often run a

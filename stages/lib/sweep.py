@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stages.lib.params import OPTIMIZERS, check_sweep
 from stages.lib.study import compare_all, describe
-from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_grid
+from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_grid, rate_record
 
 # The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
 # then what the optimizer's real update Δ meets (study_report owns their names and digits).
@@ -36,8 +36,7 @@ def grid(sweep) -> Iterator[tuple[str, float, str, int]]:
 
 
 def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
-    # As sweep/dvc.yaml names it: DVC writes a float as Python's str() does (0.0003, 1.0).
-    return RUNS / f"{optimizer}-{rate}-{bn}-{seed}.json"
+    return rate_record(RUNS, optimizer, rate, bn, seed)
 
 
 def study_records(sweep, study, train, study_runs: Path) -> dict[Path, tuple[str, dict]]:
