@@ -65,16 +65,16 @@ def trajectories(cell: Cell) -> dict[str, np.ndarray]:
 def summarize_cell(cell: Cell) -> dict:
     """One cell's numbers: the norms at the first probe (before any update) and at the end, their
     ratio, and the effective step at the first probe and over the last epoch (median)."""
-    paths = trajectories(cell)
+    series = trajectories(cell)
     # The probes of the last epoch: those past (epochs - 1) / epochs of the last probed step (the
     # record keeps no steps per epoch; probes every 50 of 2,000 steps give steps 1,800 to 1,950).
     epochs = cell.run["train"]["epochs"]
-    window = paths["step"] > paths["step"][-1] * (epochs - 1) / epochs if epochs > 1 \
-        else np.ones(len(paths["step"]), dtype=bool)
+    window = series["step"] > series["step"][-1] * (epochs - 1) / epochs if epochs > 1 \
+        else np.ones(len(series["step"]), dtype=bool)
     summary = {"test_accuracy": cell.metrics["test"]["accuracy"],
                "train_accuracy": cell.metrics["train"]["accuracy"], "diverged": diverged(cell)}
     for group in ("conv", "head"):
-        norm, step = paths[f"{group}_norm"], paths[f"{group}_effective_step"]
+        norm, step = series[f"{group}_norm"], series[f"{group}_effective_step"]
         end_norm = float(np.median(norm[window]))
         summary[group] = {"norm_start": _rounded(norm[0]), "norm_end": _rounded(end_norm),
                           "norm_growth": _rounded(end_norm / norm[0]),
