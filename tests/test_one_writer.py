@@ -221,7 +221,7 @@ def _state(pid: int) -> str:
      "this cell (after, 0, 0.1) is not in the sweep grid (sweep.sgd.variants x learning_rates x "
      "sweep.seeds); cells run through DVC: `dvc repro sweep/dvc.yaml`"),
     ({}, ("--grid", "sweep", "--bn", "before", "--seed", "0", "--optimizer", "sgd"),
-     "a sweep cell needs --optimizer and --learning-rate (its point of the sweep); cells run "
+     "a sweep cell needs --optimizer and --learning-rate (its point of the grid); cells run "
      "through DVC: `dvc repro sweep/dvc.yaml`"),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "0", "--learning-rate", "0.01"),
      "--learning-rate belongs to the sweep's cells; a study cell trains at params.yaml's train settings"),
