@@ -33,7 +33,8 @@ from stages.lib.params import ModelParams
 RECORDS_PER_FILE = 40
 SETTINGS = {
     "model": {"filters": [8, 16], "kernel_size": 5, "activation": "relu", "dense_units": 32,
-              "dropout_rate": 0.1, "bn_momentum": 0.8, "bn_epsilon": 0.01, "bn_freeze_after_steps": 200},
+              "dropout_rate": 0.1, "bn_momentum": 0.8, "bn_epsilon": 0.01, "bn_freeze_after_steps": 200,
+              "head_input_rms": 0},
     "train": {"epochs": 3, "batch_size": 25, "optimizer": "adam", "learning_rate": 0.003,
               "deterministic": True, "precision": "float32"},
     "landscape": {"enabled": False, "every_steps": 8, "step_sizes": [2.0]},  # One cheap probe per run.
