@@ -22,6 +22,7 @@ from pathlib import Path
 import scipy.stats
 
 from stages.lib.params import BN_PLACEMENTS
+from stages.lib.study_report import oriented
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -90,17 +91,22 @@ def readme_answer() -> str:
     sgd_verdict = ("no detectable gain" if all(pair["ci_low"] <= 0 <= pair["ci_high"] for _, pair in sgd)
                    else "a gain at some rates")
     share = oriented(comparisons, "rescaled", "none")["difference"] / before["difference"]
-    frozen_sentence = ""
+    why = [f"*Where the gain appears:* with Adam, at every learning rate ("
+           + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in adam)
+           + f" points, `before` − `none`); with plain SGD, {sgd_verdict} ("
+           + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd) + ").",
+           f"*Where the net starts:* rescaling the net once at the start, without BN (`rescaled`), "
+           f"recovers {share:.0%} of BN's gain at 1e-3: {'less' if share < 0.5 else 'more'} than half."]
     if oriented(comparisons, "frozen", "none") is not None:
         frozen, against = oriented(comparisons, "frozen", "none"), oriented(comparisons, "before", "frozen")
         relation = ("no detectable difference from" if against["ci_low"] <= 0 <= against["ci_high"] else
                     "less than" if against["ci_low"] > 0 else "more than")
-        frozen_sentence = (f"; BN that stops normalizing by the batch after the first epoch (`frozen`) "
-                           f"gains {points(frozen['difference'])} points over `none` ({interval(frozen)}), "
-                           f"{relation} `before` (before − frozen {points(against['difference'])}, "
-                           f"{interval(against)})"
-                           + (": what BN does after the first epoch adds nothing detectable"
-                              if relation.startswith("no detectable") else ""))
+        why.append(f"*Normalizing during training:* BN that stops normalizing by the batch after the "
+                   f"first epoch (`frozen`) gains {points(frozen['difference'])} points over `none` "
+                   f"({interval(frozen)}), {relation} `before` (before − frozen "
+                   f"{points(against['difference'])}, {interval(against)})"
+                   + (": the first epoch of normalizing is enough." if relation.startswith("no detectable") else "."))
+    why += [line for line in (norms_sentence(), head_sentence()) if line]
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
         "float32), test accuracy:",
@@ -113,13 +119,8 @@ def readme_answer() -> str:
         f"- **Before or after the activation?** {placement_answer(placement)} "
         f"({rows['before']['n']} seeds of `before`, {rows['after']['n']} of `after`; "
         "[reports/placement/placement.md](reports/placement/placement.md)).",
-        "- **Why?** With Adam, BN's gain over `none` at each learning rate ("
-        + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in adam)
-        + f" points, `before`); with plain SGD, {sgd_verdict} ("
-        + ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in sgd)
-        + f"). Rescaling the net once at the start, without BN (`rescaled`), recovers {share:.0%} "
-        f"of BN's gain at 1e-3: where the net starts explains {'less' if share < 0.5 else 'more'} than "
-        f"half of it{frozen_sentence} ([docs/why.md](docs/why.md)).",
+        "- **Why?** ([docs/why.md](docs/why.md))",
+        *(f"  - {line}" for line in why),
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
         "",
@@ -128,12 +129,67 @@ def readme_answer() -> str:
     return "\n".join(lines)
 
 
+def norms_sentence() -> str:
+    """Scale invariance, from the norms grid: BN's kernel growth and end-of-training effective step
+    against `none`'s, at each rate (reports/norms/metrics.json); empty before that report exists."""
+    from stages.lib.norms import mean_over_seeds
+    path = ROOT / "reports" / "norms" / "metrics.json"
+    if not path.is_file():
+        return ""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    found, holds = [], []
+    for rate, variants in summary.items():
+        if not {"before", "none"} <= set(variants):
+            continue
+        growth = {bn: mean_over_seeds(variants[bn], "conv", "norm_growth") for bn in ("before", "none")}
+        step = {bn: mean_over_seeds(variants[bn], "conv", "effective_step_end") for bn in ("before", "none")}
+        if None in growth.values() or None in step.values():
+            continue
+        ratio = step["before"] / step["none"]
+        found.append(f"at Adam {rate} ×{growth['before']:.2f} against `none`'s ×{growth['none']:.2f}, "
+                     f"ending with {ratio:.2f}× its effective step")
+        holds.append((rate, growth["before"] > growth["none"] and ratio < 1))
+    if not found:
+        return ""
+    seeds = len(next(iter(next(iter(summary.values())).values())))
+    verdict = ("holds at every rate" if all(ok for _, ok in holds) else "holds at no rate" if not any(ok for _, ok in holds)
+               else "holds at " + ", ".join(rate for rate, ok in holds if ok) + ", not at "
+               + ", ".join(rate for rate, ok in holds if not ok))
+    return (f"*Scale invariance:* BN's convolution kernels grow {'; '.join(found)} ({seeds} seed"
+            f"{'s' if seeds > 1 else ''} per variant): the prediction that BN's kernels outgrow "
+            f"`none`'s and so take smaller relative steps {verdict}.")
+
+
+def head_sentence() -> str:
+    """The SGD head intervention, from reports/head/metrics.json; empty before that report exists."""
+    path = ROOT / "reports" / "head" / "metrics.json"
+    if not path.is_file():
+        return ""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    parts = []
+    for rate, variants in summary["with"].items():
+        entry, twin = variants.get("before"), summary["without"].get(rate, {}).get("before")
+        if entry is None:
+            continue
+        text = f"at SGD {rate} `before` diverged in {entry['diverged']} of {entry['n']} runs"
+        if twin is not None:
+            text += f" ({twin['diverged']} of {twin['n']} without)"
+        pair = oriented(variants.get("comparisons") or {}, "before", "none")
+        if pair is not None:
+            text += f", `before` − `none` {points(pair['difference'])} points ({interval(pair)})"
+        parts.append(text)
+    if not parts:
+        return ""
+    return ("*The SGD head:* with every variant's dense-head input scaled to one RMS at the start, "
+            + "; ".join(parts) + ".")
+
+
 def provenance() -> list[str]:
     """Per machine, the cells' count, dates and code versions, from their records. Records made
     before runs recorded their date and commit say neither; for those, the date they were
     committed to git."""
     groups: dict[tuple, list[tuple[str, str]]] = {}
-    for folder in ("study", "placement", "sweep"):
+    for folder in ("study", "placement", "sweep", "norms", "head"):
         for path in sorted((ROOT / "reports" / folder / "runs").glob("*.json")):
             environment = json.loads(path.read_text(encoding="utf-8")).get("environment", {})
             recorded = "date" in environment
@@ -288,17 +344,6 @@ def sweep_block() -> str:
               f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}, "
               "with no accuracy gain."]
     return "\n".join(lines)
-
-
-def oriented(comparisons: dict, first: str, second: str) -> dict | None:
-    """A report's comparison of two variants as first − second, whichever order it names them in
-    (each report names a pair once, in its variants' order); None if it did not compare them."""
-    if f"{first}_vs_{second}" in comparisons:
-        return comparisons[f"{first}_vs_{second}"]
-    if f"{second}_vs_{first}" not in comparisons:
-        return None
-    pair = comparisons[f"{second}_vs_{first}"]
-    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
 
 def frozen_block() -> str:

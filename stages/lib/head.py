@@ -17,7 +17,8 @@ import numpy as np
 
 from stages.lib.params import HeadParams
 from stages.lib.study import describe
-from stages.lib.study_report import Cell, figure_run, load_cell, incomplete, load_grid, rate_grid_cells, rate_record
+from stages.lib.study_report import (Cell, figure_run, incomplete, load_cell, load_grid, oriented,
+                                     rate_grid_cells, rate_record)
 from stages.lib.sweep import RUNS as SWEEP_RUNS
 from stages.lib.sweep import summarize as summarize_grid
 
@@ -86,19 +87,12 @@ def verdicts(summary: dict, head: HeadParams) -> list[str]:
             text = (f"{head.optimizer} {rate}, bn={bn}: {ran['diverged']} of {ran['n']} runs diverged with the "
                     f"head's input at RMS {head.head_input_rms:g}"
                     + (f" ({before['diverged']} of {before['n']} without)" if before else ""))
-            pair = (variants.get("comparisons") or {}).get(f"{bn}_vs_none") \
-                or _flipped((variants.get("comparisons") or {}).get(f"none_vs_{bn}"))
+            pair = oriented(variants.get("comparisons") or {}, bn, "none")
             if pair is not None:
                 text += (f"; {bn} − none {100 * pair['difference']:+.2f} points, 95% CI "
                          f"[{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}], Holm p = {pair['p_holm']:.2g}")
             lines.append(text)
     return lines
-
-
-def _flipped(pair: dict | None) -> dict | None:
-    if pair is None:
-        return None
-    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
 
 def render_markdown(summary: dict, head: HeadParams, missing: list[str], environments: list[str],

@@ -51,6 +51,17 @@ def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list
                       for seed in seeds] for variant in variants}
 
 
+def oriented(comparisons: dict, first: str, second: str) -> dict | None:
+    """A report's comparison of two variants as first − second, whichever order it names them in
+    (each report names a pair once, in its variants' order); None if it did not compare them."""
+    if f"{first}_vs_{second}" in comparisons:
+        return comparisons[f"{first}_vs_{second}"]
+    if f"{second}_vs_{first}" not in comparisons:
+        return None
+    pair = comparisons[f"{second}_vs_{first}"]
+    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
+
+
 def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
     """A cell's record in a grid over learning rates (sweep, norms, head), as its dvc.yaml names it:
     DVC writes a float as Python's str() does (0.0003, 1.0)."""
