@@ -386,8 +386,7 @@ def frozen_block() -> str:
 def norms_block() -> str:
     """docs/why.md: the convolution kernels' norm growth and effective steps per variant and Adam
     rate, from reports/norms/metrics.json (the norms grid: weight norms recorded by the probe)."""
-    from stages.lib.norms import mean_over_seeds, verdicts
-    from stages.lib.params import read_params
+    from stages.lib.norms import mean_over_seeds
     path = ROOT / "reports" / "norms" / "metrics.json"
     if not path.is_file():
         return "No norms cells in a report yet: run `dvc repro norms/dvc.yaml`."
@@ -408,8 +407,7 @@ def norms_block() -> str:
             versus = f"{end / reference:.2f}×" if reference else "–"
             lines.append(f"| {rate} | {variant} | {len(entry)} | {accuracy:.4f} | ×{growth:.2f} | "
                          f"{start:.3g} → {end:.3g} | {versus} | ×{head:.2f} |")
-    optimizer = read_params(ROOT / "params.yaml").norms.optimizer
-    return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary, optimizer))])
+    return "\n".join(lines)
 
 
 def head_block() -> str:
