@@ -146,18 +146,19 @@ def norms_sentence() -> str:
         if None in growth.values() or None in step.values():
             continue
         ratio = step["before"] / step["none"]
-        found.append(f"at Adam {rate} ×{growth['before']:.2f} against `none`'s ×{growth['none']:.2f}, "
-                     f"ending with {ratio:.2f}× its effective step")
+        found.append(f"×{growth['before']:.2f} at Adam {rate} (`none`: ×{growth['none']:.2f}), ending "
+                     f"with {ratio:.2f}× `none`'s effective step")
         holds.append((rate, growth["before"] > growth["none"] and ratio < 1))
     if not found:
         return ""
     seeds = len(next(iter(next(iter(summary.values())).values())))
-    verdict = ("holds at every rate" if all(ok for _, ok in holds) else "holds at no rate" if not any(ok for _, ok in holds)
-               else "holds at " + ", ".join(rate for rate, ok in holds if ok) + ", not at "
-               + ", ".join(rate for rate, ok in holds if not ok))
-    return (f"*Scale invariance:* BN's convolution kernels grow {'; '.join(found)} ({seeds} seed"
-            f"{'s' if seeds > 1 else ''} per variant): the prediction that BN's kernels outgrow "
-            f"`none`'s and so take smaller relative steps {verdict}.")
+    yes = [rate for rate, ok in holds if ok]
+    no = [rate for rate, ok in holds if not ok]
+    where = ("at every rate" if not no else "at no rate" if not yes
+             else f"at {', '.join(yes)}, not at {', '.join(no)}")
+    return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} "
+            f"({seeds} seed{'s' if seeds > 1 else ''} per variant): they outgrow `none`'s and take "
+            f"smaller relative steps {where}.")
 
 
 def head_sentence() -> str:
