@@ -92,6 +92,9 @@ def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path
     write_record(record_path("sgd", 0.3, "before", 0), "before", 0, 0.3, 0.7, rms=1.1)
     cells, missing = collect(settings.head)
     assert missing == ["head/dvc.yaml:cell@before-0.3-1"]
+    markdown = render_markdown(summarize(cells, twins(settings.head)), settings.head, missing, [], 1.0)
+    assert "No pair yet: no two variants at one rate have two seeds each" in markdown
+    assert "| rate | pair |" not in markdown
     write_record(sweep_record_path("sgd", 0.3, "before", 0), "before", 0, 0.1, 0.7)
     with pytest.raises(InputFileError, match=r"sgd-0.3-before-0.json: records learning_rate=0.1, not the "
                                         r"learning_rate=0.3 its name says"):
