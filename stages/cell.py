@@ -1,7 +1,7 @@
-"""Stage `cell` (study/, sweep/, placement/, norms/ and head/dvc.yaml): one cell of the BN study,
-the learning-rate sweep, the placement study, the weight-norm grid or the head intervention,
-trained with landscape probes unless --no-probes (a norms cell's probes record each layer's weight
-norm too).
+"""Stage `cell` (study/, sweep/, placement/, norms/, head/ and batch/dvc.yaml): one cell of the BN
+study, the learning-rate sweep, the placement study, the weight-norm grid, the head intervention or
+the batch-size grid, trained with landscape probes unless --no-probes (a norms cell's probes record
+each layer's weight norm too).
 
 Trains exactly as `train` does (stages/lib/experiment.py), scores the model as `evaluate` does,
 and keeps one small JSON record: the run record (settings, per-epoch history, probes, timings,
@@ -23,18 +23,23 @@ from stages.lib.cifar import load_prepared
 from stages.lib.params import (BN_PLACEMENTS, GRIDS, OPTIMIZERS, RATE_GRIDS, Params, TrainParams,
                                check_grid, load_params, train_with_overrides)
 
-OVERRIDABLE = ("optimizer", "learning_rate")  # The axes of the grids in RATE_GRIDS.
+# The train settings a grid's cells take from the command line (their point of the grid) instead
+# of params.yaml's train section; the other grids' cells train at params.yaml's train settings.
+OVERRIDES = {**{grid: ("optimizer", "learning_rate") for grid in RATE_GRIDS}, "batch": ("batch_size",)}
+OVERRIDABLE = ("optimizer", "learning_rate", "batch_size")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grid", choices=GRIDS, required=True,
-                        help="the grid of cells (study, sweep, placement or norms in params.yaml) this cell is in")
+                        help="the grid of cells (a section of params.yaml, a folder with its dvc.yaml) "
+                             "this cell is in")
     parser.add_argument("--bn", choices=BN_PLACEMENTS, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--record", type=Path, required=True, help="the JSON record to write")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="instead of train.optimizer")
     parser.add_argument("--learning-rate", type=float, help="instead of train.learning_rate")
+    parser.add_argument("--batch-size", type=int, help="instead of train.batch_size (the batch grid's axis)")
     parser.add_argument("--head-input-rms", type=float,
                         help="instead of model.head_input_rms (the head grid's intervention)")
     # The placement study needs accuracies only. Probes never change training (a test checks this
@@ -44,17 +49,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def flags(names) -> str:
+    return " and ".join(f"--{name.replace('_', '-')}" for name in names)
+
+
 def check_cell(params: Params, args: argparse.Namespace) -> None:
     """The grid passes its rules, and this cell is one of its cells."""
     check_grid(params, args.grid)
-    swept = [f"--{name.replace('_', '-')}" for name in OVERRIDABLE if getattr(args, name) is not None]
+    swept = [name for name in OVERRIDABLE if getattr(args, name) is not None]
+    needed = OVERRIDES.get(args.grid, ())
     if (args.head_input_rms is not None) != (args.grid == "head"):
         raise ParamsError("--head-input-rms is the head grid's, and a head cell needs it; cells run "
                           f"through DVC: `dvc repro {args.grid}/dvc.yaml`")
+    if set(needed) - set(swept):
+        raise ParamsError(f"a {args.grid} cell needs {flags(needed)} (its point of the grid); cells run "
+                          f"through DVC: `dvc repro {args.grid}/dvc.yaml`")
+    if extra := [name for name in swept if name not in needed]:
+        owners = ", ".join(grid for grid, names in OVERRIDES.items() if extra[0] in names)
+        raise ParamsError(f"{flags(extra[:1])} sets a point of another grid ({owners}); a {args.grid} cell "
+                          f"trains at params.yaml's train settings" + (f" but {flags(needed)}" if needed else ""))
     if args.grid in RATE_GRIDS:
-        if len(swept) != len(OVERRIDABLE):
-            raise ParamsError(f"a {args.grid} cell needs --optimizer and --learning-rate (its point of "
-                              f"the grid); cells run through DVC: `dvc repro {args.grid}/dvc.yaml`")
         if args.grid == "sweep":
             part, seeds = getattr(params.sweep, args.optimizer), params.sweep.seeds
             listed = f"sweep.{args.optimizer}.variants x learning_rates x sweep.seeds"
@@ -70,10 +84,12 @@ def check_cell(params: Params, args: argparse.Namespace) -> None:
                                       f"`dvc repro {args.grid}/dvc.yaml`")
         cells = {(bn, seed, rate) for bn in part.variants for seed in seeds for rate in part.learning_rates}
         this = (args.bn, args.seed, args.learning_rate)
+    elif args.grid == "batch":
+        batch = params.batch
+        cells = {(bn, seed, size) for bn in batch.variants for seed in batch.seeds for size in batch.batch_sizes}
+        this = (args.bn, args.seed, args.batch_size)
+        listed = "batch.variants x seeds x batch_sizes"
     else:
-        if swept:
-            raise ParamsError(f"{swept[0]} belongs to the sweep's cells; a {args.grid} cell trains at "
-                              f"params.yaml's train settings")
         grid = getattr(params, args.grid)
         cells = {(bn, seed) for bn in grid.variants for seed in grid.seeds}
         this = (args.bn, args.seed)

@@ -25,7 +25,7 @@ def params(rates=(0.1, 0.3), variants=("before", "none"), seeds=(0, 1, 2)):
 
 def cell_args(**overrides):
     values = {"grid": "head", "bn": "before", "seed": 0, "optimizer": "sgd", "learning_rate": 0.3,
-              "head_input_rms": 0.3}
+              "head_input_rms": 0.3, "batch_size": None}
     return argparse.Namespace(**{**values, **overrides})
 
 

@@ -39,7 +39,7 @@ def test_a_norms_cell_may_not_repeat_another_grids_cell(seeds, rates, message):
 
 def cell_args(**overrides):
     values = {"grid": "norms", "bn": "before", "seed": 35, "optimizer": "adam", "learning_rate": 0.01,
-              "head_input_rms": None}
+              "head_input_rms": None, "batch_size": None}
     return argparse.Namespace(**{**values, **overrides})
 
 

@@ -224,7 +224,19 @@ def _state(pid: int) -> str:
      "a sweep cell needs --optimizer and --learning-rate (its point of the grid); cells run "
      "through DVC: `dvc repro sweep/dvc.yaml`"),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "0", "--learning-rate", "0.01"),
-     "--learning-rate belongs to the sweep's cells; a study cell trains at params.yaml's train settings"),
+     "--learning-rate sets a point of another grid (sweep, norms, head); a study cell trains at "
+     "params.yaml's train settings"),
+    ({"batch": {"batch_sizes": [100]}},
+     ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "100", "--optimizer", "sgd"),
+     "--optimizer sets a point of another grid (sweep, norms, head); a batch cell trains at "
+     "params.yaml's train settings but --batch-size"),
+    ({"batch": {"batch_sizes": [100]}}, ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "250"),
+     "this cell (before, 0, 250) is not in the batch grid (batch.variants x seeds x batch_sizes); "
+     "cells run through DVC: `dvc repro batch/dvc.yaml`"),
+    ({"batch": {"batch_sizes": [50, 100]}},
+     ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "100"),
+     "params.yaml: batch.batch_sizes lists 50, the study's own batch size (train.batch_size): the "
+     "study's cells cover it; remove it from batch.batch_sizes"),
     ({"study": {"seeds": [0]}}, ("--grid", "study", "--bn", "before", "--seed", "0"),
      "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries"),
 ])

@@ -126,7 +126,7 @@ MISTAKES = {
     "empty url": ("data.url", "  ", "data.url = '  ' is not allowed; expected a non-empty string"),
     "unknown top-level key": ("sead", 0,
                               "unknown key sead; allowed keys in the top level: seed, bn, data, "
-                              "normalize, model, train, landscape, study, sweep, placement, norms, head"),
+                              "normalize, model, train, landscape, study, sweep, placement, norms, head, batch"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
                            "optimizer, learning_rate, deterministic, precision, device, tf32, "

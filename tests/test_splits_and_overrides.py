@@ -5,7 +5,8 @@ The test split is a copy of 40 training images whose labels are mostly wrong on 
 4th keeps its class, the others are shifted by 5. A model trained on the training split therefore
 scores about 1.0 on train and about 0.25 on test; one trained on the test split, validated or
 scored on the wrong split, shows a different number. A cell's command-line settings (--bn, --seed,
---optimizer, --learning-rate) must give bit for bit the run that the same values in params.yaml give.
+--optimizer, --learning-rate, --batch-size) must give bit for bit the run that the same values in
+params.yaml give.
 """
 
 import contextlib
@@ -209,3 +210,26 @@ def test_cell_settings_act_as_the_same_params_would(overridden):
     assert cell["metrics"] == json.loads((overridden["params"] / paths.METRICS).read_text())
     # Another seed, all else equal: another run.
     assert curves(seed_0)["fit/loss"] != curves(cell)["fit/loss"]
+
+
+@pytest.fixture(scope="module")
+def batch_sized(base) -> dict:
+    """A batch cell (--batch-size 40 over params.yaml's 25), and `train` + `evaluate` with batch
+    size 40 written in params.yaml; neither probes."""
+    by_params = copy_with_data(base, "batch_params", bn="after", seed=1, train={"epochs": 1, "batch_size": 40})
+    with contextlib.chdir(by_params):
+        train_stage.main([])
+        evaluate_stage.main([])
+    cells = copy_with_data(base, "batch_cells", batch={"batch_sizes": [40], "variants": ["after"], "seeds": [1]})
+    return {"params": by_params,
+            "cell": run_cell(cells, "--grid", "batch", "--bn", "after", "--seed", "1", "--batch-size", "40",
+                             "--no-probes")}
+
+
+def test_a_batch_cell_trains_as_the_same_batch_size_in_params_would(batch_sized):
+    cell, by_params = batch_sized["cell"], json.loads((batch_sized["params"] / paths.RUN_RECORD).read_text())
+    assert cell["train"]["batch_size"] == 40 and cell["train"]["optimizer"] == "adam"
+    assert int(saved_model(batch_sized["params"]).optimizer.iterations) == 5  # 200 images / 40.
+    assert {name: values for name, values in cell["history"].items() if name != "epoch_seconds"} == \
+        {name: values for name, values in by_params["history"].items() if name != "epoch_seconds"}
+    assert cell["metrics"] == json.loads((batch_sized["params"] / paths.METRICS).read_text())

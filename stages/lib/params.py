@@ -149,6 +149,16 @@ class HeadParams(RateGridParams):
 
 
 @dataclass(frozen=True)
+class BatchParams:
+    """The batch: the listed variants at other batch sizes than the study's (train.batch_size),
+    with everything else as the study trains (train.optimizer and train.learning_rate unchanged),
+    batch/dvc.yaml. At train.batch_size the report takes the study's cells (check_batch)."""
+    batch_sizes: list[int] = _rule(min=1, max=4096, non_empty=True, unique=True, max_items=10)
+    variants: list[str] = _rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = _rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = _rule(min=0, max=2**31 - 1)
     bn: str = _rule(choices=BN_PLACEMENTS)
@@ -164,6 +174,7 @@ class Params:
     # Its own seeds, so that no cell repeats a study or sweep cell (check_norms).
     norms: RateGridParams = _rule()
     head: HeadParams = _rule()
+    batch: BatchParams = _rule()
 
 
 def load_params(keys: typing.Iterable[str], path: str | Path = "params.yaml",
@@ -207,8 +218,8 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     return _build(Params, raw, prefix="", source=source)
 
 
-GRIDS = ("study", "sweep", "placement", "norms", "head")
-RATE_GRIDS = ("sweep", "norms", "head")  # Grids whose cells set the optimizer and learning rate.  # The pipelines whose cells stages/cell.py trains.
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch")  # The pipelines whose cells stages/cell.py trains.
+RATE_GRIDS = ("sweep", "norms", "head")  # Grids whose cells set the optimizer and learning rate.
 MAX_CELLS = 1000  # Per grid: about 50 CPU-hours at the study's setting; more is a slip of the keyboard.
 
 
@@ -230,6 +241,9 @@ def check_grid(params: Params, grid: str, source: str = "params.yaml") -> None:
         count = len(params.norms.variants) * len(params.norms.learning_rates) * len(params.norms.seeds)
     elif grid == "head":
         count = len(params.head.variants) * len(params.head.learning_rates) * len(params.head.seeds)
+    elif grid == "batch":
+        check_batch(params.batch, params.study, params.train, source)
+        count = len(params.batch.variants) * len(params.batch.batch_sizes) * len(params.batch.seeds)
     else:
         raise ValueError(f"unknown grid {grid!r}; expected one of {GRIDS}")
     if count > MAX_CELLS:
@@ -272,6 +286,20 @@ def check_norms(params: Params, source: str = "params.yaml") -> None:
         seed, where = clashes[0]
         raise ParamsError(f"{source}: norms.seeds lists {seed}, which {where} already trains at one of "
                           f"norms.learning_rates with {norms.optimizer}; choose seeds no other grid uses")
+
+
+def check_batch(batch: BatchParams, study: StudyParams, train, source: str = "params.yaml") -> None:
+    """At the study's own batch size the batch report takes the study's cells, as the sweep does at
+    the study's rate: the batch grid must not list that size (the same cells twice), and each of
+    its variants needs the study's cells there."""
+    if train.batch_size in batch.batch_sizes:
+        raise ParamsError(f"{source}: batch.batch_sizes lists {train.batch_size}, the study's own batch "
+                          f"size (train.batch_size): the study's cells cover it; remove it from batch.batch_sizes")
+    absent = [bn for bn in batch.variants if bn not in study.variants]
+    if absent:
+        raise ParamsError(f"{source}: batch.variants lists {', '.join(absent)}, which study.variants does "
+                          f"not: the batch report takes the study's cells at train.batch_size "
+                          f"({train.batch_size}); add {', '.join(absent)} to study.variants")
 
 
 def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int,
