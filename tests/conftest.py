@@ -152,6 +152,7 @@ def project(tmp_path, tiny_archive) -> Project:
                        normalize={"records_per_file": RECORDS_PER_FILE},
                        train={"epochs": 1, "batch_size": 50},
                        landscape={"every_steps": 2},
-                       study={"variants": ["before", "none"], "seeds": [0, 1]})
+                       study={"variants": ["before", "none"], "seeds": [0, 1]},
+                       batch={"batch_sizes": [25], "variants": ["before", "none"], "seeds": [0]})
     project.commit("project copy")
     return project

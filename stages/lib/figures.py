@@ -353,3 +353,36 @@ def weight_norms(runs: list[dict], path: Path) -> None:
     figure.suptitle("The three convolutions' kernels together: their norm and the effective step of "
                     "the update applied to them, at every probe", fontsize=9)
     save(figure, path)
+
+
+def accuracy_vs_batch_size(runs: list[dict], path: Path) -> None:
+    """Left: train (dashed) and test (solid) accuracy against batch size (log x), every seed a dot,
+    the mean over seeds a line, per variant. Right: the gap (train − test). Diverged runs are left
+    out (the report counts them). A run: {"bn", "batch_size", "seed", "diverged", "train_accuracy",
+    "test_accuracy"}."""
+    figure, (accuracy_axis, gap_axis) = plt.subplots(1, 2, figsize=(11, 4.4))
+    variants = _by([run for run in runs if not run["diverged"]], "bn")
+    for (variant, variant_runs), offset in zip(variants.items(), _seed_offsets(len(variants))):
+        color = variant_color(variant)
+        sizes = sorted({run["batch_size"] for run in variant_runs})
+        for axis, key, style in ((accuracy_axis, "train_accuracy", "--"), (accuracy_axis, "test_accuracy", "-"),
+                                 (gap_axis, "gap", "-")):
+            def value(run):
+                return run["train_accuracy"] - run["test_accuracy"] if key == "gap" else run[key]
+            means = [np.mean([value(r) for r in variant_runs if r["batch_size"] == size]) for size in sizes]
+            label = f"bn={variant}" + {"train_accuracy": ", train", "test_accuracy": ", test", "gap": ""}[key]
+            axis.plot(np.multiply(sizes, offset), means, style, color=color, alpha=0.8, label=label)
+            axis.scatter([r["batch_size"] * offset for r in variant_runs], [value(r) for r in variant_runs],
+                         color=color, s=12, zorder=3)
+    accuracy_axis.set(ylabel="accuracy (inference mode)", title="train (dashed) and test (solid) accuracy")
+    gap_axis.set(ylabel="train − test accuracy", title="generalization gap")
+    sizes = {run["batch_size"] for run in runs}
+    for axis in (accuracy_axis, gap_axis):
+        axis.set(xscale="log", xlabel="batch size (log scale)")
+        axis.set_xticks(sorted(sizes), [str(size) for size in sorted(sizes)])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle("Dots: seeds; lines: means over seeds. Variants are shifted slightly along x so that "
+                    "their dots do not overlap", fontsize=9)
+    save(figure, path)

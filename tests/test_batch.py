@@ -1,0 +1,140 @@
+"""The batch grid: which cells it allows, its report (the study's cells at train.batch_size, BN's
+gain split into fitting and the gap) from hand-made records, and the real pipeline on tiny data."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.cell import check_cell
+from stages.lib.batch import collect, record_path, render_markdown, summarize, verdicts
+from stages.lib.errors import InputFileError, ParamsError
+from stages.lib.params import parse_params
+from stages.lib.paths import STUDY_RUNS
+
+COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+
+
+def params(sizes=(50, 1000), variants=("before", "none"), seeds=(0, 1, 2), study_seeds=(0, 1, 2, 3, 4)):
+    return parse_params({**COMMITTED, "batch": {"batch_sizes": list(sizes), "variants": list(variants),
+                                                "seeds": list(seeds)},
+                         "study": {"variants": ["before", "after", "none"], "seeds": list(study_seeds)}})
+
+
+def cell_args(**overrides):
+    values = {"grid": "batch", "bn": "before", "seed": 0, "batch_size": 50, "optimizer": None,
+              "learning_rate": None, "head_input_rms": None}
+    return argparse.Namespace(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": None}, r"a batch cell needs --batch-size \(its point of the grid\)"),
+    ({"batch_size": 250}, r"this cell \(before, 0, 250\) is not in the batch grid"),
+    ({"bn": "after"}, r"this cell \(after, 0, 50\) is not in the batch grid"),
+    ({"learning_rate": 0.01}, r"--learning-rate sets a point of another grid \(sweep, norms, head\)"),
+    ({"grid": "study"}, r"--batch-size sets a point of another grid \(batch\); a study cell trains"),
+])
+def test_a_cell_outside_the_batch_grid_is_refused(overrides, message):
+    with pytest.raises(ParamsError, match=message):
+        check_cell(params(), cell_args(**overrides))
+    check_cell(params(), cell_args())
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({"batch_sizes": [50, 250]}, r"batch.batch_sizes lists 250, the study's own batch size"),
+    ({"variants": ["before", "frozen"]}, r"batch.variants lists frozen, which study.variants does not"),
+])
+def test_the_batch_grid_takes_the_studys_cells_at_its_batch_size(batch, message):
+    settings = params()
+    raw = {**COMMITTED, "study": {"variants": ["before", "after", "none"], "seeds": [0, 1]},
+           "batch": {"batch_sizes": [50], "variants": ["before"], "seeds": [0], **batch}}
+    with pytest.raises(ParamsError, match=message):
+        check_cell(parse_params(raw), cell_args())
+    assert settings.batch.batch_sizes == [50, 1000]
+
+
+def write_record(path, bn, seed, batch_size, train, test, diverged=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"bn": bn, "seed": seed,
+              "train": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": batch_size, "epochs": 10},
+              "metrics": {"test": {"accuracy": test, "loss": 1.0}, "train": {"accuracy": train, "loss": 0.9}},
+              "history": {"fit/loss": [2.0, float("nan") if diverged else 1.0]}, "probes": None,
+              "fit_seconds": 30.0, "environment": {"device": "CPU"}}
+    path.write_text(json.dumps(record))
+
+
+def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = params(sizes=(50,), study_seeds=(0, 1, 2))
+    # Batch 50: `before` fits 4 points better than `none` and generalizes 1 point worse (gap +1).
+    for seed, (train, test) in enumerate([(0.80, 0.74), (0.82, 0.75), (0.81, 0.73)]):
+        write_record(record_path(50, "before", seed), "before", seed, 50, train + 0.04, test + 0.03)
+        write_record(record_path(50, "none", seed), "none", seed, 50, train, test)
+    # Batch 250, the study's cells: `none` diverged once.
+    for seed in range(3):
+        write_record(STUDY_RUNS / f"before-{seed}.json", "before", seed, 250, 0.85, 0.76 + seed / 100)
+        write_record(STUDY_RUNS / f"none-{seed}.json", "none", seed, 250, 0.80, 0.73, diverged=seed == 2)
+    cells, missing = collect(settings.batch, settings.study, settings.train)
+    assert missing == [] and len(cells) == 12
+    summary = summarize(cells)
+    assert list(summary) == ["50", "250"]
+    split = summary["50"]["split"]["before"]
+    assert split["test_accuracy"]["difference"] == pytest.approx(0.03)
+    assert split["train_accuracy"]["difference"] == pytest.approx(0.04)
+    assert split["gap"]["difference"] == pytest.approx(0.01)
+    assert summary["50"]["before"]["gap"]["mean"] == pytest.approx(0.08)
+    # A diverged run is counted and kept out of the means and of every comparison.
+    assert summary["250"]["none"]["diverged"] == 1 and summary["250"]["none"]["test_accuracy"]["n"] == 2
+    assert "comparisons" not in summary["250"] and "split" not in summary["250"]
+    pair = summary["50"]["comparisons"]["before_vs_none"]
+
+    def interval(name):
+        return f"[{100 * split[name]['ci_low']:+.2f}, {100 * split[name]['ci_high']:+.2f}]"
+
+    assert verdicts(summary) == [
+        f"batch 50, before − none: test accuracy +3.00 {interval('test_accuracy')} points (Holm p = "
+        f"{pair['p_holm']:.2g}); train accuracy (fitting) +4.00 {interval('train_accuracy')}, gap +1.00 "
+        f"{interval('gap')}",
+        "batch 250, bn=before: 0 of 3 runs diverged (none: 1); not compared"]
+    markdown = render_markdown(summary, settings.batch, settings.study, settings.train, missing, ["12 cells: CPU"], 6.0)
+    assert "| 50 | before | 3 | 0.8500 ± 0.0100 | 0.7700 ± 0.0100 | 0.0800 ± 0.0100 |" in markdown
+    assert "| 250 | none | 3 (1 diverged) | 0.8000 ± 0.0000 | 0.7300 ± 0.0000 | 0.0700 ± 0.0000 |" in markdown
+    assert "| 50 | before − none | +3.00 |" in markdown and "Incomplete" not in markdown
+    assert "| 50 | before | +3.00 [" in markdown
+
+
+def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = params(sizes=(1000,), variants=("before",), seeds=(0, 1), study_seeds=(0, 1))
+    for seed in (0, 1):
+        write_record(STUDY_RUNS / f"before-{seed}.json", "before", seed, 250, 0.85, 0.76)
+    write_record(record_path(1000, "before", 0), "before", 0, 1000, 0.8, 0.7)
+    cells, missing = collect(settings.batch, settings.study, settings.train)
+    assert missing == ["batch/dvc.yaml:cell@before-1000-1"]
+    markdown = render_markdown(summarize(cells), settings.batch, settings.study, settings.train, missing, [], 1.0)
+    assert "cells have not run yet** (`dvc repro batch/dvc.yaml`): `batch/dvc.yaml:cell@before-1000-1`" in markdown
+    assert "No pair yet" in markdown
+    write_record(record_path(1000, "before", 1), "before", 1, 250, 0.8, 0.7)
+    with pytest.raises(InputFileError, match=r"1000-before-1.json: records batch_size=250, not the "
+                                             r"batch_size=1000 its name says"):
+        collect(settings.batch, settings.study, settings.train)
+
+
+@pytest.mark.dvc
+def test_batch_pipeline_trains_at_its_batch_size_and_reports_beside_the_study(project):
+    from test_pipeline import stages_run
+
+    ran = stages_run(project.dvc("repro", "batch/dvc.yaml").stdout)
+    # The report reads the study's records at train.batch_size: DVC trains the study's cells first.
+    assert sorted(s for s in ran if "@" in s) == ["batch/dvc.yaml:cell@before-25-0", "batch/dvc.yaml:cell@none-25-0",
+                                                  "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1",
+                                                  "study/dvc.yaml:cell@none-0", "study/dvc.yaml:cell@none-1"]
+    assert "batch/dvc.yaml:report" in ran
+    record = json.loads((project.root / "reports/batch/runs/25-before-0.json").read_text())
+    assert record["train"]["batch_size"] == 25 and record["probes"] is None
+    summary = json.loads((project.root / "reports/batch/metrics.json").read_text())
+    assert list(summary) == ["25", "50"] and summary["50"]["before"]["n"] == 2 and summary["25"]["none"]["n"] == 1
+    assert (project.root / "reports/batch/figures/accuracy_vs_batch_size.png").stat().st_size > 0
+    assert "| 25 | before | 1 |" in (project.root / "reports/batch/batch.md").read_text()
