@@ -455,20 +455,12 @@ def head_block() -> str:
 def batch_block() -> str:
     """docs/why.md: train and test accuracy and the gap per batch size and variant, and BN's gain
     split into fitting and the gap, from reports/batch/metrics.json."""
-    from stages.lib.batch import described, verdicts
+    from stages.lib.batch import variant_table, verdicts
     path = ROOT / "reports" / "batch" / "metrics.json"
     if not path.is_file():
         return "No batch cells in a report yet: run `dvc repro batch/dvc.yaml`."
     summary = json.loads(path.read_text(encoding="utf-8"))
-    lines = ["| batch size | bn | seeds | train accuracy | test accuracy | gap (train − test) |",
-             "|---|---|---|---|---|---|"]
-    for size, entry in summary.items():
-        for bn, cell in entry.items():
-            if bn not in ("comparisons", "split"):
-                seeds = f"{cell['n']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
-                lines.append(f"| {size} | {bn} | {seeds} | " + " | ".join(
-                    described(cell, name) for name in ("train_accuracy", "test_accuracy", "gap")) + " |")
-    return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary))])
+    return "\n".join([*variant_table(summary), "", *(f"- {line}" for line in verdicts(summary))])
 
 
 def frozen_at_high_rate(rate: str = "0.01") -> list[str]:
