@@ -59,8 +59,9 @@ def values(cell: Cell) -> dict[str, float]:
 
 
 def _difference(first: list[float], second: list[float]) -> dict:
-    c = welch("first", first, "second", second)
-    return {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high}
+    """mean(first) − mean(second) with its Welch 95% CI (one measure of two variants' seeds)."""
+    comparison = welch("first", first, "second", second)
+    return {"difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high}
 
 
 def summarize(cells: list[Cell]) -> dict:
