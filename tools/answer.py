@@ -106,7 +106,7 @@ def readme_answer() -> str:
                    f"({interval(frozen)}), {relation} `before` (before − frozen "
                    f"{points(against['difference'])}, {interval(against)})"
                    + (": the first epoch of normalizing is enough." if relation.startswith("no detectable") else "."))
-    why += [line for line in (norms_sentence(), head_sentence()) if line]
+    why += [line for line in (norms_sentence(), head_sentence(), batch_sentence()) if line]
     lines = [
         "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
         "float32), test accuracy:",
@@ -185,12 +185,34 @@ def head_sentence() -> str:
             + "; ".join(parts) + ".")
 
 
+def batch_sentence() -> str:
+    """BN's gain at each batch size, split into fitting and the gap (reports/batch/metrics.json);
+    empty before that report compares `before` with `none` at a batch size other than the study's."""
+    path = ROOT / "reports" / "batch" / "metrics.json"
+    if not path.is_file():
+        return ""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    split = {size: entry["split"]["before"] for size, entry in summary.items()
+             if "before" in entry.get("split", {})}
+    if len(split) < 2:
+        return ""
+    sizes = list(split)
+
+    def listed(name: str) -> str:
+        return ", ".join(f"{points(split[size][name]['difference'])} ({interval(split[size][name])})"
+                         for size in sizes)
+
+    return (f"*The batch:* `before` − `none` at batch {', '.join(sizes)}: test accuracy {listed('test_accuracy')} "
+            f"points; of it, train accuracy (fitting) {listed('train_accuracy')}, and the gap changes by "
+            f"{listed('gap')}.")
+
+
 def provenance() -> list[str]:
     """Per machine, the cells' count, dates and code versions, from their records. Records made
     before runs recorded their date and commit say neither; for those, the date they were
     committed to git."""
     groups: dict[tuple, list[tuple[str, str]]] = {}
-    for folder in ("study", "placement", "sweep", "norms", "head"):
+    for folder in ("study", "placement", "sweep", "norms", "head", "batch"):
         for path in sorted((ROOT / "reports" / folder / "runs").glob("*.json")):
             environment = json.loads(path.read_text(encoding="utf-8")).get("environment", {})
             recorded = "date" in environment
@@ -430,6 +452,17 @@ def head_block() -> str:
     return "\n".join(lines + ["", *(f"- {line}" for line in verdicts(summary, head))])
 
 
+def batch_block() -> str:
+    """docs/why.md: train and test accuracy and the gap per batch size and variant, and BN's gain
+    split into fitting and the gap, from reports/batch/metrics.json."""
+    from stages.lib.batch import variant_table, verdicts
+    path = ROOT / "reports" / "batch" / "metrics.json"
+    if not path.is_file():
+        return "No batch cells in a report yet: run `dvc repro batch/dvc.yaml`."
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return "\n".join([*variant_table(summary), "", *(f"- {line}" for line in verdicts(summary))])
+
+
 def frozen_at_high_rate(rate: str = "0.01") -> list[str]:
     """`frozen` at Adam 1e-2 over every seed trained there with these settings: the sweep's, and the
     norms grid's (the same training; its probes record weight norms too), from the records."""
@@ -491,6 +524,7 @@ BLOCKS = {  # name -> (file, renderer)
     "frozen-results": (ROOT / "docs" / "why.md", frozen_block),
     "norms-results": (ROOT / "docs" / "why.md", norms_block),
     "head-results": (ROOT / "docs" / "why.md", head_block),
+    "batch-results": (ROOT / "docs" / "why.md", batch_block),
 }
 
 

@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from stages.lib.cli import raise_if_terminated
+
 TEMP_MARK = ".partial"
 
 
@@ -35,6 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     with _temporary(path) as temp:
         yield temp
         os.chmod(temp, 0o666 & ~_current_umask())  # Created 0600; outputs are shared.
+        raise_if_terminated()  # A SIGTERM whose exception C code swallowed: publish nothing.
         os.replace(temp, path)
 
 
@@ -76,6 +79,7 @@ def temporary_folder(path: str | Path) -> Iterator[Path]:
 def replace_folder(source: Path, target: Path) -> None:
     """Move folder `source` to `target`, replacing any folder there. A rename cannot replace a
     folder that has files, so the old one is renamed aside first and then deleted."""
+    raise_if_terminated()  # A SIGTERM whose exception C code swallowed: publish nothing.
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)  # A folder set aside by a replacement that was killed halfway.
     if target.exists():

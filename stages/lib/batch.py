@@ -14,8 +14,8 @@ from pathlib import Path
 
 from stages.lib.params import BatchParams, StudyParams, check_batch
 from stages.lib.paths import STUDY_RUNS
-from stages.lib.study import compare_all, describe, welch
-from stages.lib.study_report import Cell, diverged, incomplete, load_grid
+from stages.lib.study import describe, welch
+from stages.lib.study_report import Cell, diverged, holm_pairs, incomplete, load_grid, oriented, pairs_table
 
 # Kept here, not in paths.py: paths.py is code every training cell depends on, and only the
 # batch report reads this folder.
@@ -59,8 +59,9 @@ def values(cell: Cell) -> dict[str, float]:
 
 
 def _difference(first: list[float], second: list[float]) -> dict:
-    c = welch("first", first, "second", second)
-    return {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high}
+    """mean(first) − mean(second) with its Welch 95% CI (one measure of two variants' seeds)."""
+    comparison = welch("first", first, "second", second)
+    return {"difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high}
 
 
 def summarize(cells: list[Cell]) -> dict:
@@ -81,10 +82,7 @@ def summarize(cells: list[Cell]) -> dict:
         comparable = {bn: [values(cell) for cell in runs] for bn, runs in variants.items()
                       if len(runs) >= 2 and not entry[bn]["diverged"]}
         if len(comparable) > 1:
-            entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
-                "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_holm": c.p_holm,
-                "minimum_detectable": c.minimum_detectable}
-                for c in compare_all({bn: [v["test_accuracy"] for v in runs] for bn, runs in comparable.items()})}
+            entry["comparisons"] = holm_pairs({bn: [v["test_accuracy"] for v in runs] for bn, runs in comparable.items()})
         if REFERENCE in comparable:
             entry["split"] = {bn: {name: _difference([v[name] for v in runs], [v[name] for v in comparable[REFERENCE]])
                                    for name in MEASURES}
@@ -104,6 +102,18 @@ def described(entry: dict, name: str) -> str:
     return "–" if measure is None else f"{measure['mean']:.4f} ± {measure['std']:.4f}"
 
 
+def variant_table(summary: dict) -> list[str]:
+    """Per batch size and variant: seeds (and how many diverged), train and test accuracy, gap."""
+    lines = ["| batch size | bn | seeds | train accuracy | test accuracy | gap (train − test) |",
+             "|---|---|---|---|---|---|"]
+    for size, entry in summary.items():
+        for bn, cell in entry.items():
+            if bn not in ("comparisons", "split"):
+                seeds = f"{cell['n']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
+                lines.append(f"| {size} | {bn} | {seeds} | " + " | ".join(described(cell, name) for name in MEASURES) + " |")
+    return lines
+
+
 def verdicts(summary: dict) -> list[str]:
     """Per batch size and BN variant: its test gain over `none` (Holm p over that batch size's
     pairs), and the parts from fitting and from the gap; or how many runs diverged."""
@@ -115,8 +125,7 @@ def verdicts(summary: dict) -> list[str]:
                              f"diverged ({REFERENCE}: {entry.get(REFERENCE, {}).get('diverged', 0)}); not compared")
                 continue
             split = entry.get("split", {}).get(bn)
-            pair = entry.get("comparisons", {}).get(f"{bn}_vs_{REFERENCE}") or \
-                entry.get("comparisons", {}).get(f"{REFERENCE}_vs_{bn}")
+            pair = oriented(entry.get("comparisons", {}), bn, REFERENCE)
             if split is None or pair is None:
                 continue
             lines.append(f"batch {size}, {bn} − {REFERENCE}: test accuracy {points(split['test_accuracy'])} "
@@ -134,26 +143,9 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
              "on each whole split in inference mode (no dropout, BN's moving averages); gap = train − test. "
              "Mean ± std over the seeds that did not diverge (a non-finite training loss).", ""]
     lines += incomplete(missing, PIPELINE)
-    lines += ["| batch size | bn | seeds | train accuracy | test accuracy | gap (train − test) |",
-              "|---|---|---|---|---|---|"]
-    for size, entry in summary.items():
-        for bn, cell in entry.items():
-            if bn in ("comparisons", "split"):
-                continue
-            seeds = f"{cell['n']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
-            lines.append(f"| {size} | {bn} | {seeds} | " + " | ".join(described(cell, name) for name in MEASURES) + " |")
-    lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs at each "
-              "batch size (variants with two seeds or more and no diverged run), and the smallest difference "
-              "these seeds could detect (80% power):", ""]
+    lines += variant_table(summary)
     compared = [(size, pair, c) for size, entry in summary.items() for pair, c in entry.get("comparisons", {}).items()]
-    if not compared:
-        lines.append("No pair yet: no two variants at one batch size have two seeds each without a diverged run.")
-    else:
-        lines += ["| batch size | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
-    lines += [f"| {size} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
-              f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-              + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-              for size, pair, c in compared]
+    lines += ["", *pairs_table(compared, "batch size")]
     split = [(size, bn, parts) for size, entry in summary.items() for bn, parts in entry.get("split", {}).items()]
     if split:
         lines += ["", f"Each BN variant's gain over `{REFERENCE}`, split: test gain = train-accuracy gain (fitting) "

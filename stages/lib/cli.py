@@ -5,7 +5,12 @@ One line (`name: error: ...`, exit 1) for
 - an OSError that carries an errno: the operating system refused a read or write (disk full,
   read-only or missing directory, file too large), which the user fixes outside the code;
 - Ctrl-C (exit 130), and SIGTERM (exit 143), which unwinds the same way: temporary files and
-  folders are removed and no output is replaced.
+  folders are removed and no output is replaced. The SIGTERM handler raises its exception in
+  whatever Python code runs at that moment, and that may be a callback from C code that prints the
+  exception and carries on (protobuf's, inside a TensorFlow call, does). So the first SIGTERM is
+  also remembered: training checks for it after every epoch, publishing an output before its
+  rename, and the stage when it returns (raise_if_terminated), and a stage stopped that way says
+  so in the same one line, without the swallowed traceback.
 Every other exception, in our code or inside Keras/TensorFlow, keeps its full traceback.
 
 A stage also stops when the process that started it dies. DVC starts each stage as its child and
@@ -65,7 +70,9 @@ def stage_main(name: str):
         def run(*args, **kwargs):
             try:
                 with _terminate_like_interrupt(), _stop_when_orphaned():
-                    return main(*args, **kwargs)
+                    result = main(*args, **kwargs)
+                    raise_if_terminated()
+                    return result
             except BnlabError as error:
                 fail(name, str(error))
             except OSError as error:
@@ -86,24 +93,55 @@ def stage_main(name: str):
     return decorate
 
 
+# Set by a stage's first SIGTERM, cleared when a stage starts and ends (tests run many in one process).
+_terminated = threading.Event()
+
+
 class _terminate_like_interrupt:
-    """While a stage runs, SIGTERM raises Terminated (instead of ending the process on the spot)."""
+    """While a stage runs, SIGTERM raises Terminated (instead of ending the process on the spot),
+    and a Terminated that C code catches and prints is not printed: raise_if_terminated raises it
+    again where the stage can unwind."""
 
     def __enter__(self):
+        _terminated.clear()
         # Signal handlers belong to the main thread; a stage called from another thread (never
         # the case under DVC) keeps the handler it has.
         self.previous = (signal.signal(signal.SIGTERM, _raise_terminated)
                          if threading.current_thread() is threading.main_thread() else None)
+        self.hooks = sys.excepthook, sys.unraisablehook
+        sys.excepthook = functools.partial(_quiet_when_terminated, self.hooks[0])
+        sys.unraisablehook = functools.partial(_quiet_unraisable_when_terminated, self.hooks[1])
 
     def __exit__(self, *exc_info):
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+        sys.excepthook, sys.unraisablehook = self.hooks
+        _terminated.clear()
 
 
-def _raise_terminated(signum, frame) -> NoReturn:
+def _raise_terminated(signum, frame) -> None:
     # Once: a second SIGTERM must not interrupt the clean-up that the first one started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _terminated.is_set():
+        return
+    _terminated.set()
     raise Terminated()
+
+
+def _quiet_when_terminated(hook, kind, value, traceback) -> None:
+    if not isinstance(value, Terminated):
+        hook(kind, value, traceback)
+
+
+def _quiet_unraisable_when_terminated(hook, unraisable) -> None:
+    if not isinstance(unraisable.exc_value, Terminated):
+        hook(unraisable)
+
+
+def raise_if_terminated() -> None:
+    """Raise Terminated if a SIGTERM arrived during this stage: its first raise may have been
+    caught by C code, and a stage must never publish, or go on training, after a SIGTERM."""
+    if _terminated.is_set():
+        raise Terminated()
 
 
 @contextlib.contextmanager

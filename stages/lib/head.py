@@ -18,7 +18,7 @@ import numpy as np
 from stages.lib.params import HeadParams
 from stages.lib.study import describe
 from stages.lib.study_report import (Cell, figure_run, incomplete, load_cell, load_grid, oriented,
-                                     rate_grid_cells, rate_record)
+                                     pairs_table, rate_grid_cells, rate_record)
 from stages.lib.sweep import RUNS as SWEEP_RUNS
 from stages.lib.sweep import summarize as summarize_grid
 
@@ -120,17 +120,7 @@ def render_markdown(summary: dict, head: HeadParams, missing: list[str], environ
                          f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | {accuracy_text(entry)} | {shift} |")
     compared = [(rate, pair, c) for rate, variants in summary["with"].items()
                 for pair, c in variants.get("comparisons", {}).items()]
-    lines += ["", "With the intervention, differences in test accuracy (points), Welch 95% CI, Holm-adjusted p "
-              "over the pairs at each rate (variants with two seeds or more and no diverged run), and the "
-              "smallest difference these seeds could detect (80% power):", ""]
-    if not compared:
-        lines.append("No pair yet: no two variants at one rate have two seeds each without a diverged run.")
-    else:
-        lines += ["| rate | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
-    lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
-              f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-              + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-              for rate, pair, c in compared]
+    lines += ["", *pairs_table(compared, "rate", lead="With the intervention, differences")]
     lines += ["", "In short:", "", *(f"- {line}" for line in verdicts(summary, head)), "",
               "## Where the cells ran", "", *(f"- {line}" for line in environments),
               f"- fit time of the cells (sum of their epochs, probes included): {minutes:.1f} min", ""]

@@ -62,6 +62,29 @@ def oriented(comparisons: dict, first: str, second: str) -> dict | None:
     return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
 
+def holm_pairs(samples: dict[str, list[float]]) -> dict:
+    """Every pair of `samples`' variants compared on test accuracy (Welch, Holm over these pairs),
+    as the grid reports keep them in metrics.json."""
+    return {f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                                         "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable}
+            for c in compare_all(samples)}
+
+
+def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str = "Differences") -> list[str]:
+    """A grid report's comparisons, (setting's value, pair, comparison) each, as a markdown table
+    after a sentence saying what they are; one line instead where nothing could be compared."""
+    lines = [f"{lead} in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs at each "
+             f"{setting} (variants with two seeds or more and no diverged run), and the smallest difference "
+             "these seeds could detect (80% power):", ""]
+    if not compared:
+        return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
+    lines += [f"| {setting} | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
+    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+                    f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
+                    + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
+                    for value, pair, c in compared]
+
+
 def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
     """A cell's record in a grid over learning rates (sweep, norms, head), as its dvc.yaml names it:
     DVC writes a float as Python's str() does (0.0003, 1.0)."""

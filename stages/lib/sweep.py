@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stages.lib.params import OPTIMIZERS, check_sweep
-from stages.lib.study import compare_all, describe
-from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, load_grid, rate_record
+from stages.lib.study import describe
+from stages.lib.study_report import PAPER_MEASURES, UPDATE_MEASURES, Cell, holm_pairs, load_grid, rate_record
 
 # The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
 # then what the optimizer's real update Δ meets (study_report owns their names and digits).
@@ -77,9 +77,7 @@ def summarize(runs: list[dict]) -> dict:
         comparable = {bn: values for bn, values in accuracy.items()
                       if len(values) >= 2 and not entry[bn]["diverged"]}
         if len(comparable) > 1:
-            entry["comparisons"] = {f"{c.first}_vs_{c.second}": {
-                "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable} for c in compare_all(comparable)}
+            entry["comparisons"] = holm_pairs(comparable)
         summary.setdefault(optimizer, {})[str(rate)] = entry
     return summary
 

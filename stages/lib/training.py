@@ -13,6 +13,7 @@ import numpy as np
 
 from stages.lib import backend
 from stages.lib.cifar import Split
+from stages.lib.cli import raise_if_terminated
 from stages.lib.errors import ParamsError
 from stages.lib.params import TrainParams, check_steps_per_execution, steps_for
 
@@ -138,6 +139,7 @@ class EpochLog(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        raise_if_terminated()  # A SIGTERM whose exception C code swallowed stops training here.
         self.epoch_seconds.append(time.perf_counter() - self._start)
         values = {
             "fit/loss": logs["loss"], "fit/accuracy": logs["accuracy"],
