@@ -7,7 +7,7 @@ and no room for the CIFAR-10 archive: bench/gpu_speed.sh installs the few wheels
 (Keras and its small dependencies) and runs this. The data is synthetic, of the real shape
 (50,000 training and 10,000 validation uint8 images 32x32x3, 10 classes), so the accuracy is
 chance and only the timings mean something. Each backend (and each steps_per_execution) trains the
-reference net (params.yaml, bn=before, seed 0) through stages.lib.training.fit, in its own process
+reference net (params.yaml, bn=before, seed 0) through stages.trainer.training.fit, in its own process
 under a time limit, and prints: device, TF32, median seconds per epoch (first epoch excluded),
 the whole fit's wall time (compilation included) and images per second.
 """
@@ -49,13 +49,13 @@ def run_worker(epochs: int, train_images: int, steps_per_execution: int, jit_com
     """One backend (KERAS_BACKEND, set by the driver), one configuration: train and time it."""
     import numpy as np
 
-    from stages.lib.archive_writer import random_split
-    from stages.lib.backend import seed_everything
-    from stages.lib.cifar import pixel_statistics
-    from stages.lib.device import configure_device, environment
-    from stages.lib.model import build_model
-    from stages.lib.params import load_params
-    from stages.lib.training import epoch_orders, fit
+    from stages.archive.writer import random_split
+    from stages.trainer.backend import seed_everything
+    from stages.trainer.cifar import pixel_statistics
+    from stages.trainer.device import configure_device, environment
+    from stages.trainer.model import build_model
+    from stages.trainer.params import load_params
+    from stages.trainer.training import epoch_orders, fit
 
     params = load_params(ROOT / "params.yaml")
     train_params = dataclasses.replace(params.train, epochs=epochs, precision="float32",

@@ -60,7 +60,7 @@ def planted(area: str, path: str, *bugs: tuple[str, str, str]) -> list[Mutation]
 
 MUTATIONS = [
     # --- the model -------------------------------------------------------------------------------
-    *planted("model", "stages/lib/model.py",
+    *planted("model", "stages/trainer/model.py",
              ("kernel size hard-coded",
               "keras.layers.Conv2D(filters, params.kernel_size,",
               "keras.layers.Conv2D(filters, 3,"),
@@ -96,7 +96,7 @@ MUTATIONS = [
               "variance=std"),
              ),
     # --- the fused BatchNorm ---------------------------------------------------------------------
-    *planted("batch_norm", "stages/lib/batch_norm.py",
+    *planted("batch_norm", "stages/trainer/batch_norm.py",
              ("inference ignores epsilon",
               "epsilon=self.epsilon, is_training=False",
               "epsilon=1e-3, is_training=False"),
@@ -117,7 +117,7 @@ MUTATIONS = [
               "if not (training or self.trainable):"),
              ),
     # --- training --------------------------------------------------------------------------------
-    *planted("training", "stages/lib/training.py",
+    *planted("training", "stages/trainer/training.py",
              ("learning rate ignored",
               "optimizers[params.optimizer](learning_rate=params.learning_rate)",
               "optimizers[params.optimizer]()"),
@@ -144,7 +144,7 @@ MUTATIONS = [
               "batch, epoch = divmod(step, steps_per_epoch)"),
              ),
     # --- what train and every study cell run, and the stages' settings ------------------------
-    *planted("stages", "stages/lib/experiment.py",
+    *planted("stages", "stages/trainer/experiment.py",
              ("the seed misses the initial weights",
               "seed_everything(seed, train_params.deterministic)",
               "seed_everything(0, train_params.deterministic)"),
@@ -169,7 +169,7 @@ MUTATIONS = [
               "landscape = None"),
              ),
     # --- evaluation ------------------------------------------------------------------------------
-    *planted("evaluation", "stages/lib/evaluation.py",
+    *planted("evaluation", "stages/trainer/evaluation.py",
              ("loss clipped at 1e-12, not Keras' 1e-7",
               "np.clip(picked, keras.backend.epsilon(), 1.0)",
               "np.clip(picked, 1e-12, 1.0)"),
@@ -189,7 +189,7 @@ MUTATIONS = [
               "evaluate(model, test, train)"),
              ),
     # --- study statistics and report -------------------------------------------------------------
-    *planted("study", "stages/lib/study.py",
+    *planted("study", "stages/analysis/statistics.py",
              ("std without Bessel's correction",
               "float(array.std(ddof=1)) if n > 1",
               "float(array.std()) if n > 1"),
@@ -212,7 +212,7 @@ MUTATIONS = [
               "variance_a**2 / (n_a - 1)",
               "variance_a**2 / n_a"),
              ),
-    *planted("study", "stages/lib/study_report.py",
+    *planted("study", "stages/analysis/cells.py",
              ("variants compared on train accuracy",
               'accuracy = {v: [run.metrics["test"]["accuracy"]',
               'accuracy = {v: [run.metrics["train"]["accuracy"]'),
@@ -229,7 +229,7 @@ MUTATIONS = [
               "np.mean([run[name] for run in runs], axis=1)"),
              ),
     # --- landscape -------------------------------------------------------------------------------
-    *planted("landscape", "stages/lib/landscape.py",
+    *planted("landscape", "stages/trainer/landscape.py",
              ("step sizes not scaled by the learning rate",
               "[m * train_params.learning_rate for m in landscape.step_sizes]",
               "[m for m in landscape.step_sizes]"),
@@ -246,7 +246,7 @@ MUTATIONS = [
               'record[f"{prefix}loss_max"] - record[f"{prefix}loss_min"]',
               'record[f"{prefix}loss_max"] - record["loss"]'),
              ),
-    *planted("landscape", "stages/lib/backend.py",
+    *planted("landscape", "stages/trainer/backend.py",
              ("probe runs BN in inference mode",
               "model.stateless_call(weights, non_trainable, images, training=True)",
               "model.stateless_call(weights, non_trainable, images, training=False)"),

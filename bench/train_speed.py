@@ -8,7 +8,7 @@ that no TensorFlow setting leaks from one into the next:
       Keras and TensorFlow defaults, as the notebook did;
   (2) reference + oneDNN: the same, with TensorFlow's oneDNN CPU kernels asked for, which shows how
       much of our lead is that switch alone;
-  (3) bnlab train: stages.lib.training.fit exactly as `train` runs it (train.precision: float32),
+  (3) bnlab train: stages.trainer.training.fit exactly as `train` runs it (train.precision: float32),
       and with --bfloat16 (4) the same in mixed_bfloat16 (fast only on CPUs with native bfloat16);
   (5) bnlab train under JAX (KERAS_BACKEND=jax, float32), where JAX is installed: the same code
       on another Keras backend (--no-jax skips it).
@@ -39,13 +39,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
-# Read before `stages` is imported: importing it sets a default for this variable (stages/__init__.py).
+# Read before `stages` is imported: importing stages.trainer sets a default for this variable (stages/trainer/__init__.py).
 USER_ONEDNN = os.environ.get(ONEDNN)
 
 import numpy as np  # noqa: E402
 
-from stages.lib.archive_writer import random_split, write_archive  # noqa: E402
-from stages.lib.cifar import Split, read_archive  # noqa: E402
+from stages.archive.writer import random_split, write_archive  # noqa: E402
+from stages.trainer.cifar import Split, read_archive  # noqa: E402
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "cifar10" / "cifar-10-binary.tar.gz"
 SEED = 0
@@ -87,7 +87,7 @@ def run_worker(approach: Approach, archive: Path, epochs: int) -> dict:
         os.environ[ONEDNN] = "1"
     run = run_reference if approach.worker == "reference" else run_ours
     result = run(train, test, epochs, approach.precision)
-    from stages.lib.device import environment
+    from stages.trainer.device import environment
     return {**result, "images": len(train.labels), "data": source,
             "environment": environment(approach.precision)}
 
@@ -95,7 +95,7 @@ def run_worker(approach: Approach, archive: Path, epochs: int) -> dict:
 def run_reference(train: Split, test: Split, epochs: int, precision: str) -> dict:
     import keras
 
-    from stages.lib.backend import seed_everything
+    from stages.trainer.backend import seed_everything
 
     seed_everything(SEED, deterministic=False)
     raw_train, raw_test = train.images.astype(np.float64), test.images.astype(np.float64)
@@ -147,12 +147,12 @@ def epoch_timer():
 def run_ours(train: Split, test: Split, epochs: int, precision: str) -> dict:
     from dvclive import Live
 
-    from stages.lib.cifar import pixel_statistics
-    from stages.lib.model import build_model
-    from stages.lib.params import read_params
-    from stages.lib.backend import seed_everything
-    from stages.lib.device import configure_device
-    from stages.lib.training import epoch_orders, fit
+    from stages.trainer.cifar import pixel_statistics
+    from stages.trainer.model import build_model
+    from stages.grids.sections import read_all as read_params
+    from stages.trainer.backend import seed_everything
+    from stages.trainer.device import configure_device
+    from stages.trainer.training import epoch_orders, fit
 
     params = read_params(ROOT / "params.yaml")
     train_params = dataclasses.replace(params.train, epochs=epochs, precision=precision)

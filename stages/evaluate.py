@@ -6,8 +6,8 @@ reports/predictions.csv (one row per test image: DVC's confusion-matrix plot rea
 
 import argparse
 
-from stages.lib import paths
-from stages.lib.cli import stage_main
+from stages.trainer import paths
+from stages.trainer.cli import stage_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,14 +22,14 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 def main(argv=None) -> None:
     parse_args(argv)
     # Inputs are checked before TensorFlow is imported: a broken file fails in a second.
-    from stages.lib.cifar import load_split
-    from stages.lib.records import check_model_file
+    from stages.trainer.cifar import load_split
+    from stages.analysis.records import check_model_file
 
     check_model_file(paths.MODEL)
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 
-    from stages.lib.atomic import write_json, write_text
-    from stages.lib.evaluation import evaluate, load_model, predictions_csv
+    from stages.trainer.atomic import write_json, write_text
+    from stages.trainer.evaluation import evaluate, load_model, predictions_csv
 
     model = load_model(paths.MODEL)
     metrics, predicted = evaluate(model, train, test)

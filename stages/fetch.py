@@ -2,10 +2,10 @@
 
 import argparse
 
-from stages.lib import paths
-from stages.lib.cli import stage_main
-from stages.lib.download import ProgressPrinter, fetch
-from stages.lib.params import load_params
+from stages.trainer import paths
+from stages.trainer.cli import stage_main
+from stages.archive.download import ProgressPrinter, fetch
+from stages.trainer.params import load_params
 
 
 def parse_args(argv=None) -> argparse.Namespace:

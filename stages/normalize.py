@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from stages.lib import paths
-from stages.lib.atomic import write_json
-from stages.lib.cifar import pixel_statistics, read_archive, save_split
-from stages.lib.cli import stage_main
-from stages.lib.params import load_params
+from stages.trainer import paths
+from stages.trainer.atomic import write_json
+from stages.trainer.cifar import pixel_statistics, read_archive, save_split
+from stages.trainer.cli import stage_main
+from stages.trainer.params import load_params
 
 
 def parse_args(argv=None) -> argparse.Namespace:

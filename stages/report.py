@@ -6,9 +6,9 @@ import io
 import numpy as np
 import yaml
 
-from stages.lib import paths
-from stages.lib.cli import stage_main
-from stages.lib.records import fit_seconds
+from stages.trainer import paths
+from stages.trainer.cli import stage_main
+from stages.analysis.records import fit_seconds
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,12 +23,12 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("report")
 def main(argv=None) -> None:
     parse_args(argv)
-    from stages.lib import figures
-    from stages.lib.atomic import write_text
-    from stages.lib.cifar import CLASS_NAMES, load_split
-    from stages.lib.evaluation import load_model
-    from stages.lib.model import batch_norm_layers, non_trainable_count
-    from stages.lib.records import check_model_file, read_json
+    from stages.analysis import figures
+    from stages.trainer.atomic import write_text
+    from stages.trainer.cifar import CLASS_NAMES, load_split
+    from stages.trainer.evaluation import load_model
+    from stages.trainer.model import batch_norm_layers, non_trainable_count
+    from stages.analysis.records import check_model_file, read_json
 
     metrics = read_json(paths.METRICS, "evaluate")
     run = read_json(paths.RUN_RECORD, "train")

@@ -9,12 +9,12 @@ renders).
 import argparse
 import os
 
-from stages.lib import paths
-from stages.lib.atomic import replace_folder
-from stages.lib.cli import stage_main, uninterruptible
-from stages.lib.guard import Snapshot
-from stages.lib.cifar import load_prepared
-from stages.lib.params import load_params
+from stages.trainer import paths
+from stages.trainer.atomic import replace_folder
+from stages.trainer.cli import stage_main, uninterruptible
+from stages.trainer.guard import Snapshot
+from stages.trainer.cifar import load_prepared
+from stages.trainer.params import load_params
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,8 +36,8 @@ def main(argv=None) -> None:
     # file fails in a second, not ten.
     from dvclive import Live
 
-    from stages.lib.atomic import atomic_path, temporary_folder, write_json
-    from stages.lib.experiment import train_variant
+    from stages.trainer.atomic import atomic_path, temporary_folder, write_json
+    from stages.trainer.experiment import train_variant
 
     # DVCLive writes its files as training goes; they go to a folder beside reports/train and
     # replace its metrics.json and plots/ only once everything else has been written, so a run

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib.archive_writer import encode_records, write_archive, write_members
-from stages.lib.cifar import Split
+from stages.archive.writer import encode_records, write_archive, write_members
+from stages.trainer.cifar import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_FILE = 40  # 200 training and 40 test images: enough to train for a step in seconds.

@@ -85,7 +85,7 @@ def batch_norm_condition(model, pixels) -> float:
     """variance_condition over the inputs of every BN layer of `model` on `pixels` (1 without BN)."""
     import keras
 
-    from stages.lib.model import batch_norm_layers
+    from stages.trainer.model import batch_norm_layers
 
     norms = batch_norm_layers(model)
     if not norms:

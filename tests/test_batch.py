@@ -8,19 +8,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cell import check_cell
-from stages.lib.batch import collect, record_path, render_markdown, summarize, verdicts
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.params import parse_params
-from stages.lib.paths import STUDY_RUNS
+from stages.cell import check_args
+from stages.grids.sections import check_grid
+from stages.grids.batch import collect, record_path, render_markdown, summarize, verdicts
+from stages.trainer.errors import InputFileError, ParamsError
+from stages.grids.sections import parse_all as parse_params
+from stages.grids.study import RUNS as STUDY_RUNS
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
 
-def params(sizes=(50, 1000), variants=("before", "none"), seeds=(0, 1, 2), study_seeds=(0, 1, 2, 3, 4)):
-    return parse_params({**COMMITTED, "batch": {"batch_sizes": list(sizes), "variants": list(variants),
+def raw(sizes=(50, 1000), variants=("before", "none"), seeds=(0, 1, 2), study_seeds=(0, 1, 2, 3, 4)):
+    return {**COMMITTED, "batch": {"batch_sizes": list(sizes), "variants": list(variants),
                                                 "seeds": list(seeds)},
-                         "study": {"variants": ["before", "after", "none"], "seeds": list(study_seeds)}})
+                         "study": {"variants": ["before", "after", "none"], "seeds": list(study_seeds)}}
+
+
+def params(sizes=(50, 1000), variants=("before", "none"), seeds=(0, 1, 2), study_seeds=(0, 1, 2, 3, 4)):
+    return parse_params(raw(sizes, variants, seeds, study_seeds))
 
 
 def cell_args(**overrides):
@@ -33,13 +38,14 @@ def cell_args(**overrides):
     ({"batch_size": None}, r"a batch cell needs --batch-size \(its point of the grid\)"),
     ({"batch_size": 250}, r"this cell \(before, 0, 250\) is not in the batch grid"),
     ({"bn": "after"}, r"this cell \(after, 0, 50\) is not in the batch grid"),
-    ({"learning_rate": 0.01}, r"--learning-rate sets a point of another grid \(sweep, norms, head\)"),
-    ({"grid": "study"}, r"--batch-size sets a point of another grid \(batch\); a study cell trains"),
+    ({"learning_rate": 0.01}, r"--learning-rate is not a setting of the batch grid \(batch lists no "
+                              r"learning_rates or learning_rate\)"),
+    ({"grid": "study"}, r"--batch-size is not a setting of the study grid"),
 ])
 def test_a_cell_outside_the_batch_grid_is_refused(overrides, message):
     with pytest.raises(ParamsError, match=message):
-        check_cell(params(), cell_args(**overrides))
-    check_cell(params(), cell_args())
+        check_args(raw(), cell_args(**overrides))
+    check_args(raw(), cell_args())
 
 
 @pytest.mark.parametrize("batch, message", [
@@ -50,8 +56,8 @@ def test_the_batch_grid_takes_the_studys_cells_at_its_batch_size(batch, message)
     settings = params()
     raw = {**COMMITTED, "study": {"variants": ["before", "after", "none"], "seeds": [0, 1]},
            "batch": {"batch_sizes": [50], "variants": ["before"], "seeds": [0], **batch}}
-    with pytest.raises(ParamsError, match=message):
-        check_cell(parse_params(raw), cell_args())
+    with pytest.raises(ParamsError, match=message):  # The grid's own rules, which its report checks.
+        check_grid(parse_params(raw), "batch")
     assert settings.batch.batch_sizes == [50, 1000]
 
 
@@ -112,9 +118,9 @@ def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path
         write_record(STUDY_RUNS / f"before-{seed}.json", "before", seed, 250, 0.85, 0.76)
     write_record(record_path(1000, "before", 0), "before", 0, 1000, 0.8, 0.7)
     cells, missing = collect(settings.batch, settings.study, settings.train)
-    assert missing == ["batch/dvc.yaml:cell@before-1000-1"]
+    assert missing == ["grids/batch/dvc.yaml:cell@before-1000-1"]
     markdown = render_markdown(summarize(cells), settings.batch, settings.study, settings.train, missing, [], 1.0)
-    assert "cells have not run yet** (`dvc repro batch/dvc.yaml`): `batch/dvc.yaml:cell@before-1000-1`" in markdown
+    assert "cells have not run yet** (`dvc repro grids/batch/dvc.yaml`): `grids/batch/dvc.yaml:cell@before-1000-1`" in markdown
     assert "No pair yet" in markdown
     write_record(record_path(1000, "before", 1), "before", 1, 250, 0.8, 0.7)
     with pytest.raises(InputFileError, match=r"1000-before-1.json: records batch_size=250, not the "
@@ -126,12 +132,12 @@ def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path
 def test_batch_pipeline_trains_at_its_batch_size_and_reports_beside_the_study(project):
     from test_pipeline import stages_run
 
-    ran = stages_run(project.dvc("repro", "batch/dvc.yaml").stdout)
+    ran = stages_run(project.dvc("repro", "grids/batch/dvc.yaml").stdout)
     # The report reads the study's records at train.batch_size: DVC trains the study's cells first.
-    assert sorted(s for s in ran if "@" in s) == ["batch/dvc.yaml:cell@before-25-0", "batch/dvc.yaml:cell@none-25-0",
-                                                  "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1",
-                                                  "study/dvc.yaml:cell@none-0", "study/dvc.yaml:cell@none-1"]
-    assert "batch/dvc.yaml:report" in ran
+    assert sorted(s for s in ran if "@" in s) == ["grids/batch/dvc.yaml:cell@before-25-0", "grids/batch/dvc.yaml:cell@none-25-0",
+                                                  "grids/study/dvc.yaml:cell@before-0", "grids/study/dvc.yaml:cell@before-1",
+                                                  "grids/study/dvc.yaml:cell@none-0", "grids/study/dvc.yaml:cell@none-1"]
+    assert "grids/batch/dvc.yaml:report" in ran
     record = json.loads((project.root / "reports/batch/runs/25-before-0.json").read_text())
     assert record["train"]["batch_size"] == 25 and record["probes"] is None
     summary = json.loads((project.root / "reports/batch/metrics.json").read_text())

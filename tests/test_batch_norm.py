@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from float32 import assert_kernels_agree, variance_condition
-from stages.lib.batch_norm import FUSED_MIN_EPSILON, FusedBatchNormalization
+from stages.trainer.batch_norm import FUSED_MIN_EPSILON, FusedBatchNormalization
 
 SHAPE = (6, 5, 5, 4)
 # BN's statistics sum over the batch and positions; the backward pass sums as long again.

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 
 from conftest import ROOT, easy_split
-from stages.lib.cifar import Split
-from stages.lib.model import build_model, non_trainable_count
+from stages.trainer.cifar import Split
+from stages.trainer.model import build_model, non_trainable_count
 from test_model import MODEL, STATISTICS
 
 spec = importlib.util.spec_from_file_location("train_speed", ROOT / "bench" / "train_speed.py")

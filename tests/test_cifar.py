@@ -1,4 +1,4 @@
-"""stages.lib.cifar: parsing CIFAR-10's binary layout, pixel statistics, the prepared .npz files,
+"""stages.trainer.cifar: parsing CIFAR-10's binary layout, pixel statistics, the prepared .npz files,
 and refusing broken or hostile archives with an ArchiveError that names the offending member.
 
 The archives here are written byte by byte from the format's definition (a label byte, then the
@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from conftest import PATIENCE_SECONDS, RECORDS_PER_FILE, build_archive, easy_split, records
-from stages.lib.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER,
+from stages.trainer.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, RECORD_BYTES, TEST_MEMBER,
                               TRAIN_MEMBERS, ArchiveError, Split, load_split, pixel_statistics,
                               read_archive, save_split)
-from stages.lib.errors import InputFileError
+from stages.trainer.errors import InputFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 META = ("\n".join(CLASS_NAMES) + "\n").encode()

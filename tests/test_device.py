@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import BACKEND
-from stages.lib import device
-from stages.lib.device import DeviceError, configure_device, environment, tf32_state
+from stages.trainer import device
+from stages.trainer.device import DeviceError, configure_device, environment, tf32_state
 
 
 def test_gpu_fails_at_once_with_the_reason_and_the_fix():

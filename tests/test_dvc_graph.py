@@ -1,7 +1,9 @@
-"""Both pipelines declare exactly the code and params each stage runs, derived here from the code.
+"""Every pipeline declares exactly the code and params each stage runs, derived here from the code.
 
-The code a stage runs is its entry module plus everything it imports inside `stages/`, followed
-transitively (imports inside functions included); the params are what the module's
+The code a stage must declare is what tools/stage_deps.py derives: for a training stage (`train`,
+every grid's cell) its entry module, the package stages/trainer and its own variant's module, and
+nothing else of the project may run; for any other stage, every project file it runs (imports
+inside functions included), with stages/trainer as one folder. The params are what the module's
 `params_used()` returns for the stage's own command line, and `load_params` refuses to give a
 stage any other key (tests/test_params.py). So a stage can neither read an undeclared param nor
 run undeclared code without this test failing, and `dvc status` never calls a stale result fresh.
@@ -9,7 +11,6 @@ run undeclared code without this test failing, and `dvc status` never calls a st
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import shlex
@@ -18,57 +19,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
+from tools.stage_deps import (PACKAGE, TRAINING_ENTRIES, code_run_by, entry_points, expected_code,
+                               outside_package)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def module_file(name: str) -> Path | None:
-    """The file that `import name` runs, if it is part of this project."""
-    base = ROOT.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # Submodules.
-    return {name for name in names if name == "stages" or name.startswith("stages.")}
-
-
-def code_run_by(module: str) -> set[str]:
-    """Project files (relative paths) that `python -m module` executes, empty files left out."""
-    seen: set[Path] = set()
-    pending = [module]
-    while pending:
-        name = pending.pop()
-        parts = name.split(".")
-        # Importing a.b.c first runs the packages a and a.b.
-        for depth in range(1, len(parts) + 1):
-            path = module_file(".".join(parts[:depth]))
-            if path is not None and path not in seen:
-                seen.add(path)
-                pending.extend(imported_modules(path))
-    return {str(path.relative_to(ROOT)) for path in seen if path.read_text().strip()}
-
-
-def stage_entry_points(command: str) -> list[tuple[str, list[str]]]:
-    """(module, argv) of every `python -m stages.X ...` in a stage's command."""
-    calls = []
-    for part in command.split("&&"):
-        words = shlex.split(part)
-        if words[:2] != ["python", "-m"] or not words[2].startswith("stages."):
-            raise AssertionError(f"unexpected stage command {part!r}: stages run `python -m stages.X`")
-        calls.append((words[2], words[3:]))
-    return calls
 
 
 def declared(stage) -> tuple[set[str], set[str]]:
@@ -76,48 +34,65 @@ def declared(stage) -> tuple[set[str], set[str]]:
     for dependency in stage.deps:
         if isinstance(dependency, ParamsDependency):
             params.update(dependency.params)
-        elif dependency.def_path.endswith(".py"):
+        elif dependency.def_path.startswith("stages/"):
             code.add(str(Path(dependency.fs_path).relative_to(ROOT)))
     return code, params
 
 
+def variant_of(command: str) -> str | None:
+    words = shlex.split(command)
+    return words[words.index("--bn") + 1] if "--bn" in words else None
+
+
 def all_stages():
     with Repo(str(ROOT)) as repo:
-        return [(stage.addressing, stage.cmd, *declared(stage)) for stage in repo.index.stages]
+        bn = yaml.safe_load((ROOT / "params.yaml").read_text())["bn"]  # The main pipeline's variant.
+        return [(stage.addressing, stage.cmd, *declared(stage), variant_of(stage.cmd) or bn)
+                for stage in repo.index.stages]
 
 
 STAGES = all_stages()
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch")
 
 
-def test_both_pipelines_are_covered():
+def test_every_pipeline_is_covered():
     names = {name for name, *_ in STAGES}
-    assert {"fetch", "normalize", "train", "evaluate", "report", "study/dvc.yaml:compare"} <= names
-    assert any(name.startswith("study/dvc.yaml:cell@") for name in names)
-    assert {"sweep/dvc.yaml:report"} <= names and any(name.startswith("sweep/dvc.yaml:sgd@") for name in names)
-    assert {"placement/dvc.yaml:report"} <= names and any(name.startswith("placement/dvc.yaml:cell@") for name in names)
+    assert {"fetch", "normalize", "train", "evaluate", "report"} <= names
+    for grid in GRIDS:
+        assert f"grids/{grid}/dvc.yaml:report" in names
+        assert any(name.startswith(f"grids/{grid}/dvc.yaml:") and "@" in name for name in names), grid
 
 
-@pytest.mark.parametrize("name, command, code, params", STAGES, ids=[s[0] for s in STAGES])
-def test_stage_declares_exactly_the_code_and_params_it_runs(name, command, code, params):
-    expected_code, expected_params = set(), set()
-    for module_name, argv in stage_entry_points(command):
+@pytest.mark.parametrize("name, command, code, params, bn", STAGES, ids=[s[0] for s in STAGES])
+def test_stage_declares_exactly_the_code_and_params_it_runs(name, command, code, params, bn):
+    expected_params = set()
+    for module_name, argv in entry_points(command):
         module = importlib.import_module(module_name)
-        expected_code |= code_run_by(module_name)
         expected_params |= set(module.params_used(module.parse_args(argv)))
-    assert sorted(code) == sorted(expected_code), f"{name}: code deps"
+        if module_name in TRAINING_ENTRIES:  # The package boundary: nothing else can change a number.
+            assert outside_package(module_name, bn) == set(), f"{name} runs code outside {PACKAGE}"
+    assert sorted(code) == sorted(expected_code(command, bn)), \
+        f"{name}: code deps (`python tools/stage_deps.py` prints them)"
     assert sorted(params) == sorted(expected_params), f"{name}: params"
 
 
 def test_the_import_walk_finds_nested_and_function_level_imports():
     files = code_run_by("stages.report")  # Imports keras, figures, model... inside main().
-    assert {"stages/__init__.py", "stages/report.py", "stages/lib/figures.py",
-            "stages/lib/model.py", "stages/lib/batch_norm.py", "stages/lib/cifar.py"} <= files
-    assert "stages/lib/__init__.py" not in files  # Empty: no code runs.
-    assert "stages/lib/download.py" not in code_run_by("stages.lib.figures")
+    assert {"stages/report.py", "stages/analysis/figures.py", "stages/trainer/__init__.py",
+            "stages/trainer/model.py", "stages/trainer/batch_norm.py", "stages/trainer/cifar.py"} <= files
+    assert "stages/__init__.py" not in files  # Empty: no code runs.
+    assert "stages/archive/download.py" not in code_run_by("stages.analysis.figures")
+
+
+def test_a_cell_runs_only_the_package_and_its_own_variant():
+    files = code_run_by("stages.cell", "stages.variants.rescaled")
+    assert "stages/variants/rescaled.py" in files and "stages/variants/none.py" not in files
+    assert all(path.startswith((PACKAGE + "/", "stages/variants/rescaled.py")) or path == "stages/cell.py"
+               for path in files), sorted(files)
 
 
 @pytest.mark.parametrize("module", sorted({module for _, command, *_ in STAGES
-                                           for module, _ in stage_entry_points(command)}))
+                                           for module, _ in entry_points(command)}))
 def test_every_stage_prints_usage_for_help_and_does_nothing_else(module, tmp_path):
     """In an empty folder: no params.yaml, no data. Any work at all would fail or leave files."""
     done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, text=True,

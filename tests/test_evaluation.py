@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from stages.lib.cifar import Split
-from stages.lib.evaluation import evaluate, predictions_csv, split_scores
+from stages.trainer.cifar import Split
+from stages.trainer.evaluation import evaluate, predictions_csv, split_scores
 
 
 class TableModel:

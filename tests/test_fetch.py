@@ -1,4 +1,4 @@
-"""stages.lib.download.fetch against a real HTTP server on 127.0.0.1, local paths and the stage CLI.
+"""stages.archive.download.fetch against a real HTTP server on 127.0.0.1, local paths and the stage CLI.
 
 Every failure case proves three things: the FetchError names the problem, the destination does
 not exist afterwards, and no `.partial` temporary file is left beside it.
@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from conftest import PATIENCE_SECONDS
-from stages.lib import download
-from stages.lib.download import CHUNK_BYTES, FetchError, fetch
+from stages.archive import download
+from stages.archive.download import CHUNK_BYTES, FetchError, fetch
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * (CHUNK_BYTES // 256) + b"tail"  # Spans two read chunks.

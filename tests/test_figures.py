@@ -4,7 +4,7 @@ panel that shows data has both axes labelled."""
 import numpy as np
 import pytest
 
-from stages.lib import figures
+from stages.analysis import figures
 
 STEPS = np.arange(0, 200, 50)
 

@@ -8,13 +8,13 @@ import pytest
 from dvclive import Live
 
 from conftest import easy_split
-from stages.lib import batch_norm
-from stages.lib.batch_norm import FreezableBatchNormalization
-from stages.lib.cifar import Split, pixel_statistics
-from stages.lib.experiment import train_variant
-from stages.lib.landscape import model_loss_and_gradient
-from stages.lib.model import batch_norm_layers
-from stages.lib.params import read_params
+from stages.trainer import batch_norm
+from stages.trainer.batch_norm import FreezableBatchNormalization
+from stages.trainer.cifar import Split, pixel_statistics
+from stages.trainer.experiment import train_variant
+from stages.trainer.landscape import model_loss_and_gradient
+from stages.trainer.model import batch_norm_layers
+from stages.grids.sections import read_all as read_params
 
 PARAMS = read_params()
 STEPS = 8  # 200 images in batches of 50, for 2 epochs.

@@ -8,19 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cell import check_cell
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.head import collect, record_path, render_markdown, summarize, twins, verdicts
-from stages.lib.params import parse_params
-from stages.lib.sweep import record_path as sweep_record_path
+from stages.cell import check_args
+from stages.trainer.errors import InputFileError, ParamsError
+from stages.grids.head import collect, record_path, render_markdown, summarize, twins, verdicts
+from stages.grids.sections import parse_all as parse_params
+from stages.grids.sweep import record_path as sweep_record_path
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
 
-def params(rates=(0.1, 0.3), variants=("before", "none"), seeds=(0, 1, 2)):
-    return parse_params({**COMMITTED, "head": {"optimizer": "sgd", "learning_rates": list(rates),
+def raw(rates=(0.1, 0.3), variants=("before", "none"), seeds=(0, 1, 2)):
+    return {**COMMITTED, "head": {"optimizer": "sgd", "learning_rates": list(rates),
                                                "variants": list(variants), "seeds": list(seeds),
-                                               "head_input_rms": 0.3}})
+                                               "head_input_rms": 0.3}}
+
+
+def params(rates=(0.1, 0.3), variants=("before", "none"), seeds=(0, 1, 2)):
+    return parse_params(raw(rates, variants, seeds))
 
 
 def cell_args(**overrides):
@@ -30,16 +34,16 @@ def cell_args(**overrides):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"head_input_rms": None}, r"--head-input-rms is the head grid's, and a head cell needs it"),
-    ({"grid": "sweep", "learning_rate": 0.1}, r"--head-input-rms is the head grid's"),
+    ({"head_input_rms": None}, r"a head cell needs --head-input-rms \(its point of the grid"),
+    ({"grid": "sweep", "learning_rate": 0.1}, r"--head-input-rms is not a setting of the sweep grid"),
     ({"head_input_rms": 0.5}, r"--head-input-rms 0.5 is not head.head_input_rms \(0.3\)"),
     ({"optimizer": "adam"}, r"--optimizer adam is not head.optimizer \(sgd\)"),
     ({"seed": 7}, r"this cell \(before, 7, 0.3\) is not in the head grid"),
 ])
 def test_a_cell_outside_the_head_grid_is_refused(overrides, message):
     with pytest.raises(ParamsError, match=message):
-        check_cell(params(), cell_args(**overrides))
-    check_cell(params(), cell_args())
+        check_args(raw(), cell_args(**overrides))
+    check_args(raw(), cell_args())
 
 
 def write_record(path, bn, seed, rate, accuracy, diverged=False, rms=None):
@@ -91,7 +95,7 @@ def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path
     settings = params(rates=(0.3,), variants=("before",), seeds=(0, 1))
     write_record(record_path("sgd", 0.3, "before", 0), "before", 0, 0.3, 0.7, rms=1.1)
     cells, missing = collect(settings.head)
-    assert missing == ["head/dvc.yaml:cell@before-0.3-1"]
+    assert missing == ["grids/head/dvc.yaml:cell@before-0.3-1"]
     markdown = render_markdown(summarize(cells, twins(settings.head)), settings.head, missing, [], 1.0)
     assert "No pair yet: no two variants at one rate have two seeds each" in markdown
     assert "| rate | pair |" not in markdown
@@ -109,12 +113,12 @@ def test_head_pipeline_scales_the_head_input_and_reports_beside_the_twin(project
                              "seeds": [0], "head_input_rms": 0.3},
                        sweep={"seeds": [0], "adam": {"variants": ["before"], "learning_rates": [0.01]},
                               "sgd": {"variants": ["before"], "learning_rates": [0.1]}})
-    ran = stages_run(project.dvc("repro", "head/dvc.yaml").stdout)
+    ran = stages_run(project.dvc("repro", "grids/head/dvc.yaml").stdout)
     # The report reads the sweep's records (the twins): DVC trains the sweep's cells first.
-    assert sorted(s for s in ran if "@" in s) == ["head/dvc.yaml:cell@before-0.1-0",
-                                                  "sweep/dvc.yaml:adam@before-0.01-0",
-                                                  "sweep/dvc.yaml:sgd@before-0.1-0"]
-    assert "head/dvc.yaml:report" in ran
+    assert sorted(s for s in ran if "@" in s) == ["grids/head/dvc.yaml:cell@before-0.1-0",
+                                                  "grids/sweep/dvc.yaml:adam@before-0.01-0",
+                                                  "grids/sweep/dvc.yaml:sgd@before-0.1-0"]
+    assert "grids/head/dvc.yaml:report" in ran
     record = json.loads((project.root / "reports/head/runs/sgd-0.1-before-0.json").read_text())
     assert record["model"]["head_input_rms"] == 0.3 and record["head_input"]["target_rms"] == 0.3
     assert record["head_input"]["scale"] == pytest.approx(0.3 / record["head_input"]["rms_before"])

@@ -28,13 +28,13 @@ import pytest
 import yaml
 
 from conftest import PATIENCE_SECONDS, RECORDS_PER_FILE, build_archive, easy_split, records
-from stages.lib.atomic import atomic_write, remove_stale_temps, temporary_folder, write_json
-from stages.lib.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, README_MEMBER, RECORD_BYTES,
+from stages.trainer.atomic import atomic_write, remove_stale_temps, temporary_folder, write_json
+from stages.trainer.cifar import (CLASS_NAMES, FOLDER, META_MEMBER, README_MEMBER, RECORD_BYTES,
                               TEST_MEMBER, TRAIN_MEMBERS, Split, load_split, load_statistics,
                               read_archive, save_split)
-from stages.lib.cli import stage_main
-from stages.lib.errors import ArchiveError, InputFileError, ParamsError
-from stages.lib.records import check_model_file, read_json
+from stages.trainer.cli import stage_main
+from stages.trainer.errors import ArchiveError, InputFileError, ParamsError
+from stages.analysis.records import check_model_file, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -490,7 +490,7 @@ def test_the_temporary_of_a_writer_still_running_is_left_alone(tmp_path):
         remove_stale_temps(tmp_path / "train")
         assert sorted(os.listdir(tmp_path)) == live and (folder / "metrics.json").is_file()
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]
-    killed = subprocess.run([sys.executable, "-c", "import os, sys; from stages.lib.atomic import "
+    killed = subprocess.run([sys.executable, "-c", "import os, sys; from stages.trainer.atomic import "
                              "temporary_folder\nwith temporary_folder(sys.argv[1]): os._exit(9)",
                              str(tmp_path / "train")], env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert killed.returncode == 9 and len(os.listdir(tmp_path)) == 2  # Left behind, unlocked.
@@ -576,7 +576,7 @@ def test_the_orphan_watchdog_ends_with_the_stage():
 def test_the_watchdog_looks_past_a_shell_that_stays():
     """Under `sh -c` that does not exec the command (Debian's dash), the shell's parent is watched
     too: it is the process (DVC) whose death must stop the stage."""
-    probe = ("from stages.lib.cli import _lineage; import os; "
+    probe = ("from stages.trainer.cli import _lineage; import os; "
              "print(_lineage(), os.getppid())")
     # `; true` keeps every shell (bash too) from replacing itself with Python.
     result = subprocess.run(["/bin/sh", "-c", f"{sys.executable} -c '{probe}'; true"],
@@ -624,10 +624,10 @@ def test_training_stops_at_the_end_of_the_epoch_in_which_a_sigterm_was_swallowed
     import keras
     from dvclive import Live
 
-    from stages.lib.cifar import Split, pixel_statistics
-    from stages.lib.model import build_model
-    from stages.lib.params import read_params
-    from stages.lib.training import epoch_orders, fit
+    from stages.trainer.cifar import Split, pixel_statistics
+    from stages.trainer.model import build_model
+    from stages.grids.sections import read_all as read_params
+    from stages.trainer.training import epoch_orders, fit
 
     params = read_params()
     labels, images = easy_split(100, 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.lib.landscape import PlannedUpdate, has_diverged, measure_update
+from stages.trainer.landscape import PlannedUpdate, has_diverged, measure_update
 
 MULTIPLES = [0.5, 1.0, 2.0, 4.0]
 

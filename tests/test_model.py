@@ -8,10 +8,10 @@ import pytest
 
 from conftest import tensorflow_only
 from float32 import assert_kernels_agree, batch_norm_condition, gradient_sums, network_sums, sum_error
-from stages.lib.model import (batch_norm_layers, build_model, channel_moments, data_dependent_init,
+from stages.trainer.model import (batch_norm_layers, build_model, channel_moments, data_dependent_init,
                                scale_head_input,
                                non_trainable_count)
-from stages.lib.params import read_params
+from stages.grids.sections import read_all as read_params
 
 STATISTICS = {"mode": "global", "mean": [120.7], "std": [64.2]}
 MODEL = read_params().model  # The committed defaults: the reference experiment's network.
@@ -160,7 +160,7 @@ def test_per_channel_statistics():
 
 
 def test_unknown_bn_placement_is_a_clear_error():
-    with pytest.raises(ValueError, match="bn = 'middle' is not allowed; expected one of: before, after, none, rescaled"):
+    with pytest.raises(ValueError, match="bn = 'middle' is not allowed; expected one of: after, before, frozen, none, rescaled"):
         build_model(MODEL, "middle", STATISTICS)
 
 

@@ -10,18 +10,22 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.cell import check_cell
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.norms import collect, record_path, render_markdown, summarize, trajectories, verdicts
-from stages.lib.params import parse_params
+from stages.cell import check_args
+from stages.trainer.errors import InputFileError, ParamsError
+from stages.grids.norms import collect, record_path, render_markdown, summarize, trajectories, verdicts
+from stages.grids.sections import parse_all as parse_params
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "dense", "probabilities")
 
 
+def raw(seeds=(35,), rates=(0.001, 0.01), variants=("before", "none"), optimizer="adam"):
+    return {**COMMITTED, "norms": {"optimizer": optimizer, "learning_rates": list(rates),
+                                                "variants": list(variants), "seeds": list(seeds)}}
+
+
 def params(seeds=(35,), rates=(0.001, 0.01), variants=("before", "none"), optimizer="adam"):
-    return parse_params({**COMMITTED, "norms": {"optimizer": optimizer, "learning_rates": list(rates),
-                                                "variants": list(variants), "seeds": list(seeds)}})
+    return parse_params(raw(seeds, rates, variants, optimizer))
 
 
 @pytest.mark.parametrize("seeds, rates, message", [
@@ -31,7 +35,7 @@ def params(seeds=(35,), rates=(0.001, 0.01), variants=("before", "none"), optimi
     ((20,), (0.001,), r"norms.seeds lists 20, which placement.seeds already trains"),
 ])
 def test_a_norms_cell_may_not_repeat_another_grids_cell(seeds, rates, message):
-    from stages.lib.params import check_grid
+    from stages.grids.sections import check_grid
     with pytest.raises(ParamsError, match=message + r".*choose seeds no other grid uses"):
         check_grid(params(seeds=seeds, rates=rates), "norms")
     check_grid(params(seeds=(2,), rates=(0.01,)), "norms")  # Seed 2 at 1e-2: no other grid's.
@@ -44,15 +48,16 @@ def cell_args(**overrides):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"optimizer": None}, r"a norms cell needs --optimizer and --learning-rate"),
+    ({"optimizer": None}, r"a norms cell needs --optimizer \(its point of the grid"),
+    ({"learning_rate": None}, r"a norms cell needs --learning-rate \(its point of the grid"),
     ({"optimizer": "sgd"}, r"--optimizer sgd is not norms.optimizer \(adam\)"),
     ({"learning_rate": 0.003}, r"this cell \(before, 35, 0.003\) is not in the norms grid"),
     ({"bn": "after"}, r"this cell \(after, 35, 0.01\) is not in the norms grid"),
 ])
 def test_a_cell_outside_the_norms_grid_is_refused(overrides, message):
     with pytest.raises(ParamsError, match=message):
-        check_cell(params(), cell_args(**overrides))
-    check_cell(params(), cell_args())
+        check_args(raw(), cell_args(**overrides))
+    check_args(raw(), cell_args())
 
 
 def write_record(bn, rate, conv_norms, conv_steps, accuracy=0.7, seed=35, weight_norms=True):
@@ -107,11 +112,11 @@ def test_trajectories_join_the_conv_layers_and_the_report_compares_with_no_bn(tm
 def test_the_report_lists_cells_not_run_and_refuses_records_without_weight_norms(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = params(rates=(0.01,))
-    with pytest.raises(InputFileError, match=r"no cell of the norms grid has run yet: run `dvc repro norms/dvc.yaml`"):
+    with pytest.raises(InputFileError, match=r"no cell of the norms grid has run yet: run `dvc repro grids/norms/dvc.yaml`"):
         collect(settings.norms)
     write_record("before", 0.01, [1, 2, 3, 4], [0.1] * 4)
     cells, missing = collect(settings.norms)
-    assert missing == ["norms/dvc.yaml:cell@none-0.01-35"]
+    assert missing == ["grids/norms/dvc.yaml:cell@none-0.01-35"]
     assert "**Incomplete: 1 cells have not run yet**" in render_markdown(summarize(cells), settings.norms,
                                                                          cells, missing, [])
     path = write_record("none", 0.01, [1, 2, 3, 4], [0.1] * 4, weight_norms=False)
@@ -136,10 +141,10 @@ def test_norms_pipeline_records_weight_norms_and_reports_them(project):
 
     project.set_params(norms={"optimizer": "adam", "learning_rates": [0.01], "variants": ["before", "none"],
                               "seeds": [35]})
-    ran = stages_run(project.dvc("repro", "norms/dvc.yaml").stdout)
-    assert sorted(s for s in ran if "@" in s) == ["norms/dvc.yaml:cell@before-0.01-35",
-                                                  "norms/dvc.yaml:cell@none-0.01-35"]
-    assert "norms/dvc.yaml:report" in ran
+    ran = stages_run(project.dvc("repro", "grids/norms/dvc.yaml").stdout)
+    assert sorted(s for s in ran if "@" in s) == ["grids/norms/dvc.yaml:cell@before-0.01-35",
+                                                  "grids/norms/dvc.yaml:cell@none-0.01-35"]
+    assert "grids/norms/dvc.yaml:report" in ran
     record = json.loads((project.root / "reports/norms/runs/adam-0.01-before-35.json").read_text())
     weights = {key for key in record["probes"] if key.startswith("weight_norm/")}
     assert weights == {f"weight_norm/{layer}" for layer in LAYERS}

@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from conftest import PATIENCE_SECONDS, ROOT, easy_split, merge_sections
-from stages.lib.atomic import write_json
-from stages.lib.cifar import Split, save_split
-from stages.lib.guard import ConcurrentChangeError, Snapshot
-from stages.lib.notices import HARMLESS, filtered_stderr
-from stages.lib.params import load_params
+from stages.trainer.atomic import write_json
+from stages.trainer.cifar import Split, save_split
+from stages.trainer.guard import ConcurrentChangeError, Snapshot
+from stages.trainer.notices import HARMLESS, filtered_stderr
+from stages.trainer.params import load_params
 
 STATISTICS = {"mode": "global", "mean": [120.0], "std": [60.0], "count": 200}
 
@@ -216,13 +216,13 @@ def _state(pid: int) -> str:
      "it from placement.seeds"),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "99"),
      "this cell (before, 99) is not in the study grid (study.variants x study.seeds); cells run "
-     "through DVC: `dvc repro study/dvc.yaml`"),
+     "through DVC: `dvc repro grids/study/dvc.yaml`"),
     ({}, ("--grid", "sweep", "--bn", "after", "--seed", "0", "--optimizer", "sgd", "--learning-rate", "0.1"),
      "this cell (after, 0, 0.1) is not in the sweep grid (sweep.sgd.variants x learning_rates x "
-     "sweep.seeds); cells run through DVC: `dvc repro sweep/dvc.yaml`"),
+     "sweep.seeds); cells run through DVC: `dvc repro grids/sweep/dvc.yaml`"),
     ({}, ("--grid", "sweep", "--bn", "before", "--seed", "0", "--optimizer", "sgd"),
      "a sweep cell needs --optimizer and --learning-rate (its point of the grid); cells run "
-     "through DVC: `dvc repro sweep/dvc.yaml`"),
+     "through DVC: `dvc repro grids/sweep/dvc.yaml`"),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "0", "--learning-rate", "0.01"),
      "--learning-rate sets a point of another grid (sweep, norms, head); a study cell trains at "
      "params.yaml's train settings"),
@@ -232,7 +232,7 @@ def _state(pid: int) -> str:
      "params.yaml's train settings but --batch-size"),
     ({"batch": {"batch_sizes": [100]}}, ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "250"),
      "this cell (before, 0, 250) is not in the batch grid (batch.variants x seeds x batch_sizes); "
-     "cells run through DVC: `dvc repro batch/dvc.yaml`"),
+     "cells run through DVC: `dvc repro grids/batch/dvc.yaml`"),
     ({"batch": {"batch_sizes": [50, 100]}},
      ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "100"),
      "params.yaml: batch.batch_sizes lists 50, the study's own batch size (train.batch_size): the "
@@ -259,7 +259,7 @@ def test_grid_values_reach_the_shell_quoted(project):
     for path in ("data/prepared/train.npz", "data/stats.json"):  # DVC checks that deps exist.
         (project.root / path).parent.mkdir(parents=True, exist_ok=True)
         (project.root / path).write_text("never read")
-    result = project.dvc("repro", "--single-item", "study/dvc.yaml:cell", check=False)
+    result = project.dvc("repro", "--single-item", "grids/study/dvc.yaml:cell", check=False)
     assert result.returncode != 0
     assert not (project.root / "PWNED").exists() and not (project.root / "x").exists()
     assert "argument --seed: invalid int value: '1 --record x; touch PWNED #'" in result.stderr + result.stdout
@@ -298,7 +298,7 @@ def test_tensorflow_starts_without_notices_on_a_machine_without_a_gpu(tmp_path):
 
 def test_what_a_crash_prints_during_the_filtered_import_still_shows():
     """The filter is a process of its own: a crash (here an abort) loses none of its lines."""
-    script = ("import os; from stages.lib.notices import filtered_stderr\n"
+    script = ("import os; from stages.trainer.notices import filtered_stderr\n"
               "with filtered_stderr():\n"
               "    os.write(2, b'fatal: this CPU lacks an instruction\\n'); os.abort()")
     result = subprocess.run([sys.executable, "-c", script], text=True, capture_output=True,

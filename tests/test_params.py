@@ -1,4 +1,4 @@
-"""stages.lib.params: the committed params.yaml loads, and every kind of mistake in it fails with one
+"""stages.trainer.params: the committed params.yaml loads, and every kind of mistake in it fails with one
 exact line naming the key, the bad value and what is allowed.
 """
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.params import (ParamsError, UndeclaredParamError, load_params, parse_params, read_params,
-                               train_with_overrides)
+from stages.grids.sections import parse_all as parse_params
+from stages.grids.sections import read_all as read_params
+from stages.trainer.params import ParamsError, UndeclaredParamError, load_params, train_with_overrides
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 COMMITTED = yaml.safe_load(PARAMS_FILE.read_text())
@@ -109,9 +110,9 @@ MISTAKES = {
     "seed above 2**31-1": ("seed", 2**31,
                            "seed = 2147483648 is not allowed; expected a number <= 2147483647"),
     "bn not a choice": ("bn", "middle",
-                        "bn = 'middle' is not allowed; expected one of: before, after, none, rescaled, frozen"),
+                        "bn = 'middle' is not allowed; expected one of: after, before, frozen, none, rescaled"),
     "bn is case sensitive": ("bn", "Before",
-                             "bn = 'Before' is not allowed; expected one of: before, after, none, rescaled, frozen"),
+                             "bn = 'Before' is not allowed; expected one of: after, before, frozen, none, rescaled"),
     "mode not a choice": ("normalize.mode", "local",
                           "normalize.mode = 'local' is not allowed; expected one of: global, "
                           "per_channel"),
@@ -153,7 +154,7 @@ MISTAKES = {
                                ">= 1e-06"),
     "list item not a choice": ("study.variants", ["before", "middle"],
                                "study.variants[1] = 'middle' is not allowed; expected one of: "
-                               "before, after, none, rescaled, frozen"),
+                               "after, before, frozen, none, rescaled"),
     "list of lists": ("study.seeds", [[0], [1]],
                       "study.seeds[0] = [0] is not allowed; expected an integer"),
     "nan learning rate": ("train.learning_rate", math.nan,
@@ -225,7 +226,7 @@ def test_values_are_what_dvc_reads(tmp_path):
     """DVC's own params parser and ours agree on YAML 1.2 spellings PyYAML (1.1) reads otherwise."""
     from dvc.utils.serialize import parse_yaml
 
-    from stages.lib.params import read_yaml
+    from stages.trainer.params import read_yaml
 
     text = committed_text_with("learning_rate: 0.001", "learning_rate: 1e-3")
     text = text.replace("epochs: 10", "epochs: 1.0").replace("every_steps: 50", "every_steps: 5e1")

@@ -7,7 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from stages.lib.cifar import CLASS_NAMES
+from stages.trainer.cifar import CLASS_NAMES
 
 pytestmark = pytest.mark.dvc
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.params import check_placement, read_params
-from stages.lib.placement import collect, environments, equivalence, render_markdown, summarize
-from stages.lib.study_report import Cell
+from stages.trainer.errors import InputFileError, ParamsError
+from stages.grids.sections import check_placement, read_all as read_params
+from stages.grids.placement import collect, environments, equivalence, render_markdown, summarize
+from stages.analysis.cells import Cell
 
 
 def cell(variant: str, seed: int, accuracy: float, final_loss: float = 0.5) -> Cell:
@@ -109,7 +109,7 @@ def test_collect_pools_the_studys_seeds_and_names_the_cells_not_yet_run(tmp_path
     (placement / "before-2.json").write_text(json.dumps(record("before", 2)))
     found, missing = collect(["before", "after"], [0, 1], [2], study, placement)
     assert [c.seed for c in found["before"]] == [0, 1, 2] and [c.seed for c in found["after"]] == [0, 1]
-    assert missing == ["placement/dvc.yaml:cell@after-2"]
+    assert missing == ["grids/placement/dvc.yaml:cell@after-2"]
 
 
 def without_metrics(content: dict) -> dict:
@@ -146,11 +146,11 @@ def test_placement_pipeline_trains_without_probes_and_reuses_the_studys_cells(pr
 
     project.set_params(study={"variants": ["before", "after"], "seeds": [0, 1]},
                        placement={"variants": ["before", "after"], "seeds": [2]})
-    ran = stages_run(project.dvc("repro", "placement/dvc.yaml").stdout)
+    ran = stages_run(project.dvc("repro", "grids/placement/dvc.yaml").stdout)
     assert sorted(s for s in ran if "@" in s) == [
-        "placement/dvc.yaml:cell@after-2", "placement/dvc.yaml:cell@before-2",
-        "study/dvc.yaml:cell@after-0", "study/dvc.yaml:cell@after-1",
-        "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1"]
+        "grids/placement/dvc.yaml:cell@after-2", "grids/placement/dvc.yaml:cell@before-2",
+        "grids/study/dvc.yaml:cell@after-0", "grids/study/dvc.yaml:cell@after-1",
+        "grids/study/dvc.yaml:cell@before-0", "grids/study/dvc.yaml:cell@before-1"]
     new = json.loads((project.root / "reports/placement/runs/after-2.json").read_text())
     assert new["probes"] is None and new["landscape"] is None and new["probe_seconds"] == 0.0
     study = json.loads((project.root / "reports/study/runs/after-0.json").read_text())
@@ -162,7 +162,7 @@ def test_placement_pipeline_trains_without_probes_and_reuses_the_studys_cells(pr
     assert summary["variants"]["before"]["seeds"] == [0, 1, 2] and summary["comparison"] is not None
     assert (project.root / "reports/placement/figures/placement.png").stat().st_size > 10_000
     project.commit("placement")
-    assert stages_run(project.dvc("repro", "placement/dvc.yaml").stdout) == []
+    assert stages_run(project.dvc("repro", "grids/placement/dvc.yaml").stdout) == []
 
 
 @pytest.mark.parametrize("after", [spread(0.765, 3, 0.02), spread(0.860, 3, 0.02)], ids=["undecided", "different"])

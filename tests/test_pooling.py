@@ -7,8 +7,8 @@ import pytest
 
 from conftest import output_and_input_gradient
 from conftest import BACKEND, tensorflow_only
-from stages.lib import pooling
-from stages.lib.pooling import PairwiseMaxPooling2D, pairwise_max_pool
+from stages.trainer import pooling
+from stages.trainer.pooling import PairwiseMaxPooling2D, pairwise_max_pool
 
 
 # The net's maps are 32, 16 and 8 wide (even); odd sizes matter with more blocks (..., 2, 1).

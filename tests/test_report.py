@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from stages.lib.model import batch_norm_layers, build_model, non_trainable_count
-from stages.lib.params import read_params
+from stages.trainer.model import batch_norm_layers, build_model, non_trainable_count
+from stages.grids.sections import read_all as read_params
 from stages.report import render
 
 PARAMS = read_params(ROOT / "params.yaml")

@@ -46,12 +46,12 @@ def test_a_fresh_clone_pulls_the_results_and_reruns_nothing(shared, tmp_path):
     assert "Data and pipelines are up to date" in collaborator.dvc("status", "dvc.yaml").stdout
     assert stages_run(collaborator.dvc("repro").stdout) == []
     # The study never ran on either machine: its cells are pending, and nothing errs or warns.
-    quiet(collaborator.dvc("status", "study/dvc.yaml"))
+    quiet(collaborator.dvc("status", "grids/study/dvc.yaml"))
     quiet(collaborator.dvc("checkout"))
     # The pulled model scores exactly what the first machine measured.
     score = collaborator.run("python", "-c", (
-        "import json; from stages.lib import paths; from stages.lib.cifar import load_split; "
-        "from stages.lib.evaluation import evaluate, load_model; "
+        "import json; from stages.trainer import paths; from stages.trainer.cifar import load_split; "
+        "from stages.trainer.evaluation import evaluate, load_model; "
         "m, _ = evaluate(load_model(paths.MODEL), load_split(paths.TRAIN_SPLIT), "
         "load_split(paths.TEST_SPLIT)); print(json.dumps(m))"))
     assert json.loads(score.stdout.splitlines()[-1]) == json.loads(
@@ -76,14 +76,14 @@ def test_two_machines_split_the_study_and_a_third_only_compares(shared, tmp_path
     for machine, variant in (("a", "before"), ("b", "none")):
         worker = clone(shared, tmp_path / machine)
         worker.dvc("pull", "--with-deps", "normalize")
-        cells = [f"study/dvc.yaml:cell@{variant}-{seed}" for seed in (0, 1)]
+        cells = [f"grids/study/dvc.yaml:cell@{variant}-{seed}" for seed in (0, 1)]
         assert sorted(stages_run(worker.dvc("repro", *cells).stdout)) == cells
         worker.run(sys.executable, "tools/push_run_cache.py")
 
     collector = clone(shared, tmp_path / "collector")
     collector.dvc("pull", "--run-cache", "--with-deps", "normalize")
-    result = collector.dvc("repro", "--pull", "study/dvc.yaml")
-    assert stages_run(result.stdout) == ["study/dvc.yaml:compare"], result.stdout
+    result = collector.dvc("repro", "--pull", "grids/study/dvc.yaml")
+    assert stages_run(result.stdout) == ["grids/study/dvc.yaml:compare"], result.stdout
     assert result.stdout.count("is cached - skipping run") == 4
     table = json.loads((collector.root / "reports/study/metrics.json").read_text())
     assert table["before"]["test_accuracy"]["n"] == table["none"]["test_accuracy"]["n"] == 2

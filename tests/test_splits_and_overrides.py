@@ -25,11 +25,11 @@ from stages import cell as cell_stage
 from stages import evaluate as evaluate_stage
 from stages import normalize as normalize_stage
 from stages import train as train_stage
-from stages.lib import paths
-from stages.lib.archive_writer import write_archive
-from stages.lib.batch_norm import FusedBatchNormalization
-from stages.lib.cifar import CLASS_NAMES, Split, load_split
-from stages.lib.params import ModelParams
+from stages.trainer import paths
+from stages.archive.writer import write_archive
+from stages.trainer.batch_norm import FusedBatchNormalization
+from stages.trainer.cifar import CLASS_NAMES, Split, load_split
+from stages.trainer.params import ModelParams
 
 RECORDS_PER_FILE = 40
 SETTINGS = {

@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 
 from test_pipeline import stages_run
-from stages.lib.study import (compare_all, describe, holm, minimum_detectable_difference, power,
+from stages.analysis.statistics import (compare_all, describe, holm, minimum_detectable_difference, power,
                               seeds_to_detect, welch)
-from stages.lib.study_report import Cell, figure_run, render_markdown, summarize
+from stages.analysis.cells import Cell, figure_run, render_markdown, summarize
 
 
 def test_identical_samples_have_no_detectable_difference():
@@ -153,10 +153,10 @@ def test_a_cell_becomes_a_point_of_the_sweep_figures():
 
 @pytest.mark.dvc
 def test_study_matrix_is_cached_per_cell(project):
-    first = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
-    cells = sorted(s for s in first if s.startswith("study/dvc.yaml:cell@"))
-    assert cells == [f"study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
-    assert "fetch" in first and "study/dvc.yaml:compare" in first
+    first = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
+    cells = sorted(s for s in first if s.startswith("grids/study/dvc.yaml:cell@"))
+    assert cells == [f"grids/study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
+    assert "fetch" in first and "grids/study/dvc.yaml:compare" in first
     record = json.loads((project.root / "reports/study/runs/none-1.json").read_text())
     assert (record["bn"], record["seed"]) == ("none", 1)
     assert set(record["metrics"]) == {"train", "test"} and len(record["history"]["val/accuracy"]) == 1
@@ -184,12 +184,12 @@ def test_study_matrix_is_cached_per_cell(project):
     project.commit("two seeds")
 
     project.set_params(study={"variants": ["before", "none"], "seeds": [0, 1, 2]})
-    second = stages_run(project.dvc("repro", "study/dvc.yaml").stdout)
+    second = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
     assert sorted(s for s in second if "cell@" in s) == [
-        "study/dvc.yaml:cell@before-2", "study/dvc.yaml:cell@none-2"]
-    assert "study/dvc.yaml:compare" in second and "normalize" not in second
+        "grids/study/dvc.yaml:cell@before-2", "grids/study/dvc.yaml:cell@none-2"]
+    assert "grids/study/dvc.yaml:compare" in second and "normalize" not in second
     assert json.loads((project.root / "reports/study/metrics.json").read_text())["none"]["test_accuracy"]["n"] == 3
-    assert stages_run(project.dvc("repro", "study/dvc.yaml").stdout) == []
+    assert stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout) == []
     # Toggling the main run's probe switch leaves the study's cells cached (they always probe).
     project.set_params(landscape={"enabled": True})
-    assert "cell@" not in project.dvc("status", "study/dvc.yaml").stdout
+    assert "cell@" not in project.dvc("status", "grids/study/dvc.yaml").stdout

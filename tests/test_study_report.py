@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from stages.compare import mean_columns
-from stages.lib.errors import InputFileError
-from stages.lib.study import Comparison, welch
-from stages.lib.study_report import Cell, collect, render_html, render_markdown, summarize
+from stages.grids.study import mean_columns
+from stages.trainer.errors import InputFileError
+from stages.analysis.statistics import Comparison, welch
+from stages.analysis.cells import Cell, collect, render_html, render_markdown, summarize
 
 MEASURES = {"test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
             "train_accuracy": ("train", "accuracy")}
@@ -126,7 +126,7 @@ def test_html_escapes_text_and_inlines_images(tmp_path):
 
 
 def test_a_missing_cell_names_itself_and_the_fix(tmp_path):
-    with pytest.raises(InputFileError, match=r"before-1.json: missing: .*run `dvc repro study/dvc.yaml`"):
+    with pytest.raises(InputFileError, match=r"before-1.json: missing: .*run `dvc repro grids/study/dvc.yaml`"):
         collect(tmp_path, ["before"], [1])
 
 
@@ -138,8 +138,8 @@ def test_landscape_columns_are_averaged_over_seeds_step_by_step():
 
 
 def test_a_landscape_table_without_rows_leaves_out_its_lead_in():
-    from stages.lib.study import describe
-    from stages.lib.study_report import landscape_tables
+    from stages.analysis.statistics import describe
+    from stages.analysis.cells import landscape_tables
 
     lines = landscape_tables({"before": {"beta_median": describe([10.0, 12.0])}}, ["before"])
     assert any(line.startswith("Along −g at η") for line in lines)
@@ -157,5 +157,5 @@ def test_compare_refuses_a_record_copied_over_another_cell(tmp_path):
     assert [c.seed for c in collect(tmp_path, ["before", "after"], [0, 1])["after"]] == [0, 1]
     (tmp_path / "after-0.json").write_text((tmp_path / "before-0.json").read_text())
     with pytest.raises(InputFileError, match=r"after-0.json: records bn=before, not the bn=after its name "
-                                             r"says; delete it and run `dvc repro study/dvc.yaml`"):
+                                             r"says; delete it and run `dvc repro grids/study/dvc.yaml`"):
         collect(tmp_path, ["before", "after"], [0, 1])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.errors import InputFileError, ParamsError
-from stages.lib.params import parse_params
-from stages.lib.sweep import collect, record_path, render_markdown, summarize
+from stages.trainer.errors import InputFileError, ParamsError
+from stages.grids.sections import parse_all as parse_params
+from stages.grids.sweep import collect, record_path, render_markdown, summarize
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 STUDY_RUNS = Path("reports/study/runs")
@@ -47,8 +47,8 @@ def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_pa
         (0.001, "before", 0), (0.001, "before", 1), (0.001, "before", 2), (0.01, "before", 0), (0.1, "none", 1)]
     # Missing cells by the DVC stage that trains each, the study's `none` cells among them.
     assert sorted(missing) == [
-        *(f"study/dvc.yaml:cell@none-{seed}" for seed in (0, 1, 2)), "sweep/dvc.yaml:adam@before-0.01-1",
-        "sweep/dvc.yaml:adam@none-0.01-0", "sweep/dvc.yaml:adam@none-0.01-1", "sweep/dvc.yaml:sgd@none-0.1-0"]
+        *(f"grids/study/dvc.yaml:cell@none-{seed}" for seed in (0, 1, 2)), "grids/sweep/dvc.yaml:adam@before-0.01-1",
+        "grids/sweep/dvc.yaml:adam@none-0.01-0", "grids/sweep/dvc.yaml:adam@none-0.01-1", "grids/sweep/dvc.yaml:sgd@none-0.1-0"]
 
 
 def test_a_record_that_is_not_its_cell_is_refused_before_any_report(tmp_path, monkeypatch):
@@ -87,7 +87,7 @@ def test_the_sweep_refuses_a_grid_that_the_study_does_not_fit(tmp_path, monkeypa
 def test_a_sweep_with_no_cell_run_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = params()
-    with pytest.raises(InputFileError, match=r"no cell of the sweep has run yet: run `dvc repro sweep/dvc.yaml`"):
+    with pytest.raises(InputFileError, match=r"no cell of the sweep has run yet: run `dvc repro grids/sweep/dvc.yaml`"):
         collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
 
 
@@ -117,9 +117,9 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     assert "update_beta_median" not in high["after"]["landscape"]  # Stored as None: not measured.
     assert "beta_median" not in high["before"]["landscape"]  # Not measured: no column value.
     assert "comparisons" not in summary["adam"]["0.001"]  # One seed each: nothing to compare.
-    markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["sweep/dvc.yaml:sgd@none-0.1-0"])
+    markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["grids/sweep/dvc.yaml:sgd@none-0.1-0"])
     assert "**Incomplete: 1 of the sweep's cells have not run yet**" in markdown
-    assert "`sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
+    assert "`grids/sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
     assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 of 2 diverged) |" in markdown
     assert (f"| 0.01 | before − rescaled | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
             f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
@@ -136,11 +136,11 @@ def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the
     project.set_params(sweep={"seeds": [0],
                               "adam": {"variants": ["before"], "learning_rates": [0.01]},
                               "sgd": {"variants": ["rescaled"], "learning_rates": [0.1]}})
-    ran = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
+    ran = stages_run(project.dvc("repro", "grids/sweep/dvc.yaml").stdout)
     # The sweep's report needs the study's cells at the study's rate, so DVC trains those too.
     assert sorted(s for s in ran if "@" in s) == [
-        "study/dvc.yaml:cell@before-0", "study/dvc.yaml:cell@before-1", "study/dvc.yaml:cell@none-0",
-        "study/dvc.yaml:cell@none-1", "sweep/dvc.yaml:adam@before-0.01-0", "sweep/dvc.yaml:sgd@rescaled-0.1-0"]
+        "grids/study/dvc.yaml:cell@before-0", "grids/study/dvc.yaml:cell@before-1", "grids/study/dvc.yaml:cell@none-0",
+        "grids/study/dvc.yaml:cell@none-1", "grids/sweep/dvc.yaml:adam@before-0.01-0", "grids/sweep/dvc.yaml:sgd@rescaled-0.1-0"]
     record = json.loads((project.root / "reports/sweep/runs/sgd-0.1-rescaled-0.json").read_text())
     assert (record["train"]["optimizer"], record["train"]["learning_rate"], record["bn"]) == ("sgd", 0.1, "rescaled")
     summary = json.loads((project.root / "reports/sweep/metrics.json").read_text())
@@ -149,13 +149,13 @@ def test_sweep_pipeline_trains_each_cell_once_and_takes_the_studys_rate_from_the
     assert set(summary["adam"]["0.001"]) == {"before"} and set(summary["sgd"]["0.1"]) == {"rescaled"}
     assert "Incomplete" not in (project.root / "reports/sweep/sweep.md").read_text()
     project.commit("sweep")
-    assert stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout) == []
+    assert stages_run(project.dvc("repro", "grids/sweep/dvc.yaml").stdout) == []
 
     project.set_params(sweep={"seeds": [0, 1]})
-    second = stages_run(project.dvc("repro", "sweep/dvc.yaml").stdout)
+    second = stages_run(project.dvc("repro", "grids/sweep/dvc.yaml").stdout)
     assert sorted(s for s in second if "@" in s) == [
-        "sweep/dvc.yaml:adam@before-0.01-1", "sweep/dvc.yaml:sgd@rescaled-0.1-1"]
-    assert "sweep/dvc.yaml:report" in second
+        "grids/sweep/dvc.yaml:adam@before-0.01-1", "grids/sweep/dvc.yaml:sgd@rescaled-0.1-1"]
+    assert "grids/sweep/dvc.yaml:report" in second
 
 
 def test_diverged_runs_are_counted_not_compared():

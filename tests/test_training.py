@@ -15,14 +15,14 @@ from dvclive import Live
 
 from conftest import easy_split, tensorflow_only
 from float32 import UNIT_ROUNDOFF, gradient_sums, kernels_rtol, network_sums
-from stages.lib import experiment
-from stages.lib.cifar import Split, pixel_statistics
-from stages.lib.landscape import LandscapeProbe, layer_of, measure, model_loss_and_gradient
-from stages.lib.model import build_model
-from stages.lib.params import read_params
-from stages.lib.experiment import train_variant
-from stages.lib.backend import seed_everything
-from stages.lib.training import batch_indices, epoch_orders, execution_steps, fit, steps_for
+from stages.trainer import experiment
+from stages.trainer.cifar import Split, pixel_statistics
+from stages.trainer.landscape import LandscapeProbe, layer_of, measure, model_loss_and_gradient
+from stages.trainer.model import build_model
+from stages.grids.sections import read_all as read_params
+from stages.trainer.experiment import train_variant
+from stages.trainer.backend import seed_everything
+from stages.trainer.training import batch_indices, epoch_orders, execution_steps, fit, steps_for
 
 PARAMS = read_params()
 
@@ -67,7 +67,7 @@ def test_stages_turn_onednn_on_unless_told_otherwise(setting, expected):
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    code = ("import os; from stages.lib.device import onednn_enabled; "
+    code = ("import os; from stages.trainer.device import onednn_enabled; "
             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn_enabled())")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, check=True)
@@ -279,7 +279,7 @@ def test_xla_under_determinism_fails_with_keras_max_pooling(tmp_path, monkeypatc
     import keras
     import tensorflow as tf
 
-    from stages.lib import model as model_module
+    from stages.trainer import model as model_module
 
     monkeypatch.setattr(model_module, "PairwiseMaxPooling2D", keras.layers.MaxPooling2D)
     with pytest.raises(tf.errors.UnimplementedError, match="deterministic"):

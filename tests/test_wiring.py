@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from conftest import ROOT
 from float32 import assert_kernels_agree, batch_norm_condition, network_sums
-from stages.lib.batch_norm import FUSED_MIN_EPSILON
-from stages.lib.model import batch_norm_layers, build_model
-from stages.lib.params import BN_PLACEMENTS, read_params
+from stages.trainer.batch_norm import FUSED_MIN_EPSILON
+from stages.trainer.model import batch_norm_layers, build_model
+from stages.trainer.params import BN_PLACEMENTS, read_params
 
 DEFAULTS = read_params(ROOT / "params.yaml").model
 SETTINGS = dataclasses.replace(DEFAULTS, filters=[3, 5], kernel_size=5, activation="tanh", dense_units=7,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import scipy.stats
 
-from stages.lib.params import BN_PLACEMENTS
-from stages.lib.study_report import oriented
+from stages.analysis.figures import VARIANT_ORDER
+from stages.analysis.cells import oriented
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -132,7 +132,7 @@ def readme_answer() -> str:
 def norms_sentence() -> str:
     """Scale invariance, from the norms grid: BN's kernel growth and end-of-training effective step
     against `none`'s, at each rate (reports/norms/metrics.json); empty before that report exists."""
-    from stages.lib.norms import mean_over_seeds
+    from stages.grids.norms import mean_over_seeds
     path = ROOT / "reports" / "norms" / "metrics.json"
     if not path.is_file():
         return ""
@@ -301,7 +301,7 @@ def study_block() -> str:
 def sweep_block() -> str:
     """docs/why.md: the sweep's accuracy table and what it says, from reports/sweep/metrics.json."""
     sweep = load("reports/sweep/metrics.json")
-    variants = [variant for variant in BN_PLACEMENTS  # Those the sweep has, in params' order.
+    variants = [variant for variant in VARIANT_ORDER  # Those the sweep has, in the figures' order.
                 if any(variant in cell for rates in sweep.values() for cell in rates.values())]
     lines = ["| optimizer, rate | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for optimizer, rates in sweep.items():
@@ -378,7 +378,7 @@ def frozen_block() -> str:
     study = load("reports/study/metrics.json")
     needed = ("before", "none", "rescaled", "frozen")
     if not all(variant in study for variant in needed):
-        return "No `frozen` cells in the study's report yet: run `dvc repro study/dvc.yaml`."
+        return "No `frozen` cells in the study's report yet: run `dvc repro grids/study/dvc.yaml`."
     comparisons = study["comparisons"]
     gain = study["before"]["test_accuracy"]["mean"] - study["none"]["test_accuracy"]["mean"]
     lines = ["| bn | normalizes with batch statistics | seeds | test accuracy | train accuracy | share of `before`'s gain over `none` |",
@@ -412,10 +412,10 @@ def frozen_block() -> str:
 def norms_block() -> str:
     """docs/why.md: the convolution kernels' norm growth and effective steps per variant and Adam
     rate, from reports/norms/metrics.json (the norms grid: weight norms recorded by the probe)."""
-    from stages.lib.norms import mean_over_seeds
+    from stages.grids.norms import mean_over_seeds
     path = ROOT / "reports" / "norms" / "metrics.json"
     if not path.is_file():
-        return "No norms cells in a report yet: run `dvc repro norms/dvc.yaml`."
+        return "No norms cells in a report yet: run `dvc repro grids/norms/dvc.yaml`."
     summary = json.loads(path.read_text(encoding="utf-8"))
     lines = ["| rate | bn | seeds | test accuracy | conv ‖w‖ growth | conv effective step, start → last epoch | vs `none` at the end | head ‖w‖ growth |",
              "|---|---|---|---|---|---|---|---|"]
@@ -438,11 +438,11 @@ def norms_block() -> str:
 
 def head_block() -> str:
     """docs/why.md: the SGD head intervention beside its sweep twins, from reports/head/metrics.json."""
-    from stages.lib.head import accuracy_text, verdicts
-    from stages.lib.params import read_params
+    from stages.grids.head import accuracy_text, verdicts
+    from stages.grids.sections import read_all as read_params
     path = ROOT / "reports" / "head" / "metrics.json"
     if not path.is_file():
-        return "No head cells in a report yet: run `dvc repro head/dvc.yaml`."
+        return "No head cells in a report yet: run `dvc repro grids/head/dvc.yaml`."
     summary = json.loads(path.read_text(encoding="utf-8"))
     head = read_params(ROOT / "params.yaml").head
     lines = [f"| {head.optimizer} rate | bn | head input RMS at init | without (the sweep's twins) | "
@@ -458,10 +458,10 @@ def head_block() -> str:
 def batch_block() -> str:
     """docs/why.md: train and test accuracy and the gap per batch size and variant, and BN's gain
     split into fitting and the gap, from reports/batch/metrics.json."""
-    from stages.lib.batch import variant_table, verdicts
+    from stages.grids.batch import variant_table, verdicts
     path = ROOT / "reports" / "batch" / "metrics.json"
     if not path.is_file():
-        return "No batch cells in a report yet: run `dvc repro batch/dvc.yaml`."
+        return "No batch cells in a report yet: run `dvc repro grids/batch/dvc.yaml`."
     summary = json.loads(path.read_text(encoding="utf-8"))
     return "\n".join([*variant_table(summary), "", *(f"- {line}" for line in verdicts(summary))])
 
@@ -469,7 +469,7 @@ def batch_block() -> str:
 def frozen_at_high_rate(rate: str = "0.01") -> list[str]:
     """`frozen` at Adam 1e-2 over every seed trained there with these settings: the sweep's, and the
     norms grid's (the same training; its probes record weight norms too), from the records."""
-    from stages.lib.study import compare_all, describe
+    from stages.analysis.statistics import compare_all, describe
     runs: dict[str, list[float]] = {}
     diverged: dict[str, int] = {}
     for folder in ("sweep", "norms"):

@@ -11,7 +11,7 @@ import dvc.api
 from dvc.exceptions import DvcException
 from dvc.scm import SCMError
 
-from stages.lib.params import BN_PLACEMENTS
+from stages.trainer.params import BN_PLACEMENTS
 
 COLUMNS = (  # (DVC's column, header, width, format)
     ("bn", "bn", max(map(len, BN_PLACEMENTS)), "{}"),  # Wide enough for every variant's name.

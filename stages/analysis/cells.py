@@ -1,0 +1,310 @@
+"""Gather the study's cells, summarize them, and render the offline report (markdown and HTML)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.trainer.errors import InputFileError
+from stages.analysis.records import fit_seconds, read_json
+from stages.analysis.statistics import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
+                              describe)
+
+# The probes' summaries (medians over training, landscape.LandscapeProbe.summary) that the study
+# tabulates: key -> (column heading, digits). First the paper's measure along -g, then along the
+# update D the optimizer really takes.
+PAPER_MEASURES = {
+    "beta_median": ("effective β-smoothness", 2),
+    "loss_range_median": ("loss range over steps", 4),
+    "grad_change_max_median": ("max gradient change", 3),
+}
+UPDATE_MEASURES = {
+    "update_beta_median": ("β along Δ", 2),
+    "update_loss_range_median": ("loss range along Δ", 4),
+    "real_length_loss_range_median": ("loss range along −g at ‖Δ‖", 4),
+    "cos_update_gradient_median": ("cos(Δ, −g)", 3),
+    "decrease_ratio_median": ("realized / predicted decrease", 3),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One study cell, from the JSON record that the `cell` stage wrote."""
+
+    variant: str
+    seed: int
+    metrics: dict  # evaluate's scores: {"train": {...}, "test": {...}}
+    history: dict[str, np.ndarray]  # per epoch, e.g. history["val/accuracy"]
+    landscape: dict[str, np.ndarray] | None  # per probe, e.g. landscape["beta"]
+    run: dict  # the rest of the record: settings, timings, environment
+    landscape_summary: dict
+
+
+def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
+    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "grids/study/dvc.yaml", bn=variant, seed=seed)
+                      for seed in seeds] for variant in variants}
+
+
+def oriented(comparisons: dict, first: str, second: str) -> dict | None:
+    """A report's comparison of two variants as first − second, whichever order it names them in
+    (each report names a pair once, in its variants' order); None if it did not compare them."""
+    if f"{first}_vs_{second}" in comparisons:
+        return comparisons[f"{first}_vs_{second}"]
+    if f"{second}_vs_{first}" not in comparisons:
+        return None
+    pair = comparisons[f"{second}_vs_{first}"]
+    return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
+
+
+def holm_pairs(samples: dict[str, list[float]]) -> dict:
+    """Every pair of `samples`' variants compared on test accuracy (Welch, Holm over these pairs),
+    as the grid reports keep them in metrics.json."""
+    return {f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                                         "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable}
+            for c in compare_all(samples)}
+
+
+def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str = "Differences") -> list[str]:
+    """A grid report's comparisons, (setting's value, pair, comparison) each, as a markdown table
+    after a sentence saying what they are; one line instead where nothing could be compared."""
+    lines = [f"{lead} in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs at each "
+             f"{setting} (variants with two seeds or more and no diverged run), and the smallest difference "
+             "these seeds could detect (80% power):", ""]
+    if not compared:
+        return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
+    lines += [f"| {setting} | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
+    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+                    f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
+                    + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
+                    for value, pair, c in compared]
+
+
+def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
+    """A cell's record in a grid over learning rates (sweep, norms, head), as its dvc.yaml names it:
+    DVC writes a float as Python's str() does (0.0003, 1.0)."""
+    return runs / f"{optimizer}-{rate}-{bn}-{seed}.json"
+
+
+def rate_grid_cells(grid, runs: Path, pipeline: str) -> dict[Path, tuple[str, dict]]:
+    """{record path: (DVC stage, expected settings)} for every cell of a grid over one optimizer's
+    rates, variants and seeds (params.RateGridParams: norms, head), for load_grid."""
+    return {rate_record(runs, grid.optimizer, rate, bn, seed): (
+                f"{pipeline}:cell@{bn}-{rate}-{seed}",
+                {"bn": bn, "seed": seed, "optimizer": grid.optimizer, "learning_rate": rate})
+            for rate in grid.learning_rates for bn in grid.variants for seed in grid.seeds}
+
+
+def incomplete(missing: list[str], pipeline: str) -> list[str]:
+    """A grid report's line (and blank line) naming the cells that have not run, if any."""
+    if not missing:
+        return []
+    return [f"**Incomplete: {len(missing)} cells have not run yet** (`dvc repro {pipeline}`): "
+            + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
+
+
+def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cell], list[str]]:
+    """The cells of a grid that have run ({record path: (DVC stage, expected settings)}), each
+    checked by load_cell, and the DVC stages of those that have not (yet): a grid is often run a
+    part at a time, on several machines, so its report shows where it stands."""
+    missing = [stage for path, (stage, _) in stages.items() if not path.is_file()]
+    if len(missing) == len(stages):
+        pipeline = next(iter(stages.values()))[0].split(":")[0]
+        raise InputFileError(f"no cell of {what} has run yet: run `dvc repro {pipeline}` "
+                             f"(or `dvc repro -s {pipeline}:<cell>` for some of them) first")
+    cells = [load_cell(path, stage.split(":")[0], **expected)
+             for path, (stage, expected) in stages.items() if path.is_file()]
+    return cells, missing
+
+
+def load_cell(path: Path, pipeline: str, **expected) -> Cell:
+    """The record a `cell` stage of `pipeline` wrote at `path`, checked to be what its name says:
+    each of `expected` (bn, seed, and for the grids over them optimizer, learning_rate and
+    batch_size) as recorded, and
+    its scores numbers (accuracies finite, in [0, 1]; a loss non-finite only where the run
+    diverged). A record copied over another, edited or truncated is refused in one line naming
+    the file, before any report is rewritten."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: missing: this cell has not run; run `dvc repro {pipeline}` "
+                             "to train the missing cells")
+    record = read_json(path, "cell")
+    check_record(record, path, pipeline, expected)
+    probes = record.get("probes")
+    return Cell(record["bn"], record["seed"], record["metrics"],
+                {name: np.asarray(values) for name, values in record["history"].items()},
+                {name: np.asarray(values) for name, values in probes.items()} if probes else None,
+                record, record.get("landscape") or {})
+
+
+def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> None:
+    fix = f"delete it and run `dvc repro {pipeline}` to train that cell again"
+    try:
+        found = {"bn": record["bn"], "seed": record["seed"], "optimizer": record["train"]["optimizer"],
+                 "learning_rate": record["train"]["learning_rate"]}
+        if "batch_size" in expected:
+            found["batch_size"] = record["train"]["batch_size"]
+        scores = {f"{split}.{measure}": record["metrics"][split][measure]
+                  for split in ("train", "test") for measure in ("accuracy", "loss")}
+        last_loss = record["history"]["fit/loss"][-1]
+    except (KeyError, TypeError, IndexError) as error:
+        raise InputFileError(f"{path}: not a complete cell record (no {error}); {fix}") from None
+    wrong = [key for key, value in expected.items() if found[key] != value]
+    if wrong:
+        recorded = ", ".join(f"{key}={found[key]}" for key in wrong)
+        named = ", ".join(f"{key}={expected[key]}" for key in wrong)
+        raise InputFileError(f"{path}: records {recorded}, not the {named} its name says; {fix}")
+    diverged = not (isinstance(last_loss, (int, float)) and math.isfinite(last_loss))
+    for name, value in scores.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        finite = number and math.isfinite(value)
+        if not number or (name.endswith("accuracy") and not (finite and 0 <= value <= 1)) \
+                or (not finite and not diverged):
+            raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
+
+
+def diverged(cell: Cell) -> bool:
+    """The probe's flag where the cell probed; without probes, whether its last training loss is
+    not finite."""
+    loss = cell.history.get("fit/loss", np.array([np.nan]))
+    return bool(cell.landscape_summary.get("diverged", not np.isfinite(loss[-1])))
+
+
+def figure_run(cell: Cell) -> dict:
+    """One cell as the sweep figures take it (figures.accuracy_vs_learning_rate and the like)."""
+    probes = cell.landscape or {}
+    return {"optimizer": cell.run["train"]["optimizer"], "bn": cell.variant,
+            "learning_rate": cell.run["train"]["learning_rate"], "seed": cell.seed,
+            "test_accuracy": cell.metrics["test"]["accuracy"],
+            "diverged": diverged(cell),
+            "effective_step": cell.landscape_summary.get("effective_step_median", {}),
+            "steps": probes.get("step", np.array([])), "update_beta": probes.get("update_beta", np.array([])),
+            "landscape": cell.landscape_summary}
+
+
+def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
+    """Per variant: each measure described over seeds. Pairs: Welch on test accuracy."""
+    summary = {}
+    for variant, runs in cells.items():
+        summary[variant] = {name: describe([run.metrics[a][b] for run in runs])
+                            for name, (a, b) in measures.items()}
+        for key in (*PAPER_MEASURES, *UPDATE_MEASURES):
+            # A diverged run has no finite median (None): the measure describes the other seeds.
+            values = [run.landscape_summary.get(key) for run in runs]
+            if any(value is not None for value in values):
+                summary[variant][key] = describe([value for value in values if value is not None])
+        summary[variant]["fit_seconds"] = describe([fit_seconds(run.run) for run in runs])
+    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
+    comparisons = compare_all(accuracy)
+    summary["comparisons"] = {
+        f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,
+                                     "ci_high": c.ci_high, "p_value": c.p_value, "p_holm": c.p_holm,
+                                     "minimum_detectable": c.minimum_detectable,
+                                     "seeds_to_detect_target": c.seeds_to_detect_target}
+        for c in comparisons}
+    return summary, comparisons
+
+
+def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[str, list[Cell]],
+                    with_landscape: bool) -> str:
+    variants = list(cells)
+    first = cells[variants[0]][0].run
+    total_minutes = sum(fit_seconds(run.run) for runs in cells.values() for run in runs) / 60
+
+    def cell(variant, key, digits=4):
+        d = summary[variant][key]
+        return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} [{d['min']:.{digits}f}, {d['max']:.{digits}f}]"
+
+    lines = [
+        "# BN study: where should BatchNormalization sit?", "",
+        f"{len(variants)} variants × {summary[variants[0]]['test_accuracy']['n']} seeds, "
+        f"{first['train']['epochs']} epochs each. Cells: mean ± std [min, max] over seeds.", "",
+        "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
+        *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
+          f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",
+        "## Differences in mean test accuracy (Welch's t-test, 95% CI)", "",
+        f"p-values are Holm-adjusted over the {len(comparisons)} pairs (the CIs are not); a difference "
+        f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
+        f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "
+        "points with that power.", "",
+        f"| pair | difference (points) | 95% CI | p-value | Holm p | minimum detectable (points) | "
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
+        *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
+          f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
+          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
+          for c in comparisons), "",
+        *(f"- {c.verdict()}" for c in comparisons), "",
+    ]
+    if with_landscape:
+        lines += landscape_tables(summary, variants)
+    lines += [
+        "![validation curves](figures/curves.png)", "",
+        "![test accuracy per seed](figures/test_accuracy.png)", "",
+        "![generalization gap](figures/generalization_gap.png)", "",
+        *(["![landscape](figures/landscape.png)", ""] if with_landscape else []),
+        "## Environment", "",
+        *(f"- {key}: {value}" for key, value in first["environment"].items()),
+        f"- fit time of the cells (sum of their epochs, probes included): {total_minutes:.1f} min", "",
+    ]
+    return "\n".join(lines)
+
+
+def landscape_tables(summary: dict, variants: list[str]) -> list[str]:
+    """The probes' medians over training: mean over seeds [95% t interval of that mean]."""
+    def cell(variant, key, digits):
+        d = summary[variant].get(key)
+        if d is None:
+            return "–"
+        interval = f" [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]" if d["n"] > 1 else ""
+        return f"{d['mean']:.{digits}f}{interval}"
+
+    def table(lead_in, measures):
+        shown = {key: spec for key, spec in measures.items()
+                 if any(key in summary[variant] for variant in variants)}
+        if not shown:
+            return []
+        return [lead_in, "", "| bn | " + " | ".join(heading for heading, _ in shown.values()) + " |",
+                "|---" * (len(shown) + 1) + "|",
+                *(f"| {v} | " + " | ".join(cell(v, key, digits) for key, (_, digits) in shown.items())
+                  + " |" for v in variants), ""]
+
+    return [
+        "## Loss-landscape smoothness (Santurkar et al. 2018), medians over training", "",
+        f"Each cell: the mean over seeds of the run's median, with the {CONFIDENCE:.0%} t interval of "
+        "that mean.", "",
+        *table("Along −g at η ∈ step sizes × the learning rate (the paper's measure):", PAPER_MEASURES),
+        *table("Along the update Δ the optimizer takes at that step (k ∈ step sizes × Δ), and along −g "
+               "moved as far as Δ:", UPDATE_MEASURES),
+    ]
+
+
+def render_html(markdown: str, base: Path) -> str:
+    """A self-contained page from the markdown above: figures inlined as base64, no scripts."""
+    body, table = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-"):
+                tag = "th" if not table else "td"
+                table.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if table:
+            body.append("<table>" + "".join(table) + "</table>")
+            table = []
+        if image := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            data = base64.b64encode((base / image[2]).read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(image[1])}" src="data:image/png;base64,{data}">')
+        elif heading := re.match(r"(#+) (.*)", line):
+            level = len(heading[1])
+            body.append(f"<h{level}>{html.escape(heading[2])}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>bnlab study</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

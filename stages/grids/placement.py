@@ -1,0 +1,211 @@
+"""Before or after the activation? The placement study's cells, its test and its report.
+
+The answer is one of three, decided at the study's 95% level: one placement is higher (Welch's
+test), the two are equivalent within placement.equivalence_margin (two one-sided Welch tests,
+TOST), or the seeds cannot yet tell. Both tests come from SciPy; the power analysis is the
+study's own (study.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, describe, welch
+from stages.analysis.cells import Cell, diverged, load_cell
+from stages.grids.sections import check_placement
+from stages.grids.study import RUNS as STUDY_RUNS
+
+OUT = Path("reports/placement")  # The report and its records (runs/).
+
+PIPELINE = "grids/placement/dvc.yaml"
+
+
+def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[int], study_runs: Path,
+            placement_runs: Path) -> tuple[dict[str, list[Cell]], list[str]]:
+    """Every cell of both variants: the study's seeds from its records, then the placement's own.
+    Returns the cells found and the DVC stages of those not yet run (a long study runs in parts)."""
+    cells: dict[str, list[Cell]] = {variant: [] for variant in variants}
+    missing = []
+    for variant in variants:
+        for runs, seeds, pipeline in ((study_runs, study_seeds, "grids/study/dvc.yaml"),
+                                      (placement_runs, placement_seeds, PIPELINE)):
+            for seed in seeds:
+                path = runs / f"{variant}-{seed}.json"
+                if not path.is_file():
+                    missing.append(f"{pipeline}:cell@{variant}-{seed}")
+                    continue
+                cells[variant].append(load_cell(path, pipeline, bn=variant, seed=seed))
+    return cells, missing
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided Welch tests that the difference of means lies within +-margin."""
+    margin: float
+    p_lower: float  # H0: difference <= -margin
+    p_upper: float  # H0: difference >= +margin
+    # The (1 - 2 ALPHA) interval of the difference: inside +-margin exactly when both tests reject.
+    ci_low: float
+    ci_high: float
+
+    @property
+    def p_value(self) -> float:
+        return max(self.p_lower, self.p_upper)
+
+    @property
+    def equivalent(self) -> bool:
+        return self.p_value < ALPHA
+
+
+def equivalence(first, second, margin: float) -> Equivalence:
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    # Shifting one sample by the margin moves the null hypothesis to zero, which SciPy tests.
+    lower = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater")
+    upper = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less")
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 2 * ALPHA)
+    return Equivalence(margin, float(lower.pvalue), float(upper.pvalue), float(interval.low),
+                       float(interval.high))
+
+
+def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
+    """The answer in one sentence; differences in percentage points. While cells of the planned
+    seeds are missing, it is an interim look, and says so: testing again as seeds arrive and
+    stopping at the first significant look would make a false difference likely, so the answer
+    is the one at all of placement.seeds."""
+    first, second = comparison.first, comparison.second
+    interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {CONFIDENCE:.0%} CI "
+                f"[{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}], Welch p = "
+                f"{comparison.p_value:.3g}")
+    within = f"within ±{test.margin * 100:.2g} points (TOST p = {test.p_value:.3g})"
+    interim = (f"interim, {missing} planned cells not yet run, so not the answer yet: " if missing else "")
+    if comparison.p_value < ALPHA:
+        higher = first if comparison.difference > 0 else second
+        also = f", a difference {within}" if test.equivalent else ""
+        return f"{interim}bn={higher} is higher by {abs(comparison.difference) * 100:.2f} points: {interval}{also}"
+    if test.equivalent:
+        return f"{interim}equivalent {within}: {interval}"
+    more = "" if missing else "; add seeds to placement.seeds"
+    return f"{interim}undecided: neither a difference nor equivalence {within} is shown: {interval}{more}"
+
+
+def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> dict:
+    """Per variant, test accuracy over seeds (diverged runs counted, kept out); the comparison of
+    the two when neither has diverged runs and each has two seeds or more. `missing`: how many
+    cells have not run yet, which an undecided verdict names."""
+    first, second = cells
+    accuracy = {variant: [cell.metrics["test"]["accuracy"] for cell in runs if not diverged(cell)]
+                for variant, runs in cells.items()}
+    summary = {"variants": {variant: {**(describe(accuracy[variant]) if accuracy[variant] else {"n": 0}),
+                                      "seeds": [cell.seed for cell in runs],
+                                      "diverged": sum(diverged(cell) for cell in runs)}
+                            for variant, runs in cells.items()},
+               "equivalence_margin": margin, "comparison": None, "equivalence": None, "verdict": None}
+    counts = {variant: (len(runs), summary["variants"][variant]["diverged"]) for variant, runs in cells.items()}
+    broken = [f"{variant}: {k} of {n} diverged" for variant, (n, k) in counts.items() if k]
+    if broken:
+        summary["verdict"] = "no comparison, as runs diverged (" + "; ".join(broken) + ")"
+    elif min(len(accuracy[first]), len(accuracy[second])) < 2:
+        summary["verdict"] = "no comparison yet: it needs two seeds of each variant"
+    else:
+        comparison = welch(first, accuracy[first], second, accuracy[second])
+        test = equivalence(accuracy[first], accuracy[second], margin)
+        summary.update(comparison={**asdict(comparison), "ci_half_width": (comparison.ci_high - comparison.ci_low) / 2},
+                       equivalence={**asdict(test), "p_value": test.p_value, "equivalent": test.equivalent},
+                       verdict=verdict(comparison, test, missing))
+    return summary
+
+
+def render_markdown(summary: dict, environments: list[str], missing: list[str]) -> str:
+    variants = summary["variants"]
+    rows = ["| variant | seeds | test accuracy, mean ± std | 95% CI of the mean | min – max | diverged |",
+            "|---|---|---|---|---|---|"]
+    for variant, row in variants.items():
+        if row["n"] == 0:
+            rows.append(f"| {variant} | 0 | – | – | – | {row['diverged']} |")
+            continue
+        interval = (f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]" if row["ci_low"] is not None else "–")
+        rows.append(f"| {variant} | {row['n']} | {row['mean']:.4f} ± {row['std']:.4f} | {interval} | "
+                    f"{row['min']:.4f} – {row['max']:.4f} | {row['diverged']} |")
+    lines = ["# Before or after the activation?", "",
+             f"**{summary['verdict']}**", "", *rows, ""]
+    comparison, test = summary["comparison"], summary["equivalence"]
+    if comparison:
+        lines += ["| test | value |", "|---|---|",
+                  f"| difference of means ({comparison['first']} − {comparison['second']}) | "
+                  f"{comparison['difference'] * 100:+.2f} points |",
+                  f"| its {CONFIDENCE:.0%} CI (Welch) | [{comparison['ci_low'] * 100:+.2f}, "
+                  f"{comparison['ci_high'] * 100:+.2f}] points, half-width "
+                  f"{comparison['ci_half_width'] * 100:.2f} |",
+                  f"| Welch p (two-sided) | {comparison['p_value']:.3g} |",
+                  f"| minimum detectable difference (80% power, α = {ALPHA:.2g}) | "
+                  + ("– (no seed varied) |" if comparison["minimum_detectable"] is None
+                     else f"{comparison['minimum_detectable'] * 100:.2f} points |"),
+                  f"| equivalence margin | ±{test['margin'] * 100:.2g} points |",
+                  f"| TOST p (both one-sided tests) | {test['p_value']:.3g} "
+                  f"({test['p_lower']:.3g}, {test['p_upper']:.3g}) |",
+                  f"| {1 - 2 * ALPHA:.0%} CI (inside the margin ⇔ equivalent) | [{test['ci_low'] * 100:+.2f}, "
+                  f"{test['ci_high'] * 100:+.2f}] points |", ""]
+    lines += ["Every cell: the study's setting (params.yaml `model`, `train`), one seed each; seeds "
+              "in study.seeds come from the study's cells, the rest from grids/placement/dvc.yaml's. "
+              "![every seed's test accuracy, and the difference's CI](figures/placement.png)", ""]
+    if missing:
+        lines += [f"## Cells not yet run ({len(missing)})", "",
+                  "The numbers above are over the cells that have run. Train the rest with "
+                  f"`dvc repro {PIPELINE}`:", "", *(f"- `{name}`" for name in missing), ""]
+    lines += ["## Where the cells ran", "", *(f"- {line}" for line in environments), ""]
+    return "\n".join(lines)
+
+
+def environments(cells: dict[str, list[Cell]]) -> list[str]:
+    """One line per machine and software the cells ran on: the number of cells, the code versions
+    their records name (first and last by date; cells committed one by one each name their own
+    commit) and the dates."""
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    for runs in cells.values():
+        for cell in runs:
+            environment = cell.run.get("environment", {})
+            key = (environment.get("device", "unknown device"),
+                   ", ".join(environment.get("cpu_features", [])) or "instruction sets not recorded",
+                   f"{environment.get('backend', '?')} {environment.get(environment.get('backend', ''), '')}".strip())
+            groups.setdefault(key, []).append((environment.get("date", ""),
+                                               environment.get("git_commit", "")[:12]))
+    lines = []
+    for (device, features, backend), runs in groups.items():
+        known = sorted(date[:10] for date, _ in runs if date)
+        when = (("on " + known[0] if known[0] == known[-1] else f"{known[0]} to {known[-1]}")
+                if known else "date not recorded")
+        commits = list(dict.fromkeys(commit for _, commit in sorted(runs) if commit))
+        version = ("code version not recorded" if not commits else f"code {commits[0]}" if len(commits) == 1
+                   else f"code at {len(commits)} commits, {commits[0]} to {commits[-1]}")
+        missing = sum(1 for _, commit in runs if not commit)
+        if commits and missing:
+            version += f" ({missing} without one)"
+        cells_text = f"{len(runs)} cell" + ("s" if len(runs) != 1 else "")
+        lines.append(f"{cells_text}: {device} [{features}], {backend}, {version}, {when}")
+    return lines
+
+
+# The report (grids/placement/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
+# and what it writes.
+PARAMS = ("placement", "study.variants", "study.seeds")
+
+
+def report(params) -> str:
+    from stages.analysis import figures
+    from stages.trainer.atomic import write_json, write_text
+
+    placement = params.placement
+    check_placement(placement, params.study)
+    cells, missing = collect(placement.variants, params.study.seeds, placement.seeds,
+                             STUDY_RUNS, OUT / "runs")
+    summary = summarize(cells, placement.equivalence_margin, len(missing))
+    # Everything is computed before anything is written, so a bad record leaves the old report.
+    write_json(OUT / "metrics.json", summary)
+    figures.placement({variant: [c.metrics["test"]["accuracy"] for c in runs] for variant, runs in cells.items()},
+                      summary, OUT / "figures" / "placement.png")
+    write_text(OUT / "placement.md", render_markdown(summary, environments(cells), missing))
+    return summary["verdict"]

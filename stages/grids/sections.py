@@ -1,0 +1,189 @@
+"""The grids' sections of params.yaml, typed and validated, and the rules between them.
+
+A cell checks only its own grid's section, generically (stages/trainer/grid.py), so that the
+grids' code stays out of what a cell depends on: a new grid, or a new rule here, leaves every
+cached cell as it is. The full rules (each section's types and bounds, and what spans sections,
+such as "the placement grid's seeds continue the study's") are checked here, by every grid's
+report before it reads a record, and by tests/test_params.py on the committed params.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.trainer.errors import ParamsError
+from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, Params, ParamsView, load_params, parse_params,
+                                   read_params, rule)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    # Welch's t-test (compare) needs at least two seeds per variant.
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, min_items=2,
+                             max_items=100)
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """One optimizer's part of the sweep: which variants, at which learning rates."""
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    learning_rates: list[float] = rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+    adam: GridParams = rule()
+    sgd: GridParams = rule()  # Plain SGD: Keras' default momentum is 0.
+
+
+@dataclass(frozen=True)
+class PlacementParams:
+    """Before or after the activation? Two variants at the study's settings, at more seeds than
+    the study, accuracies only (placement/dvc.yaml). The report pools these cells with the study's
+    cells of the same variants, so the seeds here continue study.seeds (check_placement)."""
+    variants: list[str] = rule(choices=BN_PLACEMENTS, unique=True, min_items=2, max_items=2)
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
+    # Accuracy difference (a fraction) within which the two placements count as equivalent in the
+    # report's equivalence test (TOST); why this value: params.yaml.
+    equivalence_margin: float = rule(min=1e-4, max=0.1)
+
+
+@dataclass(frozen=True)
+class RateGridParams:
+    """A grid of cells at a few learning rates of one optimizer (norms, head): which variants, at
+    which seeds."""
+    optimizer: str = rule(choices=OPTIMIZERS)
+    learning_rates: list[float] = rule(min=1e-9, max=10, non_empty=True, unique=True, max_items=20)
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+
+
+@dataclass(frozen=True)
+class HeadParams(RateGridParams):
+    """The SGD head, tested: the listed variants with the dense head's input scaled to one RMS in
+    every variant (model.head_input_rms), head/dvc.yaml. The same seeds as the sweep's cells at
+    these rates pair each cell with one that differs only by the intervention."""
+    head_input_rms: float = rule(min=1e-6, max=100)
+
+
+@dataclass(frozen=True)
+class BatchParams:
+    """The batch: the listed variants at other batch sizes than the study's (train.batch_size),
+    with everything else as the study trains (train.optimizer and train.learning_rate unchanged),
+    batch/dvc.yaml. At train.batch_size the report takes the study's cells (check_batch)."""
+    batch_sizes: list[int] = rule(min=1, max=4096, non_empty=True, unique=True, max_items=10)
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
+
+
+@dataclass(frozen=True)
+class AllParams(Params):
+    """params.yaml as a whole: the stages' own sections and every grid's."""
+    study: StudyParams = rule()
+    sweep: SweepParams = rule()
+    placement: PlacementParams = rule()
+    # Scale invariance, watched: each layer's weight norm recorded over training (norms/dvc.yaml).
+    # Its own seeds, so that no cell repeats a study or sweep cell (check_norms).
+    norms: RateGridParams = rule()
+    head: HeadParams = rule()
+    batch: BatchParams = rule()
+
+
+def load_all(keys, path: str | Path = "params.yaml") -> ParamsView:
+    """Like load_params, with every grid's section typed and validated (a report's view)."""
+    return load_params(keys, path, schema=AllParams)
+
+
+def read_all(path: str | Path = "params.yaml") -> AllParams:
+    return read_params(path, schema=AllParams)
+
+
+def parse_all(raw: object, source: str = "params.yaml") -> AllParams:
+    return parse_params(raw, source, schema=AllParams)
+
+
+
+
+# The grids, each a folder grids/<name>/ with its dvc.yaml and a module stages/grids/<name>.py.
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch")
+
+
+def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> None:
+    """The rules that span sections of params.yaml for one grid (each section's own rules are
+    checked as it is read): its report checks them before reading any record."""
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; expected one of {GRIDS}")
+    spanning = {"sweep": lambda: check_sweep(params.sweep, params.study, params.train, source),
+                "placement": lambda: check_placement(params.placement, params.study, source),
+                "norms": lambda: check_norms(params, source),
+                "batch": lambda: check_batch(params.batch, params.study, params.train, source)}
+    if grid in spanning:
+        spanning[grid]()
+
+
+def check_sweep(sweep: SweepParams, study: StudyParams, train, source: str = "params.yaml") -> None:
+    """At the study's own optimizer and rate the sweep takes the study's cells: the sweep must not
+    list that rate itself (two sets of cells for one point, the same seeds twice), and each of its
+    variants there needs the study's cells."""
+    part = getattr(sweep, train.optimizer)
+    if train.learning_rate in part.learning_rates:
+        raise ParamsError(
+            f"{source}: sweep.{train.optimizer}.learning_rates lists {train.learning_rate:g}, the "
+            f"study's own rate (train.learning_rate): the study's cells cover it; remove it from the sweep")
+    absent = [bn for bn in part.variants if bn not in study.variants]
+    if absent:
+        raise ParamsError(
+            f"{source}: sweep.{train.optimizer}.variants lists {', '.join(absent)}, which study.variants "
+            f"does not: the sweep's point at the study's rate ({train.learning_rate:g}) comes from the "
+            f"study; add {', '.join(absent)} to study.variants")
+
+
+def check_norms(params: Params, source: str = "params.yaml") -> None:
+    """A norms cell trains like a study or sweep cell and only records more: one with the same
+    setting and seed would train that cell twice, and the two would not be independent seeds."""
+    norms, taken = params.norms, {}
+    for seed in params.study.seeds:
+        taken[(params.train.optimizer, params.train.learning_rate, seed)] = "study.seeds"
+    for optimizer in OPTIMIZERS:
+        for rate in getattr(params.sweep, optimizer).learning_rates:
+            for seed in params.sweep.seeds:
+                taken[(optimizer, rate, seed)] = "sweep.seeds"
+    for seed in params.placement.seeds:
+        taken[(params.train.optimizer, params.train.learning_rate, seed)] = "placement.seeds"
+    clashes = sorted({(seed, taken[(norms.optimizer, rate, seed)]) for rate in norms.learning_rates
+                      for seed in norms.seeds if (norms.optimizer, rate, seed) in taken})
+    if clashes:
+        seed, where = clashes[0]
+        raise ParamsError(f"{source}: norms.seeds lists {seed}, which {where} already trains at one of "
+                          f"norms.learning_rates with {norms.optimizer}; choose seeds no other grid uses")
+
+
+def check_batch(batch: BatchParams, study: StudyParams, train, source: str = "params.yaml") -> None:
+    """At the study's own batch size the batch report takes the study's cells, as the sweep does at
+    the study's rate: the batch grid must not list that size (the same cells twice), and each of
+    its variants needs the study's cells there."""
+    if train.batch_size in batch.batch_sizes:
+        raise ParamsError(f"{source}: batch.batch_sizes lists {train.batch_size}, the study's own batch "
+                          f"size (train.batch_size): the study's cells cover it; remove it from batch.batch_sizes")
+    absent = [bn for bn in batch.variants if bn not in study.variants]
+    if absent:
+        raise ParamsError(f"{source}: batch.variants lists {', '.join(absent)}, which study.variants does "
+                          f"not: the batch report takes the study's cells at train.batch_size "
+                          f"({train.batch_size}); add {', '.join(absent)} to study.variants")
+
+
+def check_placement(placement: PlacementParams, study: StudyParams, source: str = "params.yaml") -> None:
+    """The placement report adds the study's cells of its two variants: those variants must be in
+    the study, and a seed the study already ran would train the same cell twice."""
+    missing = [variant for variant in placement.variants if variant not in study.variants]
+    if missing:
+        raise ParamsError(f"{source}: placement.variants names {missing[0]}, which study.variants "
+                          f"lacks; the placement report adds the study's cells, so add it there "
+                          f"or choose from {', '.join(study.variants)}")
+    repeated = sorted(set(placement.seeds) & set(study.seeds))
+    if repeated:
+        raise ParamsError(f"{source}: placement.seeds repeats study seed {repeated[0]}; the study "
+                          f"already ran that cell, so remove it from placement.seeds")

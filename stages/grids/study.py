@@ -1,0 +1,55 @@
+"""The BN study (grids/study): every variant x every seed, one cell each, landscape probes on.
+
+Its report reads the record of every (variant, seed) cell listed in params.yaml's `study` and
+writes, under reports/study/: metrics.json (the study's own numbers: kept out of `dvc metrics show`
+and `dvc exp show`, which list the main run's), study.md and index.html (self-contained, no network)
+and figures/.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.analysis import figures
+from stages.analysis.cells import collect, render_html, render_markdown, summarize
+from stages.trainer.atomic import write_json, write_text
+
+STUDY = Path("reports/study")
+RUNS = STUDY / "runs"  # One JSON record per (variant, seed) cell.
+PARAMS = ("study",)
+MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
+    "test_accuracy": ("test", "accuracy"),
+    "test_loss": ("test", "loss"),
+    "train_accuracy": ("train", "accuracy"),
+}
+
+
+def report(params) -> str:
+    study = params.study
+    cells = collect(RUNS, study.variants, study.seeds)
+    summary, comparisons = summarize(cells, MEASURES)
+    write_json(STUDY / "metrics.json", summary)
+
+    out = STUDY / "figures"
+    figures.study_curves({v: [c.history for c in cells[v]] for v in cells}, out / "curves.png")
+    figures.per_seed_points({v: [c.metrics["test"]["accuracy"] for c in cells[v]] for v in cells},
+                            out / "test_accuracy.png", "test accuracy", "final test accuracy per seed")
+    figures.per_seed_points({v: [c.metrics["train"]["accuracy"] - c.metrics["test"]["accuracy"]
+                                 for c in cells[v]] for v in cells},
+                            out / "generalization_gap.png", "train - test accuracy",
+                            "generalization gap per seed")
+    # Every study cell probes the landscape; cells trained without probes leave it out entirely.
+    with_landscape = all(cell.landscape is not None for runs in cells.values() for cell in runs)
+    if with_landscape:
+        figures.landscape_bands({f"bn={v}": mean_columns([c.landscape for c in runs])
+                                 for v, runs in cells.items()}, out / "landscape.png")
+    markdown = render_markdown(summary, comparisons, cells, with_landscape)
+    write_text(STUDY / "study.md", markdown)
+    write_text(STUDY / "index.html", render_html(markdown, STUDY))
+    return "; ".join(comparison.verdict() for comparison in comparisons)
+
+
+def mean_columns(runs):
+    """Average landscape columns over seeds, step by step (all seeds probe the same steps)."""
+    return {name: np.mean([run[name] for run in runs], axis=0) for name in runs[0]}
+
