@@ -92,7 +92,7 @@ def merge_sections(params: dict, sections: dict) -> dict:
     """`params` with each of `sections` merged in: a dict updates that section, a value replaces it."""
     for key, value in sections.items():
         if isinstance(value, dict):
-            params[key].update(value)
+            params.setdefault(key, {}).update(value)
         else:
             params[key] = value
     return params
