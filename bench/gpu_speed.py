@@ -1,10 +1,11 @@
 """Training speed of bnlab's `train` path on every Keras backend this machine has, meant for a GPU.
 
     python bench/gpu_speed.py [--epochs 10] [--train-images 50000] [--steps-per-execution 1,8]
+    python bench/gpu_speed.py --epochs 2 --train-images 500 --steps-per-execution 1   # a CPU check
 
 Written for machines that have PyTorch and/or JAX with CUDA but no TensorFlow, no package index
-and no room for the CIFAR-10 archive: bench/gpu_speed.sh installs the few wheels they lack
-(Keras and its small dependencies) and runs this. The data is synthetic, of the real shape
+and no room for the CIFAR-10 archive: bench/gpu_speed.sh installs the few wheels they lack (Keras,
+its small dependencies and ruamel.yaml) and runs this. The data is synthetic, of the real shape
 (50,000 training and 10,000 validation uint8 images 32x32x3, 10 classes), so the accuracy is
 chance and only the timings mean something. Each backend (and each steps_per_execution) trains the
 reference net (params.yaml, bn=before, seed 0) through stages.trainer.training.fit, in its own process
@@ -57,7 +58,7 @@ def run_worker(epochs: int, train_images: int, steps_per_execution: int, jit_com
     from stages.trainer.params import load_params
     from stages.trainer.training import epoch_orders, fit
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(("model", "train"), ROOT / "params.yaml")  # The keys this worker reads.
     train_params = dataclasses.replace(params.train, epochs=epochs, precision="float32",
                                        steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     generator = np.random.default_rng(SEED)
@@ -66,10 +67,11 @@ def run_worker(epochs: int, train_images: int, steps_per_execution: int, jit_com
     fallback = configure_device(train_params.device, train_params.tf32)
     model = build_model(params.model, "before", pixel_statistics(train.images, "global"), "float32")
     start = time.perf_counter()
-    timings = fit(model, train, validation, train_params,
-                  epoch_orders(train_images, epochs, SEED), PrintOnly())
-    return {**timings, "fit_wall_seconds": time.perf_counter() - start, "images": train_images,
-            "device_fallback": fallback, "environment": environment()}
+    timings, history = fit(model, train, validation, train_params,
+                           epoch_orders(train_images, epochs, SEED), PrintOnly())
+    return {**timings, "epoch_seconds": history["epoch_seconds"],
+            "fit_wall_seconds": time.perf_counter() - start, "images": train_images,
+            "device_fallback": fallback, "environment": environment(train_params.precision)}
 
 
 def spawn(backend: str, args: argparse.Namespace, steps_per_execution: int) -> dict | str:

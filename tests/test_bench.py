@@ -1,8 +1,12 @@
-"""The speed benchmark's two trainers still run on tiny data, and its reference net has bnlab's parameters."""
+"""The speed benchmark's two trainers still run on tiny data, and its reference net has bnlab's parameters.
+The GPU benchmark runs a tiny epoch on every installed backend with only what bench/gpu_speed.sh provides."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -37,3 +41,84 @@ def test_both_approaches_train_and_report_per_epoch_times():
         assert len(result["epoch_seconds"]) == 2 and all(s > 0 for s in result["epoch_seconds"])
         assert result["total_seconds"] >= sum(result["epoch_seconds"])
         assert result["precision"] == "float32" and 0.0 <= result["accuracy"] <= 1.0
+
+
+# What a GPU machine has before bench/gpu_speed.sh runs (the list in its opening comment), as import
+# names; what the script carries is read from its download list, so that dropping a wheel there
+# fails here. The project's own code (stages, bench) travels as the checkout.
+GPU_SPEED_SH = ROOT / "bench" / "gpu_speed.sh"
+EXPECTED_ON_A_GPU_MACHINE = ("torch", "jax", "jaxlib", "numpy", "h5py", "ml_dtypes", "rich", "absl", "yaml")
+
+# Installed as sitecustomize for the benchmark and the workers it spawns: an import that the project,
+# the benchmark or a carried package makes of anything else fails as it would on that machine. The
+# installed packages' own imports (JAX's scipy, TensorFlow's protobuf) are theirs and pass.
+ONLY_WHAT_GPU_SPEED_SH_PROVIDES = '''
+import os
+import sys
+
+AVAILABLE = set(os.environ["GPU_SPEED_AVAILABLE"].split(",")) | set(sys.stdlib_module_names)
+CHECKED = set(os.environ["GPU_SPEED_CHECKED"].split(","))
+# A worker runs on one backend (TensorFlow only here, where it is installed; such a machine has
+# none); the driver, which only asks which ones are installed, sees them all.
+BACKEND = os.environ.get("KERAS_BACKEND")
+AVAILABLE |= {BACKEND} if BACKEND else {"jax", "torch", "tensorflow"}
+
+
+def importer():
+    frame = sys._getframe(2)
+    while frame and (frame.f_code.co_filename.startswith("<frozen")
+                     or frame.f_globals.get("__name__", "").startswith("importlib")):
+        frame = frame.f_back
+    return (frame.f_globals.get("__name__") or "?").partition(".")[0] if frame else "?"
+
+
+class NotOnTheGpuMachine:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in AVAILABLE or importer() not in CHECKED:
+            return None
+        with open(os.environ["GPU_SPEED_REFUSED"], "a") as refused:
+            refused.write(f"{top} (imported by {importer()})\\n")
+        raise ModuleNotFoundError(f"No module named {top!r} where bench/gpu_speed.sh ran", name=top)
+
+
+sys.meta_path.insert(0, NotOnTheGpuMachine())
+'''
+
+
+def carried_imports() -> list[str]:
+    """The import names of the wheels `bench/gpu_speed.sh download` fetches (ruamel.yaml -> ruamel)."""
+    wheels = re.search(r"for wheel in (.*?); do", GPU_SPEED_SH.read_text(), re.S).group(1)
+    return [wheel.split("==")[0].split(".")[0].replace("-", "_") for wheel in wheels.replace("\\\n", " ").split()]
+
+
+def test_gpu_speed_sh_carries_what_the_project_code_needs():
+    assert {"keras", "ruamel", "optree", "namex"} <= set(carried_imports())
+
+
+def test_gpu_speed_runs_a_tiny_epoch_on_every_installed_backend_with_only_what_gpu_speed_sh_provides(tmp_path):
+    backends = [name for name in ("jax", "torch", "tensorflow") if importlib.util.find_spec(name)]
+    (tmp_path / "sitecustomize.py").write_text(ONLY_WHAT_GPU_SPEED_SH_PROVIDES)
+    refused = tmp_path / "refused.txt"
+    carried = carried_imports()
+    environment = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    environment.update({
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "GPU_SPEED_AVAILABLE": ",".join(["stages", "bench", *EXPECTED_ON_A_GPU_MACHINE, *carried]),
+        "GPU_SPEED_CHECKED": ",".join(["__main__", "stages", "bench", *carried]),
+        "GPU_SPEED_REFUSED": str(refused),
+    })
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_speed.py"), "--epochs", "2", "--train-images", "500",
+         "--steps-per-execution", "1", "--backends", ",".join(backends), "--timeout", "120"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    refusals = refused.read_text() if refused.exists() else "none"
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("| ") and
+            line.split()[1] in backends}
+    # Optional imports their packages do without (Keras' dm-tree, ruamel's C parser) are refused too.
+    assert sorted(rows) == sorted(backends), f"{done.stdout}\nrefused imports: {refusals}"
+    for backend, row in rows.items():
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert not cells[5].startswith(("failed", "stopped")), f"{row}\nrefused imports: {refusals}"
+        assert float(cells[5]) > 0 and cells[1] != "–", row

@@ -1,5 +1,6 @@
-"""tools/runs.py: the comparison table, on rows as `dvc.api.exp_show` returns them."""
+"""tools/runs.py: the comparison table, read from git as `dvc exp` keeps the runs; tools/push_run_cache.py."""
 
+import json
 import re
 import runpy
 import socket
@@ -7,50 +8,80 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dvc.api
 import pytest
 
 RUNS = Path(__file__).resolve().parents[1] / "tools" / "runs.py"
+RUNS_TOOL = runpy.run_path(str(RUNS))  # Its functions; run as a script only in a subprocess.
 
 
-def test_runs_table_fits_80_columns_and_shows_what_dvc_has(monkeypatch, capsys):
+def test_runs_table_fits_80_columns_and_shows_what_dvc_has():
     rows = [
-        {"Experiment": None, "rev": "workspace", "typ": "baseline", "bn": "before", "seed": 0.0,
-         "train.precision": "float32", "test.accuracy": "!", "test.loss": "!"},  # Not run yet.
-        {"Experiment": "a-rather-long-experiment-name-here", "rev": "1a2b3c4", "typ": "branch_commit",
-         "bn": "after", "seed": 3.0, "train.precision": "mixed_bfloat16", "test.accuracy": 0.76321,
-         "test.loss": 0.68061},
+        {"name": "workspace", "bn": "before", "seed": 0, "train.precision": "float32",
+         "test.accuracy": None, "test.loss": None},  # Not evaluated yet.
+        {"name": "  a-rather-long-experiment-name-here", "bn": "after", "seed": 3,
+         "train.precision": "mixed_bfloat16", "test.accuracy": 0.76321, "test.loss": 0.68061},
     ]
-    monkeypatch.setattr(dvc.api, "exp_show", lambda: rows)
-    runpy.run_path(str(RUNS), run_name="__main__")
-    lines = capsys.readouterr().out.splitlines()
+    lines = RUNS_TOOL["table"](rows)
     assert max(len(line) for line in lines) <= 80
-    assert lines[1].split() == ["workspace", "before", "0", "float32", "!", "!"]
+    assert lines[1].split() == ["workspace", "before", "0", "float32", "-", "-"]
     assert lines[2].split() == ["a-rather-long-experiment", "after", "3", "mixed_bfloat16",
                                 "0.7632", "0.6806"]
 
 
-def test_runs_table_columns_align_for_every_variant(monkeypatch, capsys):
-    rows = [{"Experiment": f"exp-{bn}", "rev": "abc1234", "typ": "branch_commit", "bn": bn, "seed": 1.0,
-             "train.precision": "float32", "test.accuracy": 0.7, "test.loss": 0.8}
-            for bn in ("before", "after", "none", "rescaled")]
-    monkeypatch.setattr(dvc.api, "exp_show", lambda: rows)
-    runpy.run_path(str(RUNS), run_name="__main__")
-    lines = capsys.readouterr().out.splitlines()
+@pytest.mark.parametrize("variants", [("before", "after", "none", "rescaled", "frozen"),
+                                      ("before", "a-longer-variant")], ids=["bnlab's", "a longer name"])
+def test_runs_table_columns_align_for_every_variant(variants):
+    rows = [{"name": f"exp-{bn}", "bn": bn, "seed": 1, "train.precision": "float32",
+             "test.accuracy": 0.7, "test.loss": 0.8} for bn in variants]
+    lines = RUNS_TOOL["table"](rows)
     # Every cell is padded to its column's width, so aligned columns make lines of one length.
     assert len({len(line) for line in lines}) == 1, lines
 
 
-def test_runs_outside_a_project_is_one_line(monkeypatch):
-    from dvc.scm import SCMError
+def git(root, *arguments):
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=root,
+                          check=True, capture_output=True, text=True).stdout.strip()
 
-    def outside():
-        raise SCMError("SCM error")
 
-    monkeypatch.setattr(dvc.api, "exp_show", outside)
-    with pytest.raises(SystemExit) as caught:
-        runpy.run_path(str(RUNS), run_name="__main__")
-    assert str(caught.value) == "runs: no DVC experiments here (SCM error); run it inside the bnlab project"
+def write_run(root, bn, accuracy):
+    (root / "params.yaml").write_text(f"seed: 0\nbn: {bn}\ntrain:\n  precision: float32\n")
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports/metrics.json").write_text(json.dumps({"test": {"accuracy": accuracy, "loss": 0.5}}))
+
+
+def test_runs_reads_the_workspace_the_commit_and_its_experiments_from_git(tmp_path):
+    """Where `dvc exp` keeps an experiment: a commit under refs/exps/<baseline commit>/<name>."""
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / ".dvc").mkdir()
+    write_run(tmp_path, "before", 0.75)
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "baseline")
+    baseline = git(tmp_path, "rev-parse", "HEAD")
+    write_run(tmp_path, "after", 0.76)
+    git(tmp_path, "commit", "-q", "-am", "experiment")
+    git(tmp_path, "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/my-experiment", "HEAD")
+    git(tmp_path, "reset", "-q", "--hard", baseline)
+    (tmp_path / "reports/metrics.json").unlink()  # The workspace's run, not evaluated yet.
+    done = subprocess.run([sys.executable, str(RUNS)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [line.split() for line in done.stdout.splitlines()[1:]] == [
+        ["workspace", "before", "0", "float32", "-", "-"],
+        ["main", "before", "0", "float32", "0.7500", "0.5000"],
+        ["my-experiment", "after", "0", "float32", "0.7600", "0.5000"]]
+
+
+def test_runs_outside_a_project_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(RUNS)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("runs: no DVC experiments here (no .dvc folder here or above); run it inside "
+                           "the bnlab project\n")
+
+
+def test_runs_help_prints_usage_and_runs_nothing(tmp_path):
+    done = subprocess.run([sys.executable, str(RUNS), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: tools/runs.py [-h]") and "80-column" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # Wrote nothing.
 
 
 @pytest.mark.parametrize("remote, arguments, message", [
