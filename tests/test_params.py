@@ -242,7 +242,8 @@ def test_duplicate_key_is_refused_as_dvc_refuses_it(tmp_path):
     path = write_params(tmp_path, committed_text_with("seed: 0\n", "seed: 0\nseed: 1\n"))
     with pytest.raises(ParamsError) as caught:
         read_params(path)
-    assert str(caught.value) == (f"{path}: not valid YAML at line 3, column 1 (found duplicate "
+    line = PARAMS_FILE.read_text().splitlines().index("seed: 0") + 2  # The repeated key's line.
+    assert str(caught.value) == (f"{path}: not valid YAML at line {line}, column 1 (found duplicate "
                                  'key "seed" with value "1" (original value: "0"))')
 
 
