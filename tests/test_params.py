@@ -290,7 +290,8 @@ def test_alias_bomb_is_quoted_in_bounded_time(tmp_path):
     chain = ["&a0 [x, x, x, x, x, x, x, x, x]"]
     chain += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     seeds = "[" + ", ".join(chain + ["*a9"] * 91) + "]"
-    path = write_params(tmp_path, committed_text_with("seeds: [0, 1, 2, 3, 4]", f"seeds: {seeds}"))
+    path = write_params(tmp_path, committed_text_with("  seeds:\n  - 0\n  - 1\n  - 2\n  - 3\n  - 4\nsweep:",
+                                                        f"  seeds: {seeds}\nsweep:"))
     start = time.process_time()  # CPU seconds: other jobs on the machine do not add to them.
     with pytest.raises(ParamsError) as caught:
         read_params(path)
