@@ -3,6 +3,9 @@ and a README a newcomer reads in minutes with the answer on its first screen."""
 
 import re
 import runpy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,34 @@ def test_no_accuracy_is_typed_by_hand(path):
     """Accuracies and losses are quoted only inside generated blocks (four decimals, 0.xxxx),
     apart from the reference notebook's own three-decimal numbers."""
     assert re.findall(r"\b0\.\d{4}\b", outside_blocks(path.read_text(encoding="utf-8"))) == []
+
+
+def test_the_claims_decide_and_the_words_follow():
+    """stages/analysis/claims.py says which verdict applies, stages/analysis/answer.py only words
+    it: an interim placement report keeps its own words, and a settled one is answered from its
+    numbers, whichever variant they put ahead."""
+    from stages.analysis import answer, claims
+    row = {"n": 5, "std": 0.005}
+    interim = {"verdict": "interim: 3 of 5 seeds", "comparison": None, "variants": {"before": row, "after": row}}
+    assert claims.placement(interim) == {"settled": False, "verdict": "interim: 3 of 5 seeds",
+                                         "seeds": {"before": 5, "after": 5}}
+    assert answer.placement_answer(claims.placement(interim)) == "Interim: 3 of 5 seeds."
+    settled = {**interim, "verdict": "before", "comparison": {"difference": 0.006, "ci_low": 0.003,
+                                                              "ci_high": 0.009, "p_value": 1e-4}}
+    claim = claims.placement(settled)
+    assert (claim["settled"], claim["higher"], claim["scale"]) == (True, "before", "about")
+    assert answer.placement_answer(claim).startswith(
+        "Before, by a little: `before` − `after` = +0.60 points (95% CI [+0.30, +0.90], Welch p = 0.0001)")
+
+
+def test_a_missing_report_is_one_line(tmp_path):
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "answer.py", tmp_path / "tools")  # Its project: tmp_path, with no reports.
+    done = subprocess.run([sys.executable, str(tmp_path / "tools" / "answer.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"answer: error: {tmp_path}/reports/study/metrics.json: missing; re-run the "
+                                   "`report` stage that writes it (`dvc repro`)")
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)

@@ -1,0 +1,343 @@
+"""The words of the results quoted in README.md and docs/: each function takes what
+stages/analysis/claims.py computed (or a report's summary, for a table that shows it as it is) and
+returns one generated block, markdown without its markers.
+
+Numbers are points of accuracy with a sign (+2.84) and 95% CIs in brackets; which verdict a
+sentence says is the claim's, never decided here, so that wording can change without a number
+moving.
+"""
+
+from __future__ import annotations
+
+from stages.grids import batch as batch_grid
+from stages.grids import head as head_grid
+
+
+def begin(name: str) -> str:
+    return f"<!-- {name}: written by `python tools/answer.py --write` from reports/; tests/test_docs.py checks it -->"
+
+
+def end(name: str) -> str:
+    return f"<!-- /{name} -->"
+
+
+def replace_block(text: str, name: str, block: str, path) -> str:
+    """`text` with its `name` block (between the markers) replaced; the command's one-line error
+    naming the markers to add where the file lacks them."""
+    start, stop = text.find(begin(name)), text.find(end(name))
+    if start < 0 or stop < start:
+        raise SystemExit(f"answer: {path} has no {name} markers; add the lines\n{begin(name)}\n{end(name)}")
+    return text[:start] + begin(name) + "\n" + block + "\n" + text[stop:]
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.2f}"
+
+
+def interval(row: dict) -> str:
+    return f"[{points(row['ci_low'])}, {points(row['ci_high'])}]"
+
+
+def at_rates(found: list[tuple[str, dict]]) -> str:
+    return ", ".join(f"{points(pair['difference'])} at {rate}" for rate, pair in found)
+
+
+def detectable_points(pair: dict) -> str:
+    return "–" if pair["minimum_detectable"] is None else f"{pair['minimum_detectable'] * 100:.2f}"
+
+
+def spread(row: dict, digits: int = 4) -> str:
+    return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
+
+
+def readme_answer(answer: dict, machines: list[dict]) -> str:
+    """README.md's answer, from claims.answer and claims.provenance."""
+    helps, where, rows = answer["helps"], answer["where"], answer["placement"]["seeds"]
+    share = answer["rescaled"]["share"]
+    why = [f"*Where the gain appears:* with Adam, at every learning rate ({at_rates(where['adam'])} points, "
+           f"`before` − `none`); with plain SGD, {'a gain at some rates' if where['sgd_detected'] else 'no detectable gain'} "
+           f"({at_rates(where['sgd'])}).",
+           f"*Where the net starts:* rescaling the net once at the start, without BN (`rescaled`), "
+           f"recovers {share:.0%} of BN's gain at 1e-3: {'less' if answer['rescaled']['under_half'] else 'more'} than half."]
+    why += [line for line in (frozen_sentence(answer["frozen"]), scale_sentence(answer["scale"]),
+                              head_sentence(answer["head"]), batch_sentence(answer["batch"])) if line]
+    before, after = helps["before"], helps["after"]
+    lines = [
+        "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
+        "float32), test accuracy:",
+        "",
+        f"- **{'BN helps.' if helps['detected'] else 'Does BN help?'}** Over "
+        f"the same net without BN: {points(before['difference'])} "
+        f"points with BN before the activation (95% CI {interval(before)}), {points(after['difference'])} "
+        f"after it ({interval(after)}); {helps['seeds']} seeds per variant, Welch's test, Holm-adjusted "
+        f"p = {before['p_holm']:.2g} and {after['p_holm']:.2g}.",
+        f"- **Before or after the activation?** {placement_answer(answer['placement'])} "
+        f"({rows['before']} seeds of `before`, {rows['after']} of `after`; "
+        "[reports/placement/placement.md](reports/placement/placement.md)).",
+        "- **Why?** ([docs/why.md](docs/why.md))",
+        *(f"  - {line}" for line in why),
+        "",
+        "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
+        "",
+        "Where and when these cells ran: " + "; ".join(provenance(machines)) + ".",
+    ]
+    return "\n".join(lines)
+
+
+def placement_answer(placement: dict) -> str:
+    """The answer to "before or after?" once the placement report settles it; the report's own
+    words otherwise (interim, undecided)."""
+    if not placement["settled"]:
+        return placement["verdict"][0].upper() + placement["verdict"][1:] + "."
+    higher, lower = placement["higher"], placement["lower"]
+    scale = {"under_half": "less than half", "about": "about", "times": f"{placement['ratio']:.0f} times"}
+    return (f"{higher.capitalize()}, by a little: `{higher}` − `{lower}` = "
+            f"{points(placement['difference'])} points (95% CI {interval(placement)}, "
+            f"Welch p = {placement['p_value']:.2g}), {scale[placement['scale']]} one seed's spread (std "
+            f"{placement['std_low'] * 100:.2f}–{placement['std_high'] * 100:.2f} points): one run of each puts "
+            f"`{higher}` ahead only {placement['ahead']:.0%} of the time")
+
+
+def frozen_sentence(frozen: dict | None) -> str:
+    """`frozen` against `none` and `before`; empty before the study has `frozen` cells."""
+    if frozen is None:
+        return ""
+    relation = {"same": "no detectable difference from", "less": "less than", "more": "more than"}[frozen["relation"]]
+    gain, against = frozen["gain"], frozen["against"]
+    return (f"*Normalizing during training:* BN that stops normalizing by the batch after the "
+            f"first epoch (`frozen`) gains {points(gain['difference'])} points over `none` "
+            f"({interval(gain)}), {relation} `before` (before − frozen "
+            f"{points(against['difference'])}, {interval(against)})"
+            + (": the first epoch of normalizing is enough." if frozen["relation"] == "same" else "."))
+
+
+def scale_sentence(scale: dict | None) -> str:
+    """Scale invariance, from the norms grid: BN's kernel growth and end-of-training effective step
+    against `none`'s, at each rate; empty before that report exists."""
+    if scale is None:
+        return ""
+    found = [f"×{rate['growth']['before']:.2f} at Adam {rate['rate']} (`none`: ×{rate['growth']['none']:.2f}), "
+             f"ending with {rate['step_ratio']:.2f}× `none`'s effective step" for rate in scale["rates"]]
+    yes = [rate["rate"] for rate in scale["rates"] if rate["holds"]]
+    no = [rate["rate"] for rate in scale["rates"] if not rate["holds"]]
+    where = ("at every rate" if not no else "at no rate" if not yes
+             else f"at {', '.join(yes)}, not at {', '.join(no)}")
+    seeds = scale["seeds"]
+    return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} "
+            f"({seeds} seed{'s' if seeds > 1 else ''} per variant): they outgrow `none`'s and take "
+            f"smaller relative steps {where}.")
+
+
+def head_sentence(rates: list[dict]) -> str:
+    """The SGD head intervention; empty before that report exists."""
+    parts = []
+    for rate in rates:
+        entry, twin, pair = rate["with"], rate["without"], rate["pair"]
+        text = f"at SGD {rate['rate']} `before` diverged in {entry['diverged']} of {entry['n']} runs"
+        if twin is not None:
+            text += f" ({twin['diverged']} of {twin['n']} without)"
+        if pair is not None:
+            text += f", `before` − `none` {points(pair['difference'])} points ({interval(pair)})"
+        parts.append(text)
+    if not parts:
+        return ""
+    return ("*The SGD head:* with every variant's dense-head input scaled to one RMS at the start, "
+            + "; ".join(parts) + ".")
+
+
+def batch_sentence(batch: dict | None) -> str:
+    """BN's gain at each batch size, split into fitting and the gap; empty before the batch report
+    compares `before` with `none` at a batch size other than the study's."""
+    if batch is None:
+        return ""
+    split, narrowed = batch["split"], batch["narrowed"]
+    sizes = list(split)
+
+    def listed(name: str, intervals: bool = False) -> str:
+        return ", ".join(points(split[size][name]["difference"])
+                         + (f" ({interval(split[size][name])})" if intervals else "") for size in sizes)
+
+    verdict = (f"`before` narrows the train − test gap detectably at batch {', '.join(narrowed)}" if narrowed else
+               "`before` narrows the train − test gap detectably at no batch size: where it gains, it gains by fitting")
+    return (f"*The batch:* `before` − `none` at batch {', '.join(sizes)}: test accuracy "
+            f"{listed('test_accuracy', intervals=True)} points, train accuracy {listed('train_accuracy')}, "
+            f"gap {listed('gap')}; {verdict}.")
+
+
+def provenance(machines: list[dict]) -> list[str]:
+    """Per machine, the cells' count, dates and code versions (claims.provenance)."""
+    lines = []
+    for machine in machines:
+        when = machine["first"] if machine["first"] == machine["last"] else f"{machine['first']} to {machine['last']}"
+        backend = f"TensorFlow {machine['tensorflow']}"
+        if machine["recorded"]:
+            versions = machine["versions"]
+            lines.append(f"{machine['cells']} cells on {machine['device']} [{machine['features']}], {backend}, {when}, code "
+                         + (" and ".join(versions) if len(versions) <= 3 else
+                            f"{versions[0]} and {len(versions) - 1} later versions"))
+        else:
+            lines.append(f"{machine['cells']} cells on {machine['device']}, {backend}, committed {when} (these records "
+                         "predate recording the date, code version and instruction sets)")
+    return lines
+
+
+def study_block(study: dict) -> str:
+    """docs/results.md: the study's table and every comparison, from its report's summary."""
+    lines = ["| bn | seeds | test accuracy | train accuracy | β along −g (paper) | β along Δ | cos(Δ, −g) | fit s per cell |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant in (key for key in study if key != "comparisons"):
+        row = study[variant]
+        lines.append(f"| {variant} | {row['test_accuracy']['n']} | {spread(row['test_accuracy'])} | "
+                     f"{spread(row['train_accuracy'])} | {row['beta_median']['min']:.0f} – {row['beta_median']['max']:.0f} | "
+                     f"{row['update_beta_median']['min']:.1f} – {row['update_beta_median']['max']:.1f} | "
+                     f"{row['cos_update_gradient_median']['min']:.3f} – {row['cos_update_gradient_median']['max']:.3f} | "
+                     f"{row['fit_seconds']['mean']:.0f} ± {row['fit_seconds']['std']:.0f} |")
+    lines += ["", "Test accuracy mean ± std over seeds; the landscape columns give each cell's median over "
+              "training, min – max over the seeds. Differences of mean test accuracy (points), Welch's "
+              "95% CI, Holm-adjusted over all pairs, and the smallest difference these seeds detect "
+              "with 80% power:", "",
+              "| pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
+    for name, pair in study["comparisons"].items():
+        lines.append(f"| {name.replace('_vs_', ' − ')} | {points(pair['difference'])} | {interval(pair)} | "
+                     f"{pair['p_holm']:.2g} | {detectable_points(pair)} |")
+    return "\n".join(lines)
+
+
+def sweep_block(sweep: dict, findings: dict) -> str:
+    """docs/why.md: the sweep's accuracy table (its report's summary) and what it says
+    (claims.sweep_findings)."""
+    variants = findings["variants"]
+    lines = ["| optimizer, rate | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    for optimizer, rates in sweep.items():
+        for rate, cell in rates.items():
+            lines.append(f"| {optimizer} {rate} | "
+                         + " | ".join(head_grid.accuracy_text(cell.get(variant)) for variant in variants) + " |")
+
+    def gain(optimizer: str, variant: str) -> str:
+        return at_rates(findings["gains"][optimizer, variant])
+
+    def shares(variant: str) -> str:
+        return ", ".join(f"{share:.0%} at {rate}" for rate, share in findings["shares"][variant])
+
+    significant = [f"{found['name'].replace('_vs_', ' − ')} at {found['optimizer']} {found['rate']} "
+                   f"({points(found['pair']['difference'])} points, Holm p = {found['pair']['p_holm']:.2g})"
+                   for found in findings["significant"]]
+    diverged = [f"{variant} {count} of {seeds}" for variant, count, seeds in findings["diverged"]]
+    beta = "; ".join(f"{rate}: " + ", ".join(f"{variant} {mean:.1f}" for variant, mean in means)
+                     for rate, means in findings["update_beta"])
+    sgd_lower = [f"{found['lower']:.1%} lower at {found['rate']} ({found['before']:.1f} vs {found['none']:.1f})"
+                 for found in findings["sgd_lower"]]
+    smallest, largest = findings["detectable"]
+    lines += ["", "Test accuracy after 10 epochs, mean ± std over n seeds. What the numbers say:", "",
+              f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')} points; "
+              f"`after`: {gain('adam', 'after')}.",
+              "- **Holm-significant differences** (α = 0.05, within each rate): " + "; ".join(significant) + ".",
+              f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')} points; runs that "
+              f"diverged: {', '.join(diverged)} (at {findings['worst_sgd']} no comparison is made).",
+              f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",
+              *([f"- **`frozen` keeps** (its share of `before` − `none`): {shares('frozen')}."]
+                if findings["shares"]["frozen"] else []),
+              "- **Placement:** `before` − `after` " + ", ".join(f"{points(pair['difference'])} at {rate} (Holm p = {pair['p_holm']:.2g})"
+                                                             for rate, pair in findings["placement"])
+              + f"; the smallest difference these seeds detect is {smallest * 100:.2f} to "
+                f"{largest * 100:.2f} points (the placement study settles it at 1e-3: "
+                "[reports/placement/placement.md](../reports/placement/placement.md)).",
+              f"- **β along the real update Δ** (median over training, mean over seeds; Adam) {beta}.",
+              f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}, "
+              "with no accuracy gain."]
+    return "\n".join(lines)
+
+
+def frozen_block(frozen: dict | None) -> str:
+    """docs/why.md: bn=frozen (BN that stops normalizing by the batch after one epoch) against
+    `before`, `rescaled` and `none` at the study's setting (claims.frozen_findings)."""
+    if frozen is None:
+        return "No `frozen` cells in the study's report yet: run `dvc repro grids/study/dvc.yaml`."
+    lines = ["| bn | normalizes with batch statistics | seeds | test accuracy | train accuracy | share of `before`'s gain over `none` |",
+             "|---|---|---|---|---|---|"]
+    when = {"none": "never", "rescaled": "never (rescaled once, at step 0)",
+            "frozen": "for the first epoch, then fixed statistics", "before": "throughout"}
+    for row in frozen["rows"]:
+        lines.append(f"| {row['variant']} | {when[row['variant']]} | {row['test']['n']} | {spread(row['test'])} | "
+                     f"{spread(row['train'])} | {row['share']:.0%} |")
+    lines += ["", "| pair | difference (points) | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
+    for first, second, pair in frozen["pairs"]:
+        lines.append(f"| {first} − {second} | {points(pair['difference'])} | {interval(pair)} | "
+                     f"{pair['p_holm']:.2g} | {detectable_points(pair)} |")
+    lines += frozen_at_high_rate(frozen["high_rate"])
+    if frozen["freeze"] is not None:
+        freeze = frozen["freeze"]
+        lines += ["", f"At the freeze (step {freeze['step']}), BN's moving averages were off from the "
+                  f"training set's statistics by up to {freeze['mean_gap']:.2f} standard deviations "
+                  f"in mean and {freeze['log_variance']:.2f} in log variance (largest over channels and "
+                  f"layers; over {freeze['seeds']} seeds): the freeze measures the statistics rather than "
+                  "taking the averages."]
+    return "\n".join(lines)
+
+
+def frozen_at_high_rate(pooled: dict | None) -> list[str]:
+    """`frozen` at a high Adam rate over every seed trained there (claims.frozen_at_high_rate)."""
+    if pooled is None:
+        return []
+    text = [f"{pair['first']} − {pair['second']} {points(pair['difference'])} [{points(pair['ci_low'])}, "
+            f"{points(pair['ci_high'])}], Holm p = {pair['p_holm']:.2g}" for pair in pooled["pairs"]]
+    described = ", ".join(f"{entry['variant']} {spread(entry['accuracy'])} (n={entry['accuracy']['n']}"
+                          + (f", {entry['diverged']} more diverged" if entry["diverged"] else "") + ")"
+                          for entry in pooled["variants"])
+    return ["", f"At Adam {pooled['rate']}, every seed trained there (the sweep's and the norms grid's, same "
+            f"training): {described}; {'; '.join(text)} (points, Welch 95% CI, Holm over the pairs of these variants)."]
+
+
+def norms_block(rows: list[dict] | None) -> str:
+    """docs/why.md: the convolution kernels' norm growth and effective steps per variant and Adam
+    rate (claims.norms_rows)."""
+    if rows is None:
+        return "No norms cells in a report yet: run `dvc repro grids/norms/dvc.yaml`."
+    lines = ["| rate | bn | seeds | test accuracy | conv ‖w‖ growth | conv effective step, start → last epoch | vs `none` at the end | head ‖w‖ growth |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        start = f"| {row['rate']} | {row['variant']} | {row['seeds']} | {row['accuracy']:.4f} |"
+        if row["end"] is None:  # Every seed diverged.
+            lines.append(f"{start} diverged | – | – | – |")
+            continue
+        versus = "–" if row["versus"] is None else f"{row['versus']:.2f}×"
+        lines.append(f"{start} ×{row['growth']:.2f} | {row['start']:.3g} → {row['end']:.3g} | {versus} | "
+                     f"×{row['head']:.2f} |")
+    return "\n".join(lines)
+
+
+def head_block(summary: dict | None, head) -> str:
+    """docs/why.md: the SGD head intervention beside its sweep twins, from the head report's
+    summary and params.yaml's `head` section, in the head report's own words."""
+    if summary is None:
+        return "No head cells in a report yet: run `dvc repro grids/head/dvc.yaml`."
+    lines = [f"| {head.optimizer} rate | bn | head input RMS at init | without (the sweep's twins) | "
+             f"with the head's input at RMS {head.head_input_rms:g} |", "|---|---|---|---|---|"]
+    for rate, variants in summary["with"].items():
+        for bn, entry in variants.items():
+            if bn != "comparisons":
+                lines.append(f"| {rate} | {bn} | {summary['paired'][rate][bn]['rms_before']:.2f} | "
+                             f"{head_grid.accuracy_text(summary['without'].get(rate, {}).get(bn))} | "
+                             f"{head_grid.accuracy_text(entry)} |")
+    return "\n".join(lines + ["", *(f"- {line}" for line in head_grid.verdicts(summary, head))])
+
+
+def batch_block(summary: dict | None) -> str:
+    """docs/why.md: train and test accuracy and the gap per batch size and variant, and BN's gain
+    split into fitting and the gap, in the batch report's own words."""
+    if summary is None:
+        return "No batch cells in a report yet: run `dvc repro grids/batch/dvc.yaml`."
+    return "\n".join([*batch_grid.variant_table(summary), "", *(f"- {line}" for line in batch_grid.verdicts(summary))])
+
+
+def main_run_block(run: dict) -> str:
+    """docs/results.md: the main run's scores and where it ran (claims.main_run)."""
+    known = {key: "?" if run[key] is None else run[key] for key in ("device", "tensorflow", "date", "git_commit")}
+    return "\n".join([
+        "| bn | train accuracy | test accuracy | test loss | fit time | machine | date, code |",
+        "|---|---|---|---|---|---|---|",
+        f"| before | {run['train_accuracy']:.4f} | {run['test_accuracy']:.4f} | "
+        f"{run['test_loss']:.4f} | {'not recorded' if run['fit'] is None else run['fit']} | {known['device']} "
+        f"[{'/'.join(run['features']) or 'instruction sets not recorded'}], TensorFlow "
+        f"{known['tensorflow']} | {known['date'][:10]}, "
+        f"{known['git_commit'][:12]} |"])
