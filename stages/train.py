@@ -9,12 +9,13 @@ renders).
 import argparse
 import os
 
-from stages.trainer import paths
+from stages.trainer import paths, provenance
 from stages.trainer.atomic import replace_folder
 from stages.trainer.cli import stage_main, uninterruptible
 from stages.trainer.guard import Snapshot
 from stages.trainer.cifar import load_prepared
 from stages.trainer.params import load_params
+from stages.trainer.provenance import code_files
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,7 +30,7 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 def main(argv=None) -> None:
     params = load_params(params_used(parse_args(argv)))
     # What this run read, checked again before anything is published (one writer per workspace).
-    snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS])
+    snapshot = Snapshot(params, [paths.PREPARED, paths.STATISTICS], code=code_files(params.bn, "train"))
     landscape = params.landscape if params.landscape.enabled else None
     statistics, train, test = load_prepared(params.train, probing=landscape is not None)
     # TensorFlow is imported only after params and inputs validate, so a typo or a broken input
@@ -52,6 +53,7 @@ def main(argv=None) -> None:
                                         for key in ("backend", "device", "precision", "tf32", "onednn")}
             if probe:
                 live.summary["landscape"] = record["landscape"]
+        record["data"] = provenance.data()
         if probe:  # The per-layer columns are many and change with the variant: a file of their own.
             probe.write_csv(log / "plots" / "landscape.csv")
             probe.write_csv(log / "plots" / "landscape_layers.csv", probe.layer_columns())

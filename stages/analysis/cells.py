@@ -124,8 +124,8 @@ def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cel
 
 def load_cell(path: Path, pipeline: str, **expected) -> Cell:
     """The record a `cell` stage of `pipeline` wrote at `path`, checked to be what its name says:
-    each of `expected` (bn, seed, and for the grids over them optimizer, learning_rate and
-    batch_size) as recorded, and
+    each of `expected` (bn, seed, and for the grids over them a train or model setting such as
+    optimizer, learning_rate, batch_size, epochs or activation) as recorded, and
     its scores numbers (accuracies finite, in [0, 1]; a loss non-finite only where the run
     diverged). A record copied over another, edited or truncated is refused in one line naming
     the file, before any report is rewritten."""
@@ -146,8 +146,8 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
     try:
         found = {"bn": record["bn"], "seed": record["seed"], "optimizer": record["train"]["optimizer"],
                  "learning_rate": record["train"]["learning_rate"]}
-        if "batch_size" in expected:
-            found["batch_size"] = record["train"]["batch_size"]
+        for key in set(expected) - set(found):  # Any other setting: train's, else model's.
+            found[key] = record["train"][key] if key in record["train"] else record["model"][key]
         scores = {f"{split}.{measure}": record["metrics"][split][measure]
                   for split in ("train", "test") for measure in ("accuracy", "loss")}
         last_loss = record["history"]["fit/loss"][-1]

@@ -204,9 +204,10 @@ CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf1
 
 
 def provenance() -> dict:
-    """When, from which code and on which CPU a result was made, so that a quoted result can be
-    checked against its record: the UTC date, the project's git commit (with `dirty` when files
-    differed from it), the CPU model, its instruction sets among CPU_FEATURES, and its cores."""
+    """When, from which commit and on which CPU a result was made, so that a quoted result can be
+    checked against its record: the UTC date, the project's git commit (whether the code that ran
+    differed from it, and its digest, are a training record's `code`: provenance.py), the CPU
+    model, its instruction sets among CPU_FEATURES, and its cores."""
     flags = set(_cpuinfo("flags").split())
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "git_commit": _git_commit(),
@@ -216,19 +217,12 @@ def provenance() -> dict:
 
 
 def _git_commit() -> str:
-    """HEAD of the project's repository, "+dirty" when tracked files differ from it (DVC runs a
-    stage in the work tree, so uncommitted code is what ran); "unknown" outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
-                              check=True).stdout.strip()
+    """HEAD of the project's repository; "unknown" outside git."""
     try:
-        commit = git("rev-parse", "HEAD")
-        # Only tracked files: records and lock entries that a run writes are untracked or
-        # expected to change, and say nothing about the code.
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "stages", "params.yaml")
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit + ("+dirty" if dirty else "")
 
 
 def onednn_enabled() -> bool | None:

@@ -12,6 +12,7 @@ import keras
 
 from stages.trainer.cifar import Split
 from stages.trainer.landscape import LandscapeProbe
+from stages.trainer import provenance
 from stages.trainer.model import build_model, initialize, scale_head_input, variant_callbacks
 from stages.trainer.params import LandscapeParams, ModelParams, TrainParams
 from stages.trainer.backend import seed_everything
@@ -22,13 +23,15 @@ from stages.trainer.training import batch_indices, epoch_orders, fit
 def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str, seed: int,
                   statistics: dict, train: Split, validation: Split,
                   landscape: LandscapeParams | None, live, weight_norms: bool = False,
-                  ) -> tuple[keras.Model, dict, LandscapeProbe | None]:
+                  entry: str = "train") -> tuple[keras.Model, dict, LandscapeProbe | None]:
     """Seed, build, fit; return the model, the run record and the landscape probe (None if off;
     with `weight_norms`, it records each layer's weight norm too).
 
     The run record holds everything needed to interpret the result later without params.yaml:
     the settings used, per-epoch history, timings and the numerics (backend, device, precision,
-    TF32, oneDNN), and why `train.device: auto` fell back to the CPU, if it did.
+    TF32, oneDNN), and why `train.device: auto` fell back to the CPU, if it did; and, from record
+    schema 2 on, the digests of the code (`entry`: the stage module, stages/<entry>.py) and data
+    that made it, and the numerics fingerprint (provenance.py); the stage adds its data's digests.
     """
     seed_everything(seed, train_params.deterministic)
     device_fallback = configure_device(train_params.device, train_params.tf32)
@@ -56,12 +59,17 @@ def train_variant(model_params: ModelParams, train_params: TrainParams, bn: str,
     during = variant_callbacks(model_params, bn, train.images)
     timings, history = fit(model, train, validation, train_params, orders, live,
                            during + ([probe] if probe else []))
-    record = {"bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
+    # After training, so that it draws nothing from the run's random streams.
+    numerics["numerics_fingerprint"] = provenance.numerics_fingerprint(model_params, statistics,
+                                                                       train_params.precision)
+    code_files = provenance.code_files(bn, entry)
+    record = {"schema": provenance.SCHEMA, "bn": bn, "seed": seed, "model": dataclasses.asdict(model_params),
               "train": dataclasses.asdict(train_params),
               "initialization": initialization, "landscape": probe.summary() if probe else None,
               **timings, "probe_seconds": round(probe.seconds, 3) if probe else 0.0,
               "history": history, "environment": numerics,
-              "device_fallback": device_fallback}
+              "device_fallback": device_fallback, "code": provenance.code(bn, entry),
+              "git": provenance.git_state(code_files)}
     if head_input:  # Only then: records of runs without the intervention keep their keys.
         record["head_input"] = head_input
     for callback in during:  # What they found (bn=frozen: the statistics it froze).

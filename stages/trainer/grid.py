@@ -27,17 +27,17 @@ def plural(setting: str) -> str:
 
 
 def check_cell(document: object, grid: str, bn: str, seed: int, overrides: dict,
-               source: str = "params.yaml") -> None:
+               part: str | None = None, source: str = "params.yaml") -> None:
     """Refuse, in one line, a cell (`bn`, `seed`, `overrides`: setting -> value) that is not a
     point of `grid`'s section of `document` (params.yaml as parsed)."""
     section = document.get(grid) if isinstance(document, dict) else None
     if not isinstance(section, dict):
         raise ParamsError(f"{source} has no {grid} section; a cell of grid {grid} runs from "
                           f"grids/{grid}/dvc.yaml, whose matrix params.yaml's {grid} section lists")
-    part, picked_by = pick_part(section, grid, overrides, source)
-    where = f"{grid}.{part}" if picked_by else grid
+    part, picked_by = pick_part(section, grid, overrides, part)
+    where = grid if part is None else f"{grid}.{part}"
     lists = {key: value for key, value in section.items() if not isinstance(value, dict)}
-    if picked_by:
+    if part is not None:
         lists.update(section[part])
     for key in ("variants", "seeds"):
         if not isinstance(lists.get(key), list) or not lists[key]:
@@ -73,7 +73,8 @@ def check_cell(document: object, grid: str, bn: str, seed: int, overrides: dict,
                           f"allowed (each trains for minutes): list fewer seeds or values in {grid}")
 
 
-SETTINGS = ("optimizer", "learning_rate", "batch_size", "head_input_rms")  # What a cell can override.
+# What a cell can override (stages/cell.py's OVERRIDABLE).
+SETTINGS = ("activation", "head_input_rms", "epochs", "optimizer", "learning_rate", "momentum", "batch_size")
 
 
 def settings_named(lists: dict) -> set[str]:
@@ -81,8 +82,15 @@ def settings_named(lists: dict) -> set[str]:
     return {setting for setting in SETTINGS if setting in lists or plural(setting) in lists}
 
 
-def pick_part(section: dict, grid: str, overrides: dict, source: str) -> tuple[str | None, tuple[str, ...]]:
+def pick_part(section: dict, grid: str, overrides: dict, part: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """The part of `section` (one of its mappings) a cell is in, and the setting that named it:
+    --part, or else the one override whose value is a part's name (sweep.adam: --optimizer adam)."""
     parts = [key for key, value in section.items() if isinstance(value, dict)]
+    if part is not None:
+        if part not in parts:
+            raise ParamsError(f"--part {part} is not a part of the {grid} grid ({', '.join(map(str, parts)) or 'it has none'}); "
+                              f"{through(grid)}")
+        return part, ()
     if not parts:
         return None, ()
     picked = [(setting, value) for setting, value in overrides.items() if value in parts]
@@ -94,11 +102,16 @@ def pick_part(section: dict, grid: str, overrides: dict, source: str) -> tuple[s
 
 
 def cells_in(section: dict) -> int:
-    """The number of cells of a section: the product of its lists' lengths, summed over its parts."""
-    shared = [value for value in section.values() if isinstance(value, list)]
+    """The number of cells of a section: the product of its axes' lengths (variants, seeds and a
+    setting's plural), summed over its parts; other lists (a report's settings) are not axes."""
+    axes = {"variants", "seeds", *map(plural, SETTINGS)}
+
+    def lengths(mapping: dict) -> dict:
+        return {key: len(value) for key, value in mapping.items() if key in axes and isinstance(value, list)}
+
+    shared = lengths(section)
     parts = [value for value in section.values() if isinstance(value, dict)] or [{}]
-    return sum(math.prod(len(values) for values in shared + [v for v in part.values() if isinstance(v, list)])
-               for part in parts)
+    return sum(math.prod({**shared, **lengths(part)}.values()) for part in parts)
 
 
 def same(listed: object, value: object) -> bool:

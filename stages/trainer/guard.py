@@ -29,11 +29,15 @@ class Snapshot:
     """The declared params (as params.yaml spells them, which is what DVC records) and the input
     files (a file, or every file under a folder), as they were when the stage read them."""
 
-    def __init__(self, params: ParamsView, inputs: list[Path]) -> None:
+    def __init__(self, params: ParamsView, inputs: list[Path], code: list[Path] = ()) -> None:
         self.source, self.keys = params.source, params.declared_keys()
         self.inputs = [Path(path) for path in inputs]
         self.values = self._declared_leaves()
         self.files = _fingerprints(self.inputs)
+        # The code that runs, as it was at the start: DVC hashes it when the stage ends, so an
+        # edit during training would be recorded as the code that trained (provenance.code_files).
+        self.code = [Path(path) for path in code]
+        self.code_files = _fingerprints(self.code)
 
     def check(self) -> None:
         """Raise ConcurrentChangeError if a declared param or an input differs from the snapshot.
@@ -51,6 +55,12 @@ class Snapshot:
                 f"{self.source} changed while this stage ran ({key}: "
                 f"{quoted(self.values.get(key, MISSING))} -> {quoted(now.get(key, MISSING))}), so its "
                 f"result would be recorded under params it did not use; nothing was published; {QUEUE_HINT}")
+        code = _fingerprints(self.code)
+        if code != self.code_files:
+            name = next(name for name in sorted(code) if code.get(name) != self.code_files.get(name))
+            raise ConcurrentChangeError(f"{name} changed while this stage ran, so the code DVC would record "
+                                        f"is not the code that trained; nothing was published; run the "
+                                        f"stage again once the code is as you want it")
         files = _fingerprints(self.inputs)
         if files != self.files:
             name = next(name for name in sorted(set(files) | set(self.files))

@@ -82,12 +82,19 @@ class TrainParams:
     batch_size: int = rule(min=1, max=4096)
     optimizer: str = rule(choices=OPTIMIZERS)
     learning_rate: float = rule(min=1e-9, max=10)
+    # SGD's momentum (0: plain SGD, Keras' default); Adam has its own moments, so there it must be 0.
+    momentum: float = rule(min=0, max=0.999)
     deterministic: bool = rule()
     precision: str = rule(choices=PRECISIONS)
     device: str = rule(choices=DEVICES)
     tf32: bool = rule()
     jit_compile: bool = rule()
     steps_per_execution: int = rule(min=1)
+
+    def __post_init__(self) -> None:
+        if self.momentum and self.optimizer != "sgd":
+            raise ParamsError(f"train.momentum = {self.momentum:g} is SGD's; with train.optimizer "
+                              f"{self.optimizer} set train.momentum to 0")
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,10 @@ def _build(cls, raw: object, prefix: str, source: str):
         kind = hints[spec.name]
         if dataclasses.is_dataclass(kind):
             values[spec.name] = _build(kind, raw[spec.name], key + ".", source)
+        elif kind is dict:  # A mapping whose own code validates it (a grid's section with parts).
+            if not isinstance(raw[spec.name], dict):
+                raise ParamsError(f"{source}: {key} must be a mapping, got {quoted(raw[spec.name])}")
+            values[spec.name] = raw[spec.name]
         else:
             values[spec.name] = _check(key, raw[spec.name], kind, spec.metadata, source)
     return cls(**values)
@@ -294,6 +305,12 @@ class ParamsView:
 def train_with_overrides(train, overrides: dict) -> TrainParams:
     """The train section (a TrainParams, or a view without the overridden keys) with `overrides`
     (field name -> value, from a command line) in place, validated by the same rules."""
-    raw = {field.name: overrides[field.name] if field.name in overrides else getattr(train, field.name)
-           for field in dataclasses.fields(TrainParams)}
-    return _build(TrainParams, raw, prefix="train.", source="the command line")
+    return with_overrides(TrainParams, "train", train, overrides)
+
+
+def with_overrides(cls, section: str, params, overrides: dict):
+    """Section `section` of type `cls` (as read, or a view without the overridden keys) with
+    `overrides` (field name -> value, from a command line) in place, validated by the same rules."""
+    raw = {field.name: overrides[field.name] if field.name in overrides else getattr(params, field.name)
+           for field in dataclasses.fields(cls)}
+    return _build(cls, raw, prefix=section + ".", source="the command line")

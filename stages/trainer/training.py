@@ -111,7 +111,9 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_execution: 
         # gradient has no deterministic form, and warns. Our pooling (pooling.py) needs no such
         # gradient, and with it the compiled step is deterministic (tests/test_training.py).
         warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
-        model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
+        # Momentum only where it is SGD's (params refuse it with Adam); 0 is Keras' default.
+        extra = {"momentum": params.momentum} if params.optimizer == "sgd" else {}
+        model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate, **extra),
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
