@@ -390,3 +390,42 @@ def accuracy_vs_batch_size(runs: list[dict], path: Path) -> None:
     figure.suptitle("Dots: seeds; lines: means over seeds. Variants are shifted slightly along x so that "
                     "their dots do not overlap", fontsize=9)
     save(figure, path)
+
+
+def placement_map(summary: dict, path: Path) -> None:
+    """Left: after − before per setting, with its interval (the reference's 95% CI; each map
+    setting's look-adjusted CI at the look it reached). Right: BN's gain per setting (before − none
+    and after − none, paired 95% CIs). Settings without a pair yet are listed, not drawn."""
+    rows = [("reference", summary["reference"]["placement"], "mean", "ci_low", "ci_high", summary["reference"]["gain"])]
+    rows += [(name, row["placement"], "mean", "low", "high", row["gain"]) for name, row in summary["settings"].items()]
+    figure, (placement, gain) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(rows)), sharey=True)
+    labels = []
+    for y, (name, row, mean, low, high, gains) in enumerate(rows):
+        drawn = row.get(low) is not None and not np.isnan(row[low])
+        labels.append(f"{name} ({row['pairs']} pairs)" if drawn else f"{name} (no interval yet)")
+        if drawn:
+            center = row[mean] * 100
+            placement.errorbar(center, y, xerr=[[center - row[low] * 100], [row[high] * 100 - center]], fmt="o",
+                               capsize=4, color="black")
+        for offset, (key, variant) in enumerate((("before_vs_none", "before"), ("after_vs_none", "after"))):
+            entry = gains.get(key)
+            if entry and entry["ci_low"] is not None:
+                center = entry["mean"] * 100
+                gain.errorbar(center, y + (offset - 0.5) * 0.25, fmt="o", capsize=3, color=variant_color(variant),
+                              xerr=[[center - entry["ci_low"] * 100], [entry["ci_high"] * 100 - center]],
+                              label=f"{variant} − none" if y == 0 else None)
+    margin = summary["design"]["equivalence_margin"] * 100
+    placement.axvspan(-margin, margin, color="tab:green", alpha=0.15, label=f"equivalence margin ±{margin:g}")
+    placement.axvline(0, color="gray", linewidth=1)
+    placement.set_yticks(range(len(rows)), labels)
+    placement.invert_yaxis()
+    placement.set(xlabel="after − before, test accuracy points",
+                  title="Before or after the activation, per setting\n(reference: 95% CI; map: look-adjusted CI)")
+    placement.legend(fontsize=8, loc="lower right")
+    placement.grid(alpha=0.3, axis="x")
+    gain.axvline(0, color="gray", linewidth=1)
+    gain.set(xlabel="variant − none, test accuracy points", title="BN's gain per setting (paired 95% CI)")
+    if gain.get_legend_handles_labels()[0]:
+        gain.legend(fontsize=8, loc="lower right")
+    gain.grid(alpha=0.3, axis="x")
+    save(figure, path)

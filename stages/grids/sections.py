@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.trainer.errors import ParamsError
-from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, Params, ParamsView, load_params, parse_params,
-                                   read_params, rule)
+from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, ModelParams, Params, ParamsView, TrainParams, load_params,
+                                   parse_params, read_params, rule, with_overrides)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class AllParams(Params):
     norms: RateGridParams = rule()
     head: HeadParams = rule()
     batch: BatchParams = rule()
+    # Beyond one net: one part per setting (check_map validates it; stages/grids/map.py).
+    map: dict = rule()
 
 
 def load_all(keys, path: str | Path = "params.yaml") -> ParamsView:
@@ -108,7 +110,7 @@ def parse_all(raw: object, source: str = "params.yaml") -> AllParams:
 
 
 # The grids, each a folder grids/<name>/ with its dvc.yaml and a module stages/grids/<name>.py.
-GRIDS = ("study", "sweep", "placement", "norms", "head", "batch")
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map")
 
 
 def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> None:
@@ -119,7 +121,8 @@ def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> Non
     spanning = {"sweep": lambda: check_sweep(params.sweep, params.study, params.train, source),
                 "placement": lambda: check_placement(params.placement, params.study, source),
                 "norms": lambda: check_norms(params, source),
-                "batch": lambda: check_batch(params.batch, params.study, params.train, source)}
+                "batch": lambda: check_batch(params.batch, params.study, params.train, source),
+                "map": lambda: map_design(params.map, params.model, params.train, source)}
     if grid in spanning:
         spanning[grid]()
 
@@ -187,3 +190,70 @@ def check_placement(placement: PlacementParams, study: StudyParams, source: str 
     if repeated:
         raise ParamsError(f"{source}: placement.seeds repeats study seed {repeated[0]}; the study "
                           f"already ran that cell, so remove it from placement.seeds")
+
+
+@dataclass(frozen=True)
+class MapDesign:
+    """The placement map's sequential design, declared before its first cell ran (params.yaml)."""
+    looks: list[int] = rule(min=3, max=1000, non_empty=True, unique=True, max_items=10)
+    alpha: float = rule(min=1e-4, max=0.5)  # Two-sided, over all looks of one setting.
+    equivalence_margin: float = rule(min=1e-4, max=0.1)  # After - before within +-this: equivalent.
+
+
+@dataclass(frozen=True)
+class MapPart:
+    """One setting of the map: its cells' variants and seeds, and the model and train settings
+    that differ from params.yaml's (validated by those sections' own rules)."""
+    name: str
+    variants: list[str]
+    seeds: list[int]
+    model: ModelParams
+    train: TrainParams
+    learning_rates: list[float] | None  # A pilot's rates; else the part's train.learning_rate.
+    settings: dict  # What the part sets, as params.yaml spells it: {"activation": "relu"}.
+
+
+@dataclass(frozen=True)
+class MapCells:
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
+
+
+MAP_SETTINGS = {"model": ("activation",), "train": ("epochs", "optimizer", "learning_rate", "momentum")}
+
+
+def map_design(section: dict, model: ModelParams, train: TrainParams,
+               source: str = "params.yaml") -> tuple[MapDesign, dict[str, MapPart]]:
+    """The map's design and its parts, each checked by the rules of the sections it overrides."""
+    design = parse_params({key: value for key, value in section.items() if not isinstance(value, dict)},
+                          source, schema=MapDesign)
+    if sorted(design.looks) != design.looks:
+        raise ParamsError(f"{source}: map.looks must grow from look to look, got {design.looks}")
+    parts = {}
+    for name, raw in section.items():
+        if not isinstance(raw, dict):
+            continue
+        where = f"map.{name}"
+        known = {"variants", "seeds", "learning_rates", *MAP_SETTINGS["model"], *MAP_SETTINGS["train"]}
+        if unknown := sorted(set(raw) - known, key=str):
+            raise ParamsError(f"{source}: unknown key {where}.{unknown[0]}; a part of the map sets "
+                              f"{', '.join(sorted(known))}")
+        if "variants" not in raw or "seeds" not in raw:
+            raise ParamsError(f"{source}: {where} needs variants and seeds")
+        lists = parse_params({"variants": raw["variants"], "seeds": raw["seeds"]}, f"{source}: {where}",
+                             schema=MapCells)
+        settings = {key: value for key, value in raw.items() if key not in ("variants", "seeds", "learning_rates")}
+        rates = raw.get("learning_rates")
+        if rates is not None and (not isinstance(rates, list) or not rates or "learning_rate" in raw):
+            raise ParamsError(f"{source}: {where}.learning_rates must be a non-empty list, and replaces "
+                              f"learning_rate")
+        part_model = with_overrides(ModelParams, "model", model,
+                                    {k: v for k, v in settings.items() if k in MAP_SETTINGS["model"]})
+        part_train = with_overrides(TrainParams, "train", train,
+                                    {k: v for k, v in settings.items() if k in MAP_SETTINGS["train"]}
+                                    | ({"learning_rate": rates[0]} if rates else {}))
+        parts[name] = MapPart(name, lists.variants, lists.seeds, part_model, part_train,
+                              [float(rate) for rate in rates] if rates else None, settings)
+    if not parts:
+        raise ParamsError(f"{source}: map has no parts; each setting is a mapping under map")
+    return design, parts
