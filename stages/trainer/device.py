@@ -50,7 +50,9 @@ def configure_device(setting: str, tf32: bool) -> str | None:
         if setting == "gpu":
             raise DeviceError(f"train.device = gpu but {reason}; or set train.device: auto or cpu")
         fallback = f"train.device = auto fell back to the CPU: {reason}"
-        print(f"train: WARNING: {fallback}", flush=True)
+        # One short line in every run's log; the reason and the fix are in the run record
+        # (`device_fallback`) and docs/pipeline.md, not repeated by every cell.
+        print(f"train: no GPU ({backend.name()}), training on the CPU; GPU setup: docs/pipeline.md#gpus-and-keras-backends", flush=True)
     _set_tf32(tf32)
     return fallback
 

@@ -53,14 +53,14 @@ def code(bn: str, entry: str) -> dict:
     return {"trainer": digest(files[:-2]), "variant": digest(files[-2:-1]), "entry": digest(files[-1:])}
 
 
-def git_state(files: list[Path]) -> dict:
+def git_state(files: list[Path], root: Path = ROOT) -> dict:
     """The commit, and whether `files` differ from it (uncommitted edits ran); unknown outside git."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
                               check=True).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--", *(str(path.relative_to(ROOT)) for path in files))
+        changed = git("status", "--porcelain", "--", *(str(path.relative_to(root)) for path in files))
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "code_differs": None}
     return {"commit": commit, "code_differs": bool(changed)}

@@ -1,0 +1,80 @@
+"""What a record says about its code, git state and numerics (stages/trainer/provenance.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, tensorflow_only
+from stages.trainer import provenance
+
+
+def git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+def test_git_state_says_whether_the_code_differs_and_ignores_params_edits(tmp_path):
+    code = tmp_path / "stages" / "trainer" / "model.py"
+    code.parent.mkdir(parents=True)
+    code.write_text("x = 1\n")
+    (tmp_path / "params.yaml").write_text("bn: before\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "c")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "params.yaml").write_text("bn: after\n")  # What `dvc exp run -S bn=after` does.
+    assert provenance.git_state([code], tmp_path) == {"commit": head, "code_differs": False}
+    code.write_text("x = 2\n")
+    assert provenance.git_state([code], tmp_path) == {"commit": head, "code_differs": True}
+    assert provenance.git_state([code], tmp_path / "stages")["commit"] == head  # Any folder inside.
+
+
+def test_the_code_digest_changes_with_any_package_file_and_only_its_variant():
+    before, after = provenance.code("before", "cell"), provenance.code("after", "cell")
+    assert before["trainer"] == after["trainer"] and before["variant"] != after["variant"]
+    files = provenance.code_files("before", "cell")
+    assert ROOT / "stages/trainer/model.py" in files and ROOT / "stages/variants/before.py" in files
+    assert not any("variants/after" in str(path) or "stages/analysis" in str(path) for path in files)
+
+
+FINGERPRINT = """
+import json, sys
+import numpy as np
+from stages.trainer import backend, provenance
+from stages.grids.sections import read_all
+params = read_all()
+statistics = {"mode": "global", "mean": [120.7], "std": [64.2]}
+first = provenance.numerics_fingerprint(params.model, statistics, "float32")
+again = provenance.numerics_fingerprint(params.model, statistics, "float32")
+# One training step's loss from a fixed start: what a result's numbers depend on.
+import dataclasses, keras
+from stages.trainer.model import build_model
+backend.seed_everything(0, True)
+model = build_model(dataclasses.replace(params.model, dropout_rate=0.0), "before", statistics)
+model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy())
+generator = np.random.default_rng(1)
+images = generator.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+labels = np.arange(64) % 10
+model.train_on_batch(images, labels)
+loss = float(model.train_on_batch(images, labels))
+print(json.dumps({"first": first, "again": again, "loss": loss.hex()}))
+"""
+
+
+@tensorflow_only
+def test_the_numerics_fingerprint_is_stable_and_differs_where_results_differ():
+    """Under oneDNN's kernels and TensorFlow's own, the fingerprint and a training step's loss
+    change together: equal fingerprints, equal results."""
+    runs = {}
+    for onednn in ("1", "0"):
+        done = subprocess.run([sys.executable, "-c", FINGERPRINT], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[onednn] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert runs[onednn]["first"] == runs[onednn]["again"]
+        assert len(runs[onednn]["first"]) == 17 and runs[onednn]["first"][8] == "-"
+    assert (runs["1"]["first"] == runs["0"]["first"]) == (runs["1"]["loss"] == runs["0"]["loss"]), runs
