@@ -52,7 +52,7 @@ def all_stages():
 
 
 STAGES = all_stages()
-GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map")
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map", "rerun")
 
 
 def test_every_pipeline_is_covered():

@@ -80,6 +80,13 @@ class BatchParams:
 
 
 @dataclass(frozen=True)
+class MapCells:
+    """A grid's variants and seeds, at params.yaml's model and train settings or a part's."""
+    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
+    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
+
+
+@dataclass(frozen=True)
 class AllParams(Params):
     """params.yaml as a whole: the stages' own sections and every grid's."""
     study: StudyParams = rule()
@@ -92,6 +99,8 @@ class AllParams(Params):
     batch: BatchParams = rule()
     # Beyond one net: one part per setting (check_map validates it; stages/grids/map.py).
     map: dict = rule()
+    # Reproducibility: placement-grid cells trained again (stages/grids/rerun.py).
+    rerun: MapCells = rule()
 
 
 def load_all(keys, path: str | Path = "params.yaml") -> ParamsView:
@@ -110,7 +119,7 @@ def parse_all(raw: object, source: str = "params.yaml") -> AllParams:
 
 
 # The grids, each a folder grids/<name>/ with its dvc.yaml and a module stages/grids/<name>.py.
-GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map")
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map", "rerun")
 
 
 def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> None:
@@ -122,7 +131,8 @@ def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> Non
                 "placement": lambda: check_placement(params.placement, params.study, source),
                 "norms": lambda: check_norms(params, source),
                 "batch": lambda: check_batch(params.batch, params.study, params.train, source),
-                "map": lambda: map_design(params.map, params.model, params.train, source)}
+                "map": lambda: map_design(params.map, params.model, params.train, source),
+                "rerun": lambda: check_rerun(params, source)}
     if grid in spanning:
         spanning[grid]()
 
@@ -213,12 +223,6 @@ class MapPart:
     settings: dict  # What the part sets, as params.yaml spells it: {"activation": "relu"}.
 
 
-@dataclass(frozen=True)
-class MapCells:
-    variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
-    seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
-
-
 MAP_SETTINGS = {"model": ("activation",), "train": ("epochs", "optimizer", "learning_rate", "momentum")}
 
 
@@ -257,3 +261,13 @@ def map_design(section: dict, model: ModelParams, train: TrainParams,
     if not parts:
         raise ParamsError(f"{source}: map has no parts; each setting is a mapping under map")
     return design, parts
+
+
+def check_rerun(params: AllParams, source: str = "params.yaml") -> None:
+    """A rerun repeats a cell of the placement grid (the study's or the placement's seeds, its variants)."""
+    seeds = set(params.study.seeds) | set(params.placement.seeds)
+    if outside := [seed for seed in params.rerun.seeds if seed not in seeds]:
+        raise ParamsError(f"{source}: rerun.seeds lists {outside[0]}, which neither study.seeds nor "
+                          f"placement.seeds has; a rerun repeats one of their cells")
+    if outside := [bn for bn in params.rerun.variants if bn not in params.placement.variants]:
+        raise ParamsError(f"{source}: rerun.variants lists {outside[0]}, which placement.variants lacks")
