@@ -181,6 +181,29 @@ def summarize(cells: dict, design_params, reference_row: dict) -> dict:
             "pilot": pilot(cells[PILOT]) if PILOT in cells else None}
 
 
+# Published single runs of BN before vs after the activation (one run per arm, ImageNet at 128 px,
+# LSUV or orthogonal init, ReLU): github.com/ducha-aiki/caffenet-benchmark, batchnorm.md. The
+# differences are after - before in points of top-1 accuracy, as published; single runs, so each
+# is within its own seed noise of anything.
+PUBLISHED = (
+    {"net": "CaffeNet128, ReLU", "before": 0.474, "after": 0.499, "setting": "relu"},
+    {"net": "GoogLeNet128, ReLU (before: orthogonal init, after: LSUV)", "before": 0.607, "after": 0.596,
+     "setting": "relu"},
+)
+
+
+def agreement(published: dict, row: dict | None) -> str:
+    """Whether our verdict in the published result's setting agrees with its sign."""
+    if row is None or row["verdict"] in ("continue", "not yet at look 1", "undecided"):
+        return "cannot tell yet (our setting is not decided)"
+    lead = "after" if published["after"] > published["before"] else "before"
+    if row["verdict"] == "equivalent":
+        return f"disagrees: ours is equivalent within the margin, theirs puts {lead} ahead by " \
+               f"{abs(published['after'] - published['before']) * 100:.1f} points in one run each"
+    ours = "after" if row["mean"] > 0 else "before"
+    return "agrees" + f" ({ours} ahead)" if ours == lead else f"disagrees (ours: {ours} ahead; theirs: {lead})"
+
+
 def points(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:+.2f}"
 
@@ -252,6 +275,15 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     lines += ["", "Look 1 can detect only large differences, and no setting can be called equivalent before "
               "look 2 unless its own sd is well below the assumed one; BN's gain (`none`, first seeds only) "
               "is a plain paired 95% interval.", ""]
+    lines += ["## Beside the published single runs", "",
+              "| published (one run per arm) | after − before | our setting | ours |", "|---|---|---|---|"]
+    for entry in PUBLISHED:
+        row = summary["settings"].get(entry["setting"], {}).get("placement")
+        lines.append(f"| {entry['net']} | {(entry['after'] - entry['before']) * 100:+.1f} | `{entry['setting']}` | "
+                     f"{agreement(entry, row)} |")
+    lines += ["", "The original BN paper and most ResNets put BN before the activation; these single runs "
+              "differ from ours in data (ImageNet), net and training, so agreement in sign is all they can "
+              "show.", ""]
     if summary["pilot"]:
         table = summary["pilot"]
         lines += ["## The momentum pilot", "",

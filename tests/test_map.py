@@ -1,0 +1,145 @@
+"""The placement map: its sequential design, its parts, and the verdict each setting gets."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages.analysis.sequential import analyse, design, obrien_fleming
+from stages.grids import map as placement_map
+from stages.grids.sections import map_design, parse_all
+from stages.trainer.errors import ParamsError
+from stages.trainer.grid import check_cell
+
+COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+LOOKS, ALPHA, MARGIN = [10, 20, 30], 0.05, 0.005
+
+
+def test_obrien_fleming_matches_the_published_boundaries():
+    """Three equal looks, two-sided 0.05: z = 3.471, 2.454, 2.004 (Jennison and Turnbull, table 2.3)."""
+    assert np.round(obrien_fleming(LOOKS, ALPHA), 3).tolist() == [3.471, 2.454, 2.004]
+    assert np.round(obrien_fleming([10, 20], ALPHA), 3).tolist() == [2.797, 1.977]
+
+
+def shifted(mean: float, count: int, sd: float = 0.0057, seed: int = 0) -> list[float]:
+    """`count` paired differences with exactly this mean and sd."""
+    values = np.random.default_rng(seed).standard_normal(count)
+    values = (values - values.mean()) / values.std(ddof=1)
+    return (mean + sd * values).tolist()
+
+
+@pytest.mark.parametrize("differences, look, verdict", [
+    (shifted(0.006, 7), None, "not yet at look 1"),
+    (shifted(0.006, 10), 1, "continue"),  # 0.6 points: look 1's CI (±0.95) still holds 0.
+    (shifted(0.02, 10), 1, "detected"),  # 2 points: look 1 already excludes 0.
+    (shifted(0.006, 20), 2, "detected"),
+    (shifted(0.0, 20, sd=0.003), 2, "equivalent"),  # Within ±0.5 at look 2 with a small sd.
+    (shifted(0.0, 20), 2, "equivalent"),  # sd 0.57: look 2's half-width 0.34 fits inside ±0.5 at 0,
+    (shifted(0.002, 20), 2, "continue"),  # but not at 0.2 points: [-0.14, +0.54].
+    (shifted(0.003, 30), 3, "detected"),  # 0.3 points: [+0.08, +0.52] at look 3.
+    (shifted(0.001, 30, sd=0.015), 3, "undecided"),  # sd 1.5 points: [-0.47, +0.67], neither rule.
+])
+def test_the_sequential_rule_stops_where_the_design_says(differences, look, verdict):
+    result = analyse(differences, LOOKS, ALPHA, MARGIN)
+    assert (result.look, result.verdict) == (look, verdict)
+
+
+def test_the_rule_looks_at_the_first_pairs_only_at_each_look():
+    """20 pairs whose first 10 already exclude 0 stop at look 1: later seeds do not change it."""
+    result = analyse(shifted(0.03, 10) + shifted(-0.03, 10, seed=1), LOOKS, ALPHA, MARGIN)
+    assert (result.look, result.verdict, result.pairs) == (1, "detected", 10)
+
+
+def test_the_designs_arithmetic():
+    rows = design(LOOKS, ALPHA, MARGIN, 0.0057)
+    assert [row["equivalence_possible"] for row in rows] == [False, True, True]
+    assert rows[0]["detectable"] > 0.01 > rows[1]["detectable"] > rows[2]["detectable"]
+
+
+def test_map_parts_are_checked_by_the_sections_they_override():
+    params = parse_all(COMMITTED)
+    design_params, parts = map_design(params.map, params.model, params.train)
+    assert design_params.looks == LOOKS and parts["relu"].model.activation == "relu"
+    assert parts["long"].train.epochs == 30 and parts["momentum_pilot"].train.momentum == 0.9
+    broken = copy.deepcopy(COMMITTED["map"])
+    broken["relu"]["activation"] = "swish"
+    with pytest.raises(ParamsError, match=r"model.activation = 'swish' is not allowed"):
+        map_design(broken, params.model, params.train)
+    broken = copy.deepcopy(COMMITTED["map"])
+    broken["long"]["momentum"] = 0.9  # Adam: momentum is SGD's.
+    with pytest.raises(ParamsError, match=r"train.momentum = 0.9 is SGD's"):
+        map_design(broken, params.model, params.train)
+    broken = copy.deepcopy(COMMITTED["map"])
+    broken["relu"]["dropout"] = 0.1
+    with pytest.raises(ParamsError, match=r"unknown key map.relu.dropout"):
+        map_design(broken, params.model, params.train)
+
+
+def test_a_map_cell_is_one_point_of_its_part():
+    check_cell(COMMITTED, "map", "after", 100, {"activation": "relu"}, part="relu")
+    with pytest.raises(ParamsError, match=r"a map cell needs --activation"):
+        check_cell(COMMITTED, "map", "after", 100, {}, part="relu")
+    with pytest.raises(ParamsError, match=r"this cell \(none, 107\) is not in the map grid: map.relu_none.seeds"):
+        check_cell(COMMITTED, "map", "none", 107, {"activation": "relu"}, part="relu_none")
+    with pytest.raises(ParamsError, match=r"--part relu2 is not a part of the map grid"):
+        check_cell(COMMITTED, "map", "after", 100, {"activation": "relu"}, part="relu2")
+    with pytest.raises(ParamsError, match=r"--epochs 20 is not map.long.epochs \(30\)"):
+        check_cell(COMMITTED, "map", "after", 100, {"epochs": 20}, part="long")
+
+
+def write(path: Path, bn: str, seed: int, accuracy: float, part, diverged: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"schema": 2, "bn": bn, "seed": seed, "model": {"activation": part.model.activation},
+              "train": {"optimizer": part.train.optimizer, "learning_rate": part.train.learning_rate,
+                        "epochs": part.train.epochs, "momentum": part.train.momentum},
+              "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": 0.8, "loss": 0.5}},
+              "history": {"fit/loss": [2.0, float("nan") if diverged else 1.0]}, "probes": None,
+              "fit_seconds": 120.0, "environment": {"numerics_fingerprint": "3f000000-3f000000"}}
+    path.write_text(json.dumps(record))
+
+
+def test_the_report_pairs_on_seed_keeps_diverged_runs_out_and_words_each_verdict(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = parse_all(COMMITTED)
+    _, parts = map_design(params.map, params.model, params.train)
+    # relu: `after` 2 points ahead on 10 seeds, one `before` run diverged; long: 7 pairs so far.
+    for seed in parts["relu"].seeds:
+        write(placement_map.record_path("relu", "before", seed), "before", seed, 0.70 + seed / 1000, parts["relu"],
+              diverged=seed == 109)
+        write(placement_map.record_path("relu", "after", seed), "after", seed, 0.72 + seed / 1000, parts["relu"])
+    for seed in parts["relu_none"].seeds:
+        write(placement_map.record_path("relu_none", "none", seed), "none", seed, 0.68, parts["relu_none"])
+    for seed in parts["long"].seeds[:7]:
+        for bn in ("before", "after"):
+            write(placement_map.record_path("long", bn, seed), bn, seed, 0.78, parts["long"])
+    cells, missing = placement_map.collect(parts)
+    assert len(missing) == 59 - 25 - 14
+    rows = {name: placement_map.summarize_setting(setting, LOOKS, ALPHA, MARGIN) for name, setting in cells.items()}
+    relu = rows["relu"]
+    assert relu["diverged"] == 1 and relu["diverged_pairs"] == 1
+    # 9 pairs left: not yet at look 1, though every one of them says +2 points.
+    assert relu["placement"]["verdict"] == "not yet at look 1" and relu["placement"]["pairs"] == 9
+    assert relu["gain"]["after_vs_none"]["pairs"] == 5 and relu["pairs_same_machine"]["same"] == 9
+    assert rows["long"]["placement"]["pairs"] == 7 and "before_vs_none" not in rows["long"]["gain"]
+    # The tenth pair trains: look 1 is reached and detects it.
+    write(placement_map.record_path("relu", "before", 109), "before", 109, 0.70 + 109 / 1000, parts["relu"])
+    cells, _ = placement_map.collect(parts)
+    look = placement_map.summarize_setting(cells["relu"], LOOKS, ALPHA, MARGIN)["placement"]
+    assert (look["look"], look["verdict"]) == (1, "detected")
+    assert placement_map.wording(look, LOOKS, MARGIN).startswith("detected at look 1")
+    assert placement_map.agreement(placement_map.PUBLISHED[0], look) == "agrees (after ahead)"
+    assert placement_map.agreement(placement_map.PUBLISHED[1], look).startswith("disagrees")
+
+
+def test_a_record_with_other_settings_than_its_part_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = parse_all(COMMITTED)
+    _, parts = map_design(params.map, params.model, params.train)
+    write(placement_map.record_path("long", "after", 100), "after", 100, 0.78, parts["relu"])  # 10 epochs, relu.
+    with pytest.raises(Exception, match=r"long-after-100.json: records .*epochs=10.*not the .*epochs=30"):
+        placement_map.collect(parts)
