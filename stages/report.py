@@ -23,7 +23,7 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 @stage_main("report")
 def main(argv=None) -> None:
     parse_args(argv)
-    from stages.analysis import figures
+    from stages.analysis import run_figures as figures
     from stages.trainer.atomic import write_text
     from stages.trainer.cifar import CLASS_NAMES, load_split
     from stages.trainer.evaluation import load_model

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cell import check_args
+from stages.cell import check_args, parse_args
 from stages.grids.sections import check_grid
 from stages.grids.batch import collect, record_path, render_markdown, summarize, verdicts
 from stages.trainer.errors import InputFileError, ParamsError
@@ -29,9 +29,11 @@ def params(sizes=(50, 1000), variants=("before", "none"), seeds=(0, 1, 2), study
 
 
 def cell_args(**overrides):
+    """A cell's command line as stages/cell.py parses it (every option at its default), then `overrides`."""
     values = {"grid": "batch", "bn": "before", "seed": 0, "batch_size": 50, "optimizer": None,
               "learning_rate": None, "head_input_rms": None}
-    return argparse.Namespace(**{**values, **overrides})
+    defaults = vars(parse_args(["--grid", "g", "--bn", "before", "--seed", "0", "--record", "r.json"]))
+    return argparse.Namespace(**{**defaults, **values, **overrides})
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -4,7 +4,7 @@ panel that shows data has both axes labelled."""
 import numpy as np
 import pytest
 
-from stages.analysis import figures
+from stages.analysis import figures, run_figures
 
 STEPS = np.arange(0, 200, 50)
 
@@ -37,7 +37,8 @@ def drawn(monkeypatch):
                              for axis in figure.axes if axis.axison]
         real_save(figure, path, **options)
 
-    monkeypatch.setattr(figures, "save", save)
+    for module in (figures, run_figures):
+        monkeypatch.setattr(module, "save", save)
     return panels
 
 
@@ -58,9 +59,27 @@ def test_sweep_figures_have_a_labelled_panel_each(tmp_path, drawn, draw, panels)
 def test_landscape_bands_label_every_axis(tmp_path, drawn):
     columns = {"step": STEPS, "loss_min": STEPS * 0 + 1.0, "loss_max": STEPS * 0 + 1.2,
                "grad_change_min": STEPS * 0 + 0.5, "grad_change_max": STEPS * 0 + 2.0, "beta": STEPS + 50.0}
-    figures.landscape_bands({"bn=before": columns}, tmp_path / "landscape.png")
+    run_figures.landscape_bands({"bn=before": columns}, tmp_path / "landscape.png")
     labels = drawn["landscape.png"]
     assert len(labels) == 3 and all(title and xlabel and ylabel for title, xlabel, ylabel in labels)
+
+
+def test_the_studys_landscape_is_one_row_per_variant_with_a_legend_each(tmp_path, drawn):
+    columns = {"step": STEPS, "loss_min": STEPS * 0 + 1.0, "loss_max": STEPS * 0 + 1.2,
+               "grad_change_min": STEPS * 0 + 0.5, "grad_change_max": STEPS * 0 + 2.0, "beta": STEPS + 50.0}
+    figures.landscape_by_variant({"before": columns, "none": columns}, tmp_path / "landscape.png")
+    titles = [title for title, _, _ in drawn["landscape.png"]]
+    assert len(titles) == 6 and sum("bn=none" in title for title in titles) == 3
+
+
+def test_the_head_figure_counts_diverged_runs_instead_of_drawing_them(tmp_path, drawn):
+    runs = [{"bn": bn, "learning_rate": rate, "seed": seed, "test_accuracy": 0.1 if diverged else 0.7,
+             "diverged": diverged, "scaled": scaled}
+            for bn in ("before", "none") for rate in (0.1, 0.3) for seed in (0, 1) for scaled in (True, False)
+            for diverged in [rate == 0.3 and bn == "before" and not scaled]]
+    figures.head_intervention(runs, tmp_path / "head.png")
+    panels = drawn["head.png"]
+    assert [title for title, _, _ in panels] == ["SGD, learning rate 0.1", "SGD, learning rate 0.3"]
 
 
 def test_every_variant_keeps_its_colour():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cell import check_args
+from stages.cell import check_args, parse_args
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.head import collect, record_path, render_markdown, summarize, twins, verdicts
 from stages.grids.sections import parse_all as parse_params
@@ -28,9 +28,11 @@ def params(rates=(0.1, 0.3), variants=("before", "none"), seeds=(0, 1, 2)):
 
 
 def cell_args(**overrides):
+    """A cell's command line as stages/cell.py parses it (every option at its default), then `overrides`."""
     values = {"grid": "head", "bn": "before", "seed": 0, "optimizer": "sgd", "learning_rate": 0.3,
               "head_input_rms": 0.3, "batch_size": None}
-    return argparse.Namespace(**{**values, **overrides})
+    defaults = vars(parse_args(["--grid", "g", "--bn", "before", "--seed", "0", "--record", "r.json"]))
+    return argparse.Namespace(**{**defaults, **values, **overrides})
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.cell import check_args
+from stages.cell import check_args, parse_args
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.norms import collect, record_path, render_markdown, summarize, trajectories, verdicts
 from stages.grids.sections import parse_all as parse_params
@@ -42,9 +42,11 @@ def test_a_norms_cell_may_not_repeat_another_grids_cell(seeds, rates, message):
 
 
 def cell_args(**overrides):
+    """A cell's command line as stages/cell.py parses it (every option at its default), then `overrides`."""
     values = {"grid": "norms", "bn": "before", "seed": 35, "optimizer": "adam", "learning_rate": 0.01,
               "head_input_rms": None, "batch_size": None}
-    return argparse.Namespace(**{**values, **overrides})
+    defaults = vars(parse_args(["--grid", "g", "--bn", "before", "--seed", "0", "--record", "r.json"]))
+    return argparse.Namespace(**{**defaults, **values, **overrides})
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -31,7 +31,7 @@ def test_constant_samples_give_an_exact_difference():
 def test_well_separated_samples_are_detected():
     result = welch("before", [0.80, 0.81, 0.82, 0.80, 0.81], "none", [0.70, 0.71, 0.70, 0.72, 0.71])
     assert result.p_value < 1e-6 and result.ci_low > 0
-    assert result.verdict().startswith("before vs none: before is higher than none (+10.00 points")
+    assert result.verdict().startswith("before vs none: before is higher than none (before − none +10.00 points")
 
 
 def test_interval_matches_a_hand_computation():

@@ -82,7 +82,7 @@ def test_markdown_tables_verdicts_and_environment():
     assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
             "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
     assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 | 0.00856 | 5.55 | 438 |" in lines
-    assert ("- before vs none: before is higher than none (+11.00 points, 95% CI [+6.84, +15.16], "
+    assert ("- before vs none: before is higher than none (before − none +11.00 points, 95% CI [+6.84, +15.16], "
             "p = 0.00366, Holm-adjusted p = 0.00856)") in lines
     assert any(line.startswith("- before vs after: no detectable difference (-1.00 points, 95% CI "
                                "[-5.53, +3.53], p = 0.573, Holm-adjusted p = 0.573); with 3 and 3 seeds")
@@ -106,8 +106,9 @@ def test_without_probes_there_is_no_landscape_summary_or_section():
 
 def test_verdict_names_the_higher_variant_whichever_comes_first():
     lower_first = Comparison("after", "before", -0.1, -0.12, -0.08, 0.001, 0.002, (5, 5), 0.01, 7)
-    assert lower_first.verdict() == ("after vs before: before is higher than after (-10.00 points, "
-                                     "95% CI [-12.00, -8.00], p = 0.001, Holm-adjusted p = 0.002)")
+    # The difference as the words read it (higher − lower): a + sign, whichever variant is first.
+    assert lower_first.verdict() == ("after vs before: before is higher than after (before − after +10.00 "
+                                     "points, 95% CI [+8.00, +12.00], p = 0.001, Holm-adjusted p = 0.002)")
 
 
 def test_html_escapes_text_and_inlines_images(tmp_path):

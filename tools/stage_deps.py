@@ -6,13 +6,17 @@ that can change a number, plus its own variant's module: it declares exactly
 project. Any other stage declares the project files it runs (its entry module and every module it
 imports, followed transitively, function-level imports included), with stages/trainer as one
 folder where it runs any of it. tests/test_dvc_graph.py checks every stage of every dvc.yaml
-against this; this command prints what a stage should list.
+against this; this command prints what each stage should list, and with --write rewrites the
+code lines of every stage that is not a training stage in place (a training stage's three lines
+are fixed by hand, the same in every grid).
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -100,8 +104,41 @@ def outside_package(module_name: str, bn: str) -> set[str]:
             if not in_package(path) and path not in allowed}
 
 
+def rewrite(path: Path) -> bool:
+    """Replace the `stages/...` lines of each non-training stage's deps in one dvc.yaml; True if
+    the file changed. Its commands are one line each (`python -m stages.X ...`)."""
+    lines, out, command = path.read_text().splitlines(keepends=True), [], None
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if match := re.match(r"    cmd: (python -m stages\.\S+.*)$", line):
+            command = match.group(1).strip()
+        if line == "    deps:\n" and command and not any(entry in command for entry in TRAINING_ENTRIES):
+            out.append(line)
+            index += 1
+            while index < len(lines) and lines[index].startswith("      - stages/"):
+                index += 1
+            out += [f"      - {code}\n" for code in sorted(expected_code(command))]
+            command = None
+            continue
+        out.append(line)
+        index += 1
+    text = "".join(out)
+    changed = text != path.read_text()
+    if changed:
+        path.write_text(text)
+    return changed
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="rewrite the code lines of every dvc.yaml")
+    if parser.parse_args().write:
+        for path in [ROOT / "dvc.yaml", *sorted(ROOT.glob("grids/*/dvc.yaml"))]:
+            if rewrite(path):
+                print(f"stage_deps: rewrote {path.relative_to(ROOT)}")
+        return
     from dvc.repo import Repo
 
     with Repo(str(ROOT)) as repo:

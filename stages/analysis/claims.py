@@ -16,7 +16,7 @@ import re
 import scipy.stats
 
 from stages.analysis.cells import oriented
-from stages.analysis.figures import VARIANT_ORDER
+from stages.analysis.plotting import VARIANT_ORDER
 from stages.analysis.statistics import compare_all, describe
 from stages.grids.norms import mean_over_seeds
 

@@ -1,122 +1,14 @@
-"""Matplotlib figures for the report: each function takes plain data and writes one PNG."""
+"""The grids' figures: each function takes plain data and writes one PNG."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")  # Files only; no display is needed or wanted on servers and in CI.
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stages.trainer.atomic import atomic_path  # noqa: E402
-from stages.trainer.cifar import CLASS_NAMES  # noqa: E402
-
-
-def save(figure, path: Path, layout: bool = True) -> None:
-    if layout:
-        figure.tight_layout()
-    with atomic_path(path) as temp:
-        figure.savefig(temp, dpi=110, format="png")
-    plt.close(figure)
-
-
-def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 2) -> None:
-    """The first `per_class` training images of every class, titled with the class name."""
-    figure, axes = plt.subplots(per_class, len(CLASS_NAMES), figsize=(1.3 * len(CLASS_NAMES), 1.5 * per_class))
-    axes = np.atleast_2d(axes)
-    for label, name in enumerate(CLASS_NAMES):
-        indices = np.flatnonzero(labels == label)[:per_class]
-        for row in range(per_class):
-            axis = axes[row, label]
-            axis.axis("off")
-            if row < len(indices):
-                axis.imshow(images[indices[row]])
-                axis.set_title(name, fontsize=8)
-    figure.suptitle(f"The first {per_class} training images of each class", fontsize=10)
-    save(figure, path)
-
-
-def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch, while fitting vs on the validation split. `history` maps
-    'fit/loss', 'val/accuracy' etc. to arrays (see training.EpochLog)."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
-        for split, label, style in (("fit", "training (running, dropout on)", "-o"),
-                                    ("val", "validation (test split)", "--s")):
-            values = history[f"{split}/{metric}"]
-            axis.plot(np.arange(1, len(values) + 1), values, style, label=label, markersize=4)
-        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({title})")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    save(figure, path)
-
-
-def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
-    counts = np.zeros((len(CLASS_NAMES),) * 2, dtype=int)
-    np.add.at(counts, (actual, predicted), 1)
-    figure, axis = plt.subplots(figsize=(7, 6))
-    image = axis.imshow(counts, cmap="Blues")
-    figure.colorbar(image, ax=axis, fraction=0.046, label="test images")
-    ticks = np.arange(len(CLASS_NAMES))
-    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="test confusion matrix")
-    axis.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
-    axis.set_yticklabels(CLASS_NAMES)
-    for (row, column), count in np.ndenumerate(counts):
-        color = "white" if count > counts.max() / 2 else "black"
-        axis.text(column, row, count, ha="center", va="center", fontsize=7, color=color)
-    save(figure, path)
-
-
-def per_class_accuracy(accuracy: dict[str, float], path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(8, 3.5))
-    names = list(accuracy)
-    bars = axis.bar(names, [accuracy[n] for n in names], color="tab:blue")
-    axis.bar_label(bars, fmt="%.2f", fontsize=8)
-    axis.set(ylim=(0, 1), ylabel="test accuracy", title="per-class test accuracy")
-    axis.tick_params(axis="x", rotation=45)
-    save(figure, path)
-
-
-def landscape_bands(records: dict[str, dict[str, np.ndarray]], path: Path) -> None:
-    """The paper's Figure 4: per variant, the loss range and gradient-change range as bands over
-    training steps, and effective beta-smoothness. `records` maps a label to landscape columns."""
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    for label, columns in records.items():
-        color = variant_color(label.removeprefix("bn="))
-        steps = columns["step"]
-        # Faint fills with solid edges: overlapping bands stay readable, each in its own colour.
-        for axis, low, high in ((axes[0], "loss_min", "loss_max"), (axes[1], "grad_change_min", "grad_change_max")):
-            axis.fill_between(steps, columns[low], columns[high], alpha=0.12, color=color, linewidth=0)
-            axis.plot(steps, columns[low], color=color, linewidth=0.9, label=label)
-            axis.plot(steps, columns[high], color=color, linewidth=0.9)
-        axes[2].plot(steps, columns["beta"], color=color, label=label)
-    labels = (("loss landscape", "loss L(w − ηg), min to max over η"),
-              ("gradient predictiveness", "‖∇L(w − ηg) − g‖, min to max over η"),
-              ("effective β-smoothness", "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖"))
-    for axis, (title, ylabel) in zip(axes, labels):
-        axis.set(xlabel="training step", ylabel=ylabel, title=title, yscale="log")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle("Along the gradient g = ∇L(w) of each probed step's mini-batch, η ∈ step sizes × "
-                    "learning rate. Band: the range over η at each probe (over several seeds, between "
-                    "the seed-averaged min and max)", fontsize=9)
-    save(figure, path)
-
-
-# The colour order of the variants, the same in every figure; a variant not listed (a new module in
-# stages/variants) takes the next colour.
-VARIANT_ORDER = ("before", "after", "none", "rescaled", "frozen")
-
-
-def variant_color(variant: str) -> str:
-    """The same colour for a BN variant in every figure."""
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    known = variant in VARIANT_ORDER
-    return cycle[VARIANT_ORDER.index(variant) if known else len(VARIANT_ORDER) % len(cycle)]
+from stages.analysis.plotting import plt, save, variant_color
 
 
 def _by(runs: list[dict], key: str) -> dict:
@@ -260,20 +152,55 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
     save(figure, path)
 
 
+CURVE_NAMES = {"val/accuracy": "validation accuracy (test split)", "val/loss": "validation loss (test split)"}
+
+
 def study_curves(histories: dict[str, list[dict[str, np.ndarray]]], path: Path) -> None:
     """Validation accuracy and loss per epoch: per variant the mean over seeds, +-1 std band."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, metric in zip(axes, ("val/accuracy", "val/loss")):
+    for axis, metric in zip(axes, CURVE_NAMES):
         for variant, runs in histories.items():
             values = np.stack([run[metric] for run in runs])
             epochs = np.arange(1, values.shape[1] + 1)
             mean = values.mean(axis=0)
             std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
-            line, = axis.plot(epochs, mean, "-o", markersize=3, label=f"bn={variant} (n={len(runs)})")
+            line, = axis.plot(epochs, mean, "-o", markersize=3, color=variant_color(variant),
+                              label=f"bn={variant} ({len(runs)} seeds)")
             axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean +- 1 std over seeds")
+        axis.set(xlabel="epoch", ylabel=CURVE_NAMES[metric],
+                 title=f"{CURVE_NAMES[metric].capitalize()} per epoch: mean over seeds, ±1 std")
         axis.grid(alpha=0.3)
         axis.legend()
+    save(figure, path)
+
+
+LANDSCAPE_PANELS = (("loss_min", "loss_max", "loss landscape", "loss L(w − ηg), min to max over η"),
+                    ("grad_change_min", "grad_change_max", "gradient predictiveness",
+                     "‖∇L(w − ηg) − g‖, min to max over η"),
+                    (None, "beta", "effective β-smoothness", "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖"))
+
+
+def landscape_by_variant(records: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+    """The paper's Figure 4 as small multiples: one row per variant (`records`: variant -> its
+    seed-averaged landscape columns), one column per measure, axes shared down each column, so
+    that no band hides another and the variants compare row against row."""
+    figure, axes = plt.subplots(len(records), 3, figsize=(14, 2.3 * len(records) + 0.8), squeeze=False,
+                                sharex=True, sharey="col")
+    for row, (variant, columns) in enumerate(records.items()):
+        color = variant_color(variant)
+        for axis, (low, high, title, ylabel) in zip(axes[row], LANDSCAPE_PANELS):
+            if low:
+                axis.fill_between(columns["step"], columns[low], columns[high], alpha=0.35, color=color,
+                                  linewidth=0, label=f"bn={variant}: range over η")
+            else:
+                axis.plot(columns["step"], columns[high], color=color, label=f"bn={variant}")
+            axis.set(yscale="log", title=f"{title}, bn={variant}", ylabel=ylabel if row == len(records) // 2 else "")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7, loc="upper right")
+    for axis in axes[-1]:
+        axis.set(xlabel="training step")
+    figure.suptitle("Along the gradient g = ∇L(w) of each probed step's mini-batch, η ∈ step sizes × "
+                    "learning rate; each row one variant, averaged over its seeds", fontsize=9)
     save(figure, path)
 
 
@@ -353,7 +280,8 @@ def weight_norms(runs: list[dict], path: Path) -> None:
         for axis in axes[row]:
             axis.set(xlabel="training step")
             axis.grid(alpha=0.3)
-        axes[row, 1].legend(fontsize=7)
+        for axis in axes[row]:
+            axis.legend(fontsize=7)
     figure.suptitle("The three convolutions' kernels together: their norm and the effective step of "
                     "the update applied to them, at every probe", fontsize=9)
     save(figure, path)
@@ -428,4 +356,36 @@ def placement_map(summary: dict, path: Path) -> None:
     if gain.get_legend_handles_labels()[0]:
         gain.legend(fontsize=8, loc="lower right")
     gain.grid(alpha=0.3, axis="x")
+    save(figure, path)
+
+
+def head_intervention(runs: list[dict], path: Path) -> None:
+    """The SGD head: per SGD rate (panels), each variant's test accuracy per seed with the dense
+    head's input scaled (filled) and without (hollow, the sweep's twin); diverged runs are
+    counted at the bottom, never drawn as an accuracy. A run: {"bn",
+    "learning_rate", "seed", "test_accuracy", "diverged", "scaled"}."""
+    rates = sorted({run["learning_rate"] for run in runs})
+    variants = list(dict.fromkeys(run["bn"] for run in runs))
+    figure, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 4.2), squeeze=False, sharey=True)
+    for axis, rate in zip(axes[0], rates):
+        for position, variant in enumerate(variants):
+            for offset, scaled in ((-0.15, False), (0.15, True)):
+                group = [run for run in runs if run["learning_rate"] == rate and run["bn"] == variant
+                         and run["scaled"] == scaled]
+                trained = [run["test_accuracy"] for run in group if not run["diverged"]]
+                diverged = len(group) - len(trained)
+                x = np.full(len(trained), position + offset)
+                style = {"color": variant_color(variant), "s": 28}
+                axis.scatter(x, trained, **(style if scaled else {**style, "facecolors": "none"}),
+                             label=(f"{'scaled' if scaled else 'as is'}" if position == 0 else None))
+                if diverged:  # Counted under the axis: a diverged run has no accuracy to draw.
+                    axis.annotate(f"{diverged} of {len(group)}\ndiverged", (position + offset, 0.02),
+                                  xycoords=("data", "axes fraction"), ha="center", fontsize=7, color="black")
+        axis.set_xticks(range(len(variants)), [f"bn={variant}" for variant in variants])
+        axis.set(title=f"SGD, learning rate {rate:g}", ylabel="test accuracy", xlabel="variant")
+        axis.set_ylim(axis.get_ylim()[0] - 0.02, axis.get_ylim()[1])  # Room for the counts.
+        axis.grid(alpha=0.3, axis="y")
+        axis.legend(fontsize=7, loc="best")
+    figure.suptitle("The dense head's input scaled to one RMS in every variant (filled) or not (hollow): "
+                    "one point per seed", fontsize=9)
     save(figure, path)

@@ -61,8 +61,14 @@ class Comparison:
                     f"[{self.ci_low * 100:+.2f}, {self.ci_high * 100:+.2f}], p = {self.p_value:.3g}, "
                     f"Holm-adjusted p = {self.p_holm:.3g}")
         if self.detectable:
-            better, worse = (self.first, self.second) if self.difference > 0 else (self.second, self.first)
-            return f"{self.first} vs {self.second}: {better} is higher than {worse} ({interval})"
+            # The difference as the words read it, higher − lower, so its sign is always +.
+            sign = 1 if self.difference > 0 else -1
+            better, worse = (self.first, self.second) if sign > 0 else (self.second, self.first)
+            low, high = sorted((sign * self.ci_low, sign * self.ci_high))
+            return (f"{self.first} vs {self.second}: {better} is higher than {worse} "
+                    f"({better} − {worse} {sign * self.difference * 100:+.2f} points, {CONFIDENCE:.0%} CI "
+                    f"[{low * 100:+.2f}, {high * 100:+.2f}], p = {self.p_value:.3g}, "
+                    f"Holm-adjusted p = {self.p_holm:.3g})")
         seeds = (f"{self.seeds_to_detect_target} seeds per variant" if self.seeds_to_detect_target
                  else f"more than {MAX_SEEDS} seeds per variant")
         if self.minimum_detectable is None:

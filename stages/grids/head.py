@@ -136,10 +136,16 @@ def report(params) -> str:
     from stages.grids.placement import environments
     from stages.trainer.atomic import write_json, write_text
 
+    from stages.analysis import figures
+
     cells, missing = collect(params.head)
-    summary = summarize(cells, twins(params.head))
+    without = twins(params.head)
+    summary = summarize(cells, without)
     write_json(OUT / "metrics.json", summary)
+    figures.head_intervention([{**figure_run(cell), "scaled": scaled} for scaled, group in ((True, cells), (False, without))
+                               for cell in group], OUT / "figures" / "head.png")
     minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
     write_text(OUT / "head.md", render_markdown(summary, params.head, missing,
-                                                environments({"all": cells}), minutes))
+                                                environments({"all": cells}), minutes)
+               + "\n![every seed's test accuracy with and without the head's scale](figures/head.png)\n")
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/head.md"

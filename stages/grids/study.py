@@ -41,8 +41,8 @@ def report(params) -> str:
     # Every study cell probes the landscape; cells trained without probes leave it out entirely.
     with_landscape = all(cell.landscape is not None for runs in cells.values() for cell in runs)
     if with_landscape:
-        figures.landscape_bands({f"bn={v}": mean_columns([c.landscape for c in runs])
-                                 for v, runs in cells.items()}, out / "landscape.png")
+        figures.landscape_by_variant({v: mean_columns([c.landscape for c in runs]) for v, runs in cells.items()},
+                                     out / "landscape.png")
     markdown = render_markdown(summary, comparisons, cells, with_landscape)
     write_text(STUDY / "study.md", markdown)
     write_text(STUDY / "index.html", render_html(markdown, STUDY))
