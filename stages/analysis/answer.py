@@ -9,6 +9,7 @@ moving.
 
 from __future__ import annotations
 
+from stages.analysis.cells import accuracy_text
 from stages.grids import batch as batch_grid
 from stages.grids import head as head_grid
 
@@ -133,9 +134,13 @@ def head_sentence(rates: list[dict]) -> str:
     parts = []
     for rate in rates:
         entry, twin, pair = rate["with"], rate["without"], rate["pair"]
-        text = f"at SGD {rate['rate']} `before` diverged in {entry['diverged']} of {entry['n']} runs"
+        text = f"at SGD {rate['rate']} `before` diverged in {entry['diverged']} of {entry['runs']} runs"
         if twin is not None:
-            text += f" ({twin['diverged']} of {twin['n']} without)"
+            text += f" ({twin['diverged']} of {twin['runs']} without)"
+        pooled = rate["pooled"]
+        if pooled is not None and pooled["with"] + pooled["without"]:
+            text += (f", the BN variants together {pooled['with']} of {pooled['with_runs']} ({pooled['without']} of "
+                     f"{pooled['without_runs']} without, Fisher exact p = {pooled['p']:.2g})")
         if pair is not None:
             text += f", `before` − `none` {points(pair['difference'])} points ({interval(pair)})"
         parts.append(text)
@@ -211,7 +216,7 @@ def sweep_block(sweep: dict, findings: dict) -> str:
     for optimizer, rates in sweep.items():
         for rate, cell in rates.items():
             lines.append(f"| {optimizer} {rate} | "
-                         + " | ".join(head_grid.accuracy_text(cell.get(variant)) for variant in variants) + " |")
+                         + " | ".join(accuracy_text(cell.get(variant)) for variant in variants) + " |")
 
     def gain(optimizer: str, variant: str) -> str:
         return at_rates(findings["gains"][optimizer, variant])
@@ -296,7 +301,7 @@ def norms_block(rows: list[dict] | None) -> str:
     lines = ["| rate | bn | seeds | test accuracy | conv ‖w‖ growth | conv effective step, start → last epoch | vs `none` at the end | head ‖w‖ growth |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        start = f"| {row['rate']} | {row['variant']} | {row['seeds']} | {row['accuracy']:.4f} |"
+        start = f"| {row['rate']} | {row['variant']} | {row['seeds']} | {accuracy_text(row['accuracy'])} |"
         if row["end"] is None:  # Every seed diverged.
             lines.append(f"{start} diverged | – | – | – |")
             continue
@@ -317,8 +322,8 @@ def head_block(summary: dict | None, head) -> str:
         for bn, entry in variants.items():
             if bn != "comparisons":
                 lines.append(f"| {rate} | {bn} | {summary['paired'][rate][bn]['rms_before']:.2f} | "
-                             f"{head_grid.accuracy_text(summary['without'].get(rate, {}).get(bn))} | "
-                             f"{head_grid.accuracy_text(entry)} |")
+                             f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | "
+                             f"{accuracy_text(entry)} |")
     return "\n".join(lines + ["", *(f"- {line}" for line in head_grid.verdicts(summary, head))])
 
 

@@ -150,7 +150,8 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
             found[key] = record["train"][key] if key in record["train"] else record["model"][key]
         scores = {f"{split}.{measure}": record["metrics"][split][measure]
                   for split in ("train", "test") for measure in ("accuracy", "loss")}
-        last_loss = record["history"]["fit/loss"][-1]
+        losses = record["history"]["fit/loss"]
+        losses[-1]  # An empty history is as incomplete as a missing one.
     except (KeyError, TypeError, IndexError) as error:
         raise InputFileError(f"{path}: not a complete cell record (no {error}); {fix}") from None
     wrong = [key for key, value in expected.items() if found[key] != value]
@@ -158,20 +159,56 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
         recorded = ", ".join(f"{key}={found[key]}" for key in wrong)
         named = ", ".join(f"{key}={expected[key]}" for key in wrong)
         raise InputFileError(f"{path}: records {recorded}, not the {named} its name says; {fix}")
-    diverged = not (isinstance(last_loss, (int, float)) and math.isfinite(last_loss))
+    run_diverged = all(isinstance(loss, (int, float)) for loss in losses) and diverged_history(record["history"])
     for name, value in scores.items():
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         finite = number and math.isfinite(value)
         if not number or (name.endswith("accuracy") and not (finite and 0 <= value <= 1)) \
-                or (not finite and not diverged):
+                or (not finite and not run_diverged):
             raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
 
 
+def diverged_history(history: dict) -> bool:
+    """Whether a run diverged, by the one rule every grid uses: a training loss of some epoch is
+    not finite, or the last epoch's mean training loss is not below the first epoch's.
+
+    Why this rule: it needs only the per-epoch history, which every record has, probed or not
+    (the landscape probe's own flag, stages/trainer/landscape.has_diverged, compares with the
+    loss at step 0, which unprobed records lack). A run that learns lowers its epoch mean from
+    the first epoch to the last (every committed trained run ends at most 0.74 of its first
+    epoch's mean loss, the worst `none` at Adam 1e-2); one that blows up but stays finite does
+    not (SGD 0.3, `before`, seed 0: 34.1 in the first epoch, 50.6 in the last, test accuracy at
+    chance), nor does one stuck at chance (the same loss every epoch). On the committed records
+    it agrees with the probe's flag on every probed record, and with "the last loss is not
+    finite" (the rule unprobed grids used) on every record but that one."""
+    losses = np.asarray(history.get("fit/loss", [np.nan]), dtype=np.float64)
+    return bool(not np.all(np.isfinite(losses)) or losses[-1] >= losses[0])
+
+
 def diverged(cell: Cell) -> bool:
-    """The probe's flag where the cell probed; without probes, whether its last training loss is
-    not finite."""
-    loss = cell.history.get("fit/loss", np.array([np.nan]))
-    return bool(cell.landscape_summary.get("diverged", not np.isfinite(loss[-1])))
+    """diverged_history of the cell's record: the same rule for every grid."""
+    return diverged_history(cell.history)
+
+
+def trained_description(values: list[float], diverged_runs: int) -> dict:
+    """describe() of the trained runs' values (`n` of them; {"n": 0} if none), with `runs` (all of
+    them) and `diverged` (how many are left out): a diverged run is counted, never averaged, as
+    its score (chance) says nothing about the net that trains."""
+    return {**(describe(values) if values else {"n": 0}), "runs": len(values) + diverged_runs,
+            "diverged": diverged_runs}
+
+
+def accuracy_text(entry: dict | None) -> str:
+    """A trained_description of test accuracy in a table: mean ± std over the trained runs, and
+    how many of all the runs diverged; no mean where one run or none trained."""
+    if entry is None:
+        return "–"
+    diverged_runs = f"{entry['diverged']} of {entry['runs']} diverged" if entry["diverged"] else ""
+    if entry["n"] == 0:
+        return diverged_runs
+    text = (f"{entry['mean']:.4f} (one run)" if entry["n"] == 1
+            else f"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']})")
+    return text + (f", {diverged_runs}" if diverged_runs else "")
 
 
 def figure_run(cell: Cell) -> dict:
@@ -187,10 +224,13 @@ def figure_run(cell: Cell) -> dict:
 
 
 def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
-    """Per variant: each measure described over seeds. Pairs: Welch on test accuracy."""
+    """Per variant: each measure described over the seeds that trained (diverged ones counted).
+    Pairs: Welch on test accuracy."""
     summary = {}
+    trained_cells = {variant: [run for run in runs if not diverged(run)] for variant, runs in cells.items()}
     for variant, runs in cells.items():
-        summary[variant] = {name: describe([run.metrics[a][b] for run in runs])
+        trained = trained_cells[variant]
+        summary[variant] = {name: trained_description([run.metrics[a][b] for run in trained], len(runs) - len(trained))
                             for name, (a, b) in measures.items()}
         for key in (*PAPER_MEASURES, *UPDATE_MEASURES):
             # A diverged run has no finite median (None): the measure describes the other seeds.
@@ -198,7 +238,9 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
             if any(value is not None for value in values):
                 summary[variant][key] = describe([value for value in values if value is not None])
         summary[variant]["fit_seconds"] = describe([fit_seconds(run.run) for run in runs])
-    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
+    # A variant with a diverged run is counted, not compared (its divergence is the finding).
+    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in trained_cells.items()
+                if len(runs) == len(cells[v]) and len(runs) >= 2}
     comparisons = compare_all(accuracy)
     summary["comparisons"] = {
         f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,

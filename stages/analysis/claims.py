@@ -15,10 +15,11 @@ import re
 
 import scipy.stats
 
-from stages.analysis.cells import oriented
+from stages.analysis.cells import diverged_history, oriented
 from stages.analysis.figures import VARIANT_ORDER
 from stages.analysis.statistics import compare_all, describe
-from stages.grids.norms import mean_over_seeds
+from stages.grids.head import pooled_divergence
+from stages.grids.norms import mean_over_seeds, trained_accuracy
 
 PROVENANCE_GRIDS = ("study", "placement", "sweep", "norms", "head", "batch")  # Whose cells the answer quotes.
 FROZEN_COMPARED = ("none", "rescaled", "frozen", "before")  # In the order docs/why.md's tables list them.
@@ -125,7 +126,9 @@ def scale_invariance(norms: dict | None) -> dict | None:
 
 def head_intervention(head: dict | None) -> list[dict]:
     """Per rate of the head grid where `before` ran with the intervention: its runs (`with`:
-    diverged of n), its sweep twin's (`without`, or None), and `before` − `none` with it (or None)."""
+    diverged of runs), its sweep twin's (`without`, or None), the BN variants' divergence with and
+    without it together and Fisher's exact p of the two (`pooled`, stages/grids/head.py's), and
+    `before` − `none` with it (or None)."""
     if head is None:
         return []
     rates = []
@@ -133,6 +136,7 @@ def head_intervention(head: dict | None) -> list[dict]:
         if variants.get("before") is not None:
             rates.append({"rate": rate, "with": variants["before"],
                           "without": head["without"].get(rate, {}).get("before"),
+                          "pooled": pooled_divergence(variants, head["without"].get(rate, {})),
                           "pair": oriented(variants.get("comparisons") or {}, "before", "none")})
     return rates
 
@@ -220,7 +224,7 @@ def sweep_findings(sweep: dict) -> dict:
                         for name, pair in (cell.get("comparisons") or {}).items() if pair["p_holm"] < 0.05],
         "shares": {variant: shares(sweep, variant) for variant in ("rescaled", "frozen")},
         "placement": placements, "detectable": (min(detectable), max(detectable)),
-        "diverged": [(variant, cell[variant]["diverged"], cell[variant]["n"]) for cell in sweep["sgd"].values()
+        "diverged": [(variant, cell[variant]["diverged"], cell[variant]["runs"]) for cell in sweep["sgd"].values()
                      for variant in variants if variant in cell and cell[variant]["diverged"]],
         "worst_sgd": max(sweep["sgd"], key=float),
         "update_beta": [(rate, [(variant, cell[variant]["landscape"]["update_beta_median"]["mean"])
@@ -272,7 +276,7 @@ def frozen_at_high_rate(records: list[dict]) -> dict | None:
     diverged: dict[str, int] = {}
     for record in records:
         if record["bn"] in FROZEN_COMPARED:
-            if (record.get("landscape") or {}).get("diverged"):
+            if diverged_history(record["history"]):
                 diverged[record["bn"]] = diverged.get(record["bn"], 0) + 1
             else:
                 runs.setdefault(record["bn"], []).append(record["metrics"]["test"]["accuracy"])
@@ -306,8 +310,7 @@ def norms_rows(norms: dict | None) -> list[dict] | None:
         reference = mean_over_seeds(variants["none"], "conv", "effective_step_end") if "none" in variants else None
         for variant, entry in variants.items():
             end = mean_over_seeds(entry, "conv", "effective_step_end")
-            rows.append({"rate": rate, "variant": variant, "seeds": len(entry),
-                         "accuracy": sum(seed["test_accuracy"] for seed in entry.values()) / len(entry),
+            rows.append({"rate": rate, "variant": variant, "seeds": len(entry), "accuracy": trained_accuracy(entry),
                          "end": end, "start": mean_over_seeds(entry, "conv", "effective_step_start"),
                          "growth": mean_over_seeds(entry, "conv", "norm_growth"),
                          "head": mean_over_seeds(entry, "head", "norm_growth"),

@@ -98,6 +98,13 @@ def welch(first_name: str, first: Sequence[float], second_name: str, second: Seq
                       float(test.pvalue), float(test.pvalue), **power_analysis)
 
 
+def divergence_test(diverged_first: int, runs_first: int, diverged_second: int, runs_second: int) -> float:
+    """Two-sided p-value of Fisher's exact test that two arms diverge equally often (SciPy's):
+    divergence is a count of a few runs, where no normal approximation holds."""
+    table = [[diverged_first, runs_first - diverged_first], [diverged_second, runs_second - diverged_second]]
+    return float(stats.fisher_exact(table).pvalue)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment: the i-th smallest of m p-values is multiplied by m - i + 1
     (i from 1), kept at least as large as the one before it, and capped at 1."""

@@ -76,7 +76,7 @@ def summarize(cells: list[Cell]) -> dict:
         entry: dict = {}
         for bn, runs in variants.items():
             kept = [values(cell) for cell in runs if not diverged(cell)]
-            entry[bn] = {"n": len(runs), "diverged": len(runs) - len(kept),
+            entry[bn] = {"runs": len(runs), "n": len(kept), "diverged": len(runs) - len(kept),
                          **{name: describe([value[name] for value in kept]) for name in MEASURES if kept}}
         comparable = {bn: [values(cell) for cell in runs] for bn, runs in variants.items()
                       if len(runs) >= 2 and not entry[bn]["diverged"]}
@@ -108,7 +108,7 @@ def variant_table(summary: dict) -> list[str]:
     for size, entry in summary.items():
         for bn, cell in entry.items():
             if bn not in ("comparisons", "split"):
-                seeds = f"{cell['n']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
+                seeds = f"{cell['runs']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
                 lines.append(f"| {size} | {bn} | {seeds} | " + " | ".join(described(cell, name) for name in MEASURES) + " |")
     return lines
 
@@ -120,7 +120,7 @@ def verdicts(summary: dict) -> list[str]:
     for size, entry in summary.items():
         for bn in (name for name in entry if name not in (REFERENCE, "comparisons", "split")):
             if entry[bn]["diverged"] or entry.get(REFERENCE, {}).get("diverged"):
-                lines.append(f"batch {size}, bn={bn}: {entry[bn]['diverged']} of {entry[bn]['n']} runs "
+                lines.append(f"batch {size}, bn={bn}: {entry[bn]['diverged']} of {entry[bn]['runs']} runs "
                              f"diverged ({REFERENCE}: {entry.get(REFERENCE, {}).get('diverged', 0)}); not compared")
                 continue
             split = entry.get("split", {}).get(bn)
@@ -140,7 +140,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
              f"size below; seeds {', '.join(map(str, batch.seeds))}, and at {train.batch_size} the study's cells "
              f"(seeds {', '.join(map(str, study.seeds))}). Train and test accuracy: the trained net scored "
              "on each whole split in inference mode (no dropout, BN's moving averages); gap = train − test. "
-             "Mean ± std over the seeds that did not diverge (a non-finite training loss).", ""]
+             "Mean ± std over the seeds that did not diverge (a non-finite training loss, or a last epoch's "
+             "no lower than the first's: stages/analysis/cells.py, diverged_history).", ""]
     lines += incomplete(missing, PIPELINE)
     lines += variant_table(summary)
     compared = [(size, pair, c) for size, entry in summary.items() for pair, c in entry.get("comparisons", {}).items()]

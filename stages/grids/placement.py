@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, describe, welch
-from stages.analysis.cells import Cell, diverged, load_cell
+from stages.analysis.cells import Cell, diverged, load_cell, trained_description
 from stages.grids.sections import check_placement
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -99,9 +99,8 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
     first, second = cells
     accuracy = {variant: [cell.metrics["test"]["accuracy"] for cell in runs if not diverged(cell)]
                 for variant, runs in cells.items()}
-    summary = {"variants": {variant: {**(describe(accuracy[variant]) if accuracy[variant] else {"n": 0}),
-                                      "seeds": [cell.seed for cell in runs],
-                                      "diverged": sum(diverged(cell) for cell in runs)}
+    summary = {"variants": {variant: {**trained_description(accuracy[variant], sum(diverged(cell) for cell in runs)),
+                                      "seeds": [cell.seed for cell in runs]}
                             for variant, runs in cells.items()},
                "equivalence_margin": margin, "comparison": None, "equivalence": None, "verdict": None}
     counts = {variant: (len(runs), summary["variants"][variant]["diverged"]) for variant, runs in cells.items()}
