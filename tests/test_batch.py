@@ -107,7 +107,7 @@ def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypat
     markdown = render_markdown(summary, settings.batch, settings.study, settings.train, missing, ["12 cells: CPU"], 6.0)
     assert "| 50 | before | 3 | 0.8500 ± 0.0100 | 0.7700 ± 0.0100 | 0.0800 ± 0.0100 |" in markdown
     assert "| 250 | none | 3 (1 diverged) | 0.8000 ± 0.0000 | 0.7300 ± 0.0000 | 0.0700 ± 0.0000 |" in markdown
-    assert "| 50 | before − none | +3.00 |" in markdown and "Incomplete" not in markdown
+    assert "| 50 | before − none | paired | +3.00 |" in markdown and "Incomplete" not in markdown
     assert "| 50 | before | +3.00 [" in markdown
 
 

@@ -52,12 +52,12 @@ def test_the_claims_decide_and_the_words_follow():
     assert claims.placement(interim) == {"settled": False, "verdict": "interim: 3 of 5 seeds",
                                          "seeds": {"before": 5, "after": 5}}
     assert answer.placement_answer(claims.placement(interim)) == "Interim: 3 of 5 seeds."
-    settled = {**interim, "verdict": "before", "comparison": {"difference": 0.006, "ci_low": 0.003,
+    settled = {**interim, "verdict": "before", "comparison": {"test": "paired", "difference": 0.006, "ci_low": 0.003,
                                                               "ci_high": 0.009, "p_value": 1e-4}}
     claim = claims.placement(settled)
     assert (claim["settled"], claim["higher"], claim["scale"]) == (True, "before", "about")
     assert answer.placement_answer(claim).startswith(
-        "Before, by a little: `before` − `after` = +0.60 points (95% CI [+0.30, +0.90], Welch p = 0.0001)")
+        "Before, by a little: `before` − `after` = +0.60 points (95% CI [+0.30, +0.90], paired p = 0.0001)")
 
 
 def test_a_missing_report_is_one_line(tmp_path):

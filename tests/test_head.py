@@ -89,7 +89,7 @@ def test_the_report_sets_each_cell_beside_its_sweep_twin(tmp_path, monkeypatch):
     markdown = render_markdown(summary, settings.head, missing, ["6 cells: CPU"], 3.0)
     assert "| 0.3 | before | 1.100 | 2 of 2 diverged | 0.7100 ± 0.0100 (n=3) | – |" in markdown
     assert "| 0.3 | none | 0.300 | 0.6900 (one run), 1 of 2 diverged | 0.6600 ± 0.0100 (n=3) | one pair: not tested |" in markdown
-    assert "| 0.3 | before − none | +5.00 |" in markdown and "Incomplete" not in markdown
+    assert "| 0.3 | before − none | paired | +5.00 |" in markdown and "Incomplete" not in markdown
 
 
 def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path, monkeypatch):

@@ -122,8 +122,10 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     assert "**Incomplete: 1 of the sweep's cells have not run yet**" in markdown
     assert "`grids/sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
     assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.6000 (one run), 1 of 2 diverged |" in markdown
-    assert (f"| 0.01 | before − rescaled | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
-            f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
+    # Seeds 0 and 1 of each: paired on seed, Welch's interval beside.
+    assert (f"| 0.01 | before − rescaled | paired | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
+            f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} | [{100 * pair['welch_ci_low']:+.2f}, "
+            f"{100 * pair['welch_ci_high']:+.2f}] |") in markdown
     assert "before − none" not in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
     assert "| 0.01 | none | – | 10.00 | – | 0.100 | – |" in markdown
@@ -177,4 +179,5 @@ def test_seeds_without_spread_have_no_minimum_detectable_difference():
     runs = [run(bn, seed, 0.5) for bn in ("before", "none") for seed in (0, 1)]
     pair = summarize(runs)["adam"]["0.01"]["comparisons"]["before_vs_none"]
     assert pair["minimum_detectable"] is None  # Stored as null in metrics.json, not 0.
-    assert "| 0.01 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in render_markdown(summarize(runs), {}, 1.0, [])
+    assert ("| 0.01 | before − none | paired | +0.00 | [+0.00, +0.00] | 1 | – | [+0.00, +0.00] |"
+            in render_markdown(summarize(runs), {}, 1.0, []))

@@ -14,6 +14,9 @@ from stages.grids import batch as batch_grid
 from stages.grids import head as head_grid
 
 
+TEST_NAMES = {"paired": "paired t-test on seed", "welch": "Welch's test"}
+
+
 def begin(name: str) -> str:
     return f"<!-- {name}: written by `python tools/answer.py --write` from reports/; tests/test_docs.py checks it -->"
 
@@ -70,7 +73,7 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         f"- **{'BN helps.' if helps['detected'] else 'Does BN help?'}** Over "
         f"the same net without BN: {points(before['difference'])} "
         f"points with BN before the activation (95% CI {interval(before)}), {points(after['difference'])} "
-        f"after it ({interval(after)}); {helps['seeds']} seeds per variant, Welch's test, Holm-adjusted "
+        f"after it ({interval(after)}); {helps['seeds']} seeds per variant, {TEST_NAMES[before['test']]}, Holm-adjusted "
         f"p = {before['p_holm']:.2g} and {after['p_holm']:.2g}.",
         f"- **Before or after the activation?** {placement_answer(answer['placement'])} "
         f"({rows['before']} seeds of `before`, {rows['after']} of `after`; "
@@ -94,7 +97,7 @@ def placement_answer(placement: dict) -> str:
     scale = {"under_half": "less than half", "about": "about", "times": f"{placement['ratio']:.0f} times"}
     return (f"{higher.capitalize()}, by a little: `{higher}` − `{lower}` = "
             f"{points(placement['difference'])} points (95% CI {interval(placement)}, "
-            f"Welch p = {placement['p_value']:.2g}), {scale[placement['scale']]} one seed's spread (std "
+            f"{placement['test']} p = {placement['p_value']:.2g}), {scale[placement['scale']]} one seed's spread (std "
             f"{placement['std_low'] * 100:.2f}–{placement['std_high'] * 100:.2f} points): one run of each puts "
             f"`{higher}` ahead only {placement['ahead']:.0%} of the time")
 
@@ -198,9 +201,9 @@ def study_block(study: dict) -> str:
                      f"{row['cos_update_gradient_median']['min']:.3f} – {row['cos_update_gradient_median']['max']:.3f} | "
                      f"{row['fit_seconds']['mean']:.0f} ± {row['fit_seconds']['std']:.0f} |")
     lines += ["", "Test accuracy mean ± std over seeds; the landscape columns give each cell's median over "
-              "training, min – max over the seeds. Differences of mean test accuracy (points), Welch's "
-              "95% CI, Holm-adjusted over all pairs, and the smallest difference these seeds detect "
-              "with 80% power:", "",
+              "training, min – max over the seeds. Differences of mean test accuracy (points), 95% CI of "
+              "the paired t-test on seed (every variant ran the same seeds), Holm-adjusted over all pairs, "
+              "and the smallest difference these seeds detect with 80% power:", "",
               "| pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
     for name, pair in study["comparisons"].items():
         lines.append(f"| {name.replace('_vs_', ' − ')} | {points(pair['difference'])} | {interval(pair)} | "
@@ -290,7 +293,8 @@ def frozen_at_high_rate(pooled: dict | None) -> list[str]:
                           + (f", {entry['diverged']} more diverged" if entry["diverged"] else "") + ")"
                           for entry in pooled["variants"])
     return ["", f"At Adam {pooled['rate']}, every seed trained there (the sweep's and the norms grid's, same "
-            f"training): {described}; {'; '.join(text)} (points, Welch 95% CI, Holm over the pairs of these variants)."]
+            f"training): {described}; {'; '.join(text)} (points, {TEST_NAMES[pooled['pairs'][0]['test']]}, 95% CI, "
+            "Holm over the pairs of these variants)."]
 
 
 def norms_block(rows: list[dict] | None) -> str:

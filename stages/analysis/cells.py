@@ -62,27 +62,45 @@ def oriented(comparisons: dict, first: str, second: str) -> dict | None:
     return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
 
-def holm_pairs(samples: dict[str, list[float]]) -> dict:
-    """Every pair of `samples`' variants compared on test accuracy (Welch, Holm over these pairs),
-    as the grid reports keep them in metrics.json."""
-    return {f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                                         "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable}
-            for c in compare_all(samples)}
+def comparison_row(c: Comparison) -> dict:
+    """One comparison as the reports keep it in metrics.json: the primary test's (paired on seed
+    where the arms share their seeds) difference, interval, p-values and power, and Welch's beside."""
+    return {"test": c.test, "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+            "p_value": c.p_value, "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable,
+            "seeds_to_detect_target": c.seeds_to_detect_target, "sizes": list(c.sizes),
+            "welch_ci_low": c.welch_ci_low, "welch_ci_high": c.welch_ci_high, "welch_p": c.welch_p}
+
+
+def holm_pairs(samples: dict[str, dict[int, float]]) -> dict:
+    """Every pair of `samples`' variants ({seed: test accuracy} each) compared (paired on seed
+    where both ran the same seeds, else Welch; Holm over these pairs), as the grid reports keep
+    them in metrics.json."""
+    return {f"{c.first}_vs_{c.second}": comparison_row(c) for c in compare_all(samples)}
 
 
 def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str = "Differences") -> list[str]:
     """A grid report's comparisons, (setting's value, pair, comparison) each, as a markdown table
     after a sentence saying what they are; one line instead where nothing could be compared."""
-    lines = [f"{lead} in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs at each "
-             f"{setting} (variants with two seeds or more and no diverged run), and the smallest difference "
-             "these seeds could detect (80% power):", ""]
+    lines = [f"{lead} in test accuracy (points), 95% CI of the paired t-test on seed where both variants "
+             "ran the same seeds (else Welch's), Holm-adjusted p over the pairs at each "
+             f"{setting} (variants with two seeds or more and no diverged run), the smallest difference "
+             "these seeds could detect (80% power), and Welch's interval beside:", ""]
     if not compared:
         return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
-    lines += [f"| {setting} | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
-    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+    lines += [f"| {setting} | pair | test | difference | 95% CI | Holm p | minimum detectable | Welch 95% CI |",
+              "|---|---|---|---|---|---|---|---|"]
+    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {c['test']} | {100 * c['difference']:+.2f} | "
                     f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                    + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-                    for value, pair, c in compared]
+                    + (f"{100 * c['minimum_detectable']:.2f}" if c["minimum_detectable"] is not None else "–")
+                    + f" | {welch_interval(c)} |" for value, pair, c in compared]
+
+
+def welch_interval(c: dict) -> str:
+    """Welch's 95% CI of a comparison whose primary test is paired (in points); – where Welch's is
+    the primary test itself."""
+    if c["test"] != "paired":
+        return "–"
+    return f"[{100 * c['welch_ci_low']:+.2f}, {100 * c['welch_ci_high']:+.2f}]"
 
 
 def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
@@ -239,15 +257,10 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
                 summary[variant][key] = describe([value for value in values if value is not None])
         summary[variant]["fit_seconds"] = describe([fit_seconds(run.run) for run in runs])
     # A variant with a diverged run is counted, not compared (its divergence is the finding).
-    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in trained_cells.items()
+    accuracy = {v: {run.seed: run.metrics["test"]["accuracy"] for run in runs} for v, runs in trained_cells.items()
                 if len(runs) == len(cells[v]) and len(runs) >= 2}
     comparisons = compare_all(accuracy)
-    summary["comparisons"] = {
-        f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,
-                                     "ci_high": c.ci_high, "p_value": c.p_value, "p_holm": c.p_holm,
-                                     "minimum_detectable": c.minimum_detectable,
-                                     "seeds_to_detect_target": c.seeds_to_detect_target}
-        for c in comparisons}
+    summary["comparisons"] = {f"{c.first}_vs_{c.second}": comparison_row(c) for c in comparisons}
     return summary, comparisons
 
 
@@ -268,17 +281,22 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
         *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
           f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",
-        "## Differences in mean test accuracy (Welch's t-test, 95% CI)", "",
+        "## Differences in mean test accuracy (paired t-test on seed, 95% CI; Welch's beside)", "",
+        "Every variant ran the same seeds, and one seed gives two variants the same initializer stream "
+        "and data order, so each pair is tested on its per-seed differences (paired t); Welch's test, "
+        "which treats the two as independent, is beside it. "
         f"p-values are Holm-adjusted over the {len(comparisons)} pairs (the CIs are not); a difference "
         f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
         f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
         f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "
         "points with that power.", "",
         f"| pair | difference (points) | 95% CI | p-value | Holm p | minimum detectable (points) | "
-        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points | test | Welch 95% CI | Welch p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
           f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
-          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
+          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} | "
+          f"{c.test} | {welch_interval(comparison_row(c))} | {'–' if c.welch_p is None else f'{c.welch_p:.3g}'} |"
           for c in comparisons), "",
         *(f"- {c.verdict()}" for c in comparisons), "",
     ]

@@ -69,7 +69,7 @@ def placement(summary: dict) -> dict:
     ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / math.hypot(*stds))
     ratio = abs(comparison["difference"]) / max(stds)  # The lead in units of one seed's spread.
     scale = "under_half" if ratio < 0.5 else "about" if ratio <= 2 else "times"
-    return {"settled": True, "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
+    return {"settled": True, "test": comparison["test"], "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
             "ci_low": low, "ci_high": high, "p_value": comparison["p_value"], "std_low": min(stds),
             "std_high": max(stds), "ahead": ahead, "ratio": ratio, "scale": scale, "seeds": seeds}
 
@@ -270,16 +270,16 @@ def frozen_findings(study: dict, freezes: list[dict], high_rate: list[dict]) -> 
 def frozen_at_high_rate(records: list[dict]) -> dict | None:
     """`frozen` at Adam HIGH_RATE over every seed trained there with these settings (`records`: the
     sweep's and the norms grid's, the same training): each variant's test accuracy (described)
-    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (Welch, Holm
+    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (paired on seed, Holm
     over those pairs). None with fewer than three `frozen` runs."""
-    runs: dict[str, list[float]] = {}
+    runs: dict[str, dict[int, float]] = {}
     diverged: dict[str, int] = {}
     for record in records:
         if record["bn"] in FROZEN_COMPARED:
             if diverged_history(record["history"]):
                 diverged[record["bn"]] = diverged.get(record["bn"], 0) + 1
             else:
-                runs.setdefault(record["bn"], []).append(record["metrics"]["test"]["accuracy"])
+                runs.setdefault(record["bn"], {})[record["seed"]] = record["metrics"]["test"]["accuracy"]
     if len(runs.get("frozen", [])) < 3:
         return None
     variants = [bn for bn in FROZEN_COMPARED if len(runs.get(bn, [])) >= 2]
@@ -292,9 +292,9 @@ def frozen_at_high_rate(records: list[dict]) -> dict | None:
         sign = 1 if pair.first == first else -1
         low, high = sorted((sign * pair.ci_low, sign * pair.ci_high))
         pairs.append({"first": first, "second": second, "difference": sign * pair.difference,
-                      "ci_low": low, "ci_high": high, "p_holm": pair.p_holm})
+                      "ci_low": low, "ci_high": high, "p_holm": pair.p_holm, "test": pair.test})
     return {"rate": HIGH_RATE, "pairs": pairs,
-            "variants": [{"variant": bn, "accuracy": describe(runs[bn]), "diverged": diverged.get(bn, 0)}
+            "variants": [{"variant": bn, "accuracy": describe(list(runs[bn].values())), "diverged": diverged.get(bn, 0)}
                          for bn in variants]}
 
 

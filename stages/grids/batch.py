@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stages.grids.sections import BatchParams, StudyParams, check_batch
 from stages.grids.study import RUNS as STUDY_RUNS
-from stages.analysis.statistics import describe, welch
+from stages.analysis.statistics import compare, describe
 from stages.analysis.cells import Cell, diverged, holm_pairs, incomplete, load_grid, oriented, pairs_table
 
 OUT = Path("reports/batch")  # The report and its records (runs/), outside the trainer package.
@@ -57,17 +57,20 @@ def values(cell: Cell) -> dict[str, float]:
     return {"train_accuracy": train, "test_accuracy": test, "gap": train - test}
 
 
-def _difference(first: list[float], second: list[float]) -> dict:
-    """mean(first) − mean(second) with its Welch 95% CI (one measure of two variants' seeds)."""
-    comparison = welch("first", first, "second", second)
-    return {"difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high}
+def _difference(first: dict[int, float], second: dict[int, float]) -> dict:
+    """mean(first) − mean(second) with its 95% CI (one measure of two variants, {seed: value}
+    each: paired on seed where both ran the same seeds, else Welch's), and its Holm-free p."""
+    comparison = compare("first", first, "second", second)
+    return {"test": comparison.test, "difference": comparison.difference, "ci_low": comparison.ci_low,
+            "ci_high": comparison.ci_high, "p_value": comparison.p_value,
+            "minimum_detectable": comparison.minimum_detectable}
 
 
 def summarize(cells: list[Cell]) -> dict:
     """Per batch size (ascending) and variant: each of MEASURES over the seeds that did not
     diverge, and how many did. Then, among the variants with two such seeds or more and none
-    diverged (as the sweep does: a diverged run scores chance, which no t-test models), Welch
-    comparisons of test accuracy with Holm's correction over the pairs at that batch size, and
+    diverged (as the sweep does: a diverged run scores chance, which no t-test models),
+    comparisons (paired on seed where the variants ran the same seeds) of test accuracy with Holm's correction over the pairs at that batch size, and
     each BN variant's gain over `none` split into fitting (train accuracy) and the gap."""
     summary: dict = {}
     for size in sorted({cell.run["train"]["batch_size"] for cell in cells}):
@@ -78,12 +81,14 @@ def summarize(cells: list[Cell]) -> dict:
             kept = [values(cell) for cell in runs if not diverged(cell)]
             entry[bn] = {"runs": len(runs), "n": len(kept), "diverged": len(runs) - len(kept),
                          **{name: describe([value[name] for value in kept]) for name in MEASURES if kept}}
-        comparable = {bn: [values(cell) for cell in runs] for bn, runs in variants.items()
+        comparable = {bn: {cell.seed: values(cell) for cell in runs} for bn, runs in variants.items()
                       if len(runs) >= 2 and not entry[bn]["diverged"]}
         if len(comparable) > 1:
-            entry["comparisons"] = holm_pairs({bn: [v["test_accuracy"] for v in runs] for bn, runs in comparable.items()})
+            entry["comparisons"] = holm_pairs({bn: {seed: v["test_accuracy"] for seed, v in runs.items()}
+                                               for bn, runs in comparable.items()})
         if REFERENCE in comparable:
-            entry["split"] = {bn: {name: _difference([v[name] for v in runs], [v[name] for v in comparable[REFERENCE]])
+            entry["split"] = {bn: {name: _difference({seed: v[name] for seed, v in runs.items()},
+                                                     {seed: v[name] for seed, v in comparable[REFERENCE].items()})
                                    for name in MEASURES}
                               for bn, runs in comparable.items() if bn != REFERENCE}
         summary[str(size)] = entry
@@ -149,7 +154,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
     split = [(size, bn, parts) for size, entry in summary.items() for bn, parts in entry.get("split", {}).items()]
     if split:
         lines += ["", f"Each BN variant's gain over `{REFERENCE}`, split: test gain = train-accuracy gain (fitting) "
-                  "− change of the gap (points, Welch 95% CI of each; the CIs are not adjusted):", "",
+                  "− change of the gap (points, 95% CI of each, paired on seed where the variants ran the same "
+                  "seeds; the CIs are not adjusted):", "",
                   "| batch size | bn | test gain | train-accuracy gain | gap change |", "|---|---|---|---|---|"]
         lines += [f"| {size} | {bn} | " + " | ".join(points(parts[name])
                                                   for name in ("test_accuracy", "train_accuracy", "gap"))

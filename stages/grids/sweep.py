@@ -15,7 +15,7 @@ from stages.trainer.params import OPTIMIZERS
 from stages.grids.study import RUNS as STUDY_RUNS
 from stages.analysis.statistics import describe
 from stages.analysis.cells import (PAPER_MEASURES, UPDATE_MEASURES, Cell, accuracy_text, holm_pairs, load_grid,
-                                  rate_record, trained_description)
+                                  pairs_table, rate_record, trained_description)
 
 # The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
 # then what the optimizer's real update Δ meets (study_report owns their names and digits).
@@ -73,9 +73,9 @@ def summarize(runs: list[dict]) -> dict:
     for optimizer, rate in sorted({(r["optimizer"], r["learning_rate"]) for r in runs}):
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
         by_variant = {bn: [r for r in here if r["bn"] == bn] for bn in dict.fromkeys(r["bn"] for r in here)}
-        accuracy = {bn: [r["test_accuracy"] for r in variant_runs if not r["diverged"]]
+        accuracy = {bn: {r["seed"]: r["test_accuracy"] for r in variant_runs if not r["diverged"]}
                     for bn, variant_runs in by_variant.items()}
-        entry = {bn: {**trained_description(accuracy[bn], sum(r["diverged"] for r in variant_runs)),
+        entry = {bn: {**trained_description(list(accuracy[bn].values()), sum(r["diverged"] for r in variant_runs)),
                       "landscape": landscape(variant_runs)}
                  for bn, variant_runs in by_variant.items()}
         comparable = {bn: values for bn, values in accuracy.items()
@@ -121,16 +121,8 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
         for rate, entry in rates.items():
             cells = [accuracy_text(entry.get(bn)) for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
-        lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
-                  "at each rate (among variants with two seeds or more and no diverged run), and the "
-                  "smallest difference these seeds could detect (80% power; – where the seeds do not "
-                  "vary at all):", "",
-                  "| learning rate | pair | difference | 95% CI | Holm p | minimum detectable |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
-                  f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                  + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-                  for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
+        compared = [(rate, pair, c) for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
+        lines += ["", *pairs_table(compared, "learning rate")]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
                   "training, mean over its seeds that did not diverge ((n=k): only k seeds had a value):", "",
                   "| learning rate | bn | " + " | ".join(heading for heading, _ in LANDSCAPE.values()) + " |",
