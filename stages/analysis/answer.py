@@ -10,6 +10,7 @@ moving.
 from __future__ import annotations
 
 from stages.analysis.cells import accuracy_text
+from stages.analysis.statistics import FAMILY
 from stages.grids import batch as batch_grid
 from stages.grids import head as head_grid
 
@@ -294,7 +295,7 @@ def frozen_at_high_rate(pooled: dict | None) -> list[str]:
                           for entry in pooled["variants"])
     return ["", f"At Adam {pooled['rate']}, every seed trained there (the sweep's and the norms grid's, same "
             f"training): {described}; {'; '.join(text)} (points, {TEST_NAMES[pooled['pairs'][0]['test']]}, 95% CI, "
-            "Holm over the pairs of these variants)."]
+            f"Holm over {FAMILY}, all {len(pooled['family'])} of them)."]
 
 
 def norms_block(rows: list[dict] | None) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from stages.trainer.errors import InputFileError
 from stages.analysis.records import fit_seconds, read_json
-from stages.analysis.statistics import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
+from stages.analysis.statistics import (CONFIDENCE, FAMILY, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
                               describe)
 
 # The probes' summaries (medians over training, landscape.LandscapeProbe.summary) that the study
@@ -82,8 +82,8 @@ def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str =
     """A grid report's comparisons, (setting's value, pair, comparison) each, as a markdown table
     after a sentence saying what they are; one line instead where nothing could be compared."""
     lines = [f"{lead} in test accuracy (points), 95% CI of the paired t-test on seed where both variants "
-             "ran the same seeds (else Welch's), Holm-adjusted p over the pairs at each "
-             f"{setting} (variants with two seeds or more and no diverged run), the smallest difference "
+             f"ran the same seeds (else Welch's), Holm-adjusted p over the family ({FAMILY}: here "
+             f"each {setting}'s variants with two seeds or more and no diverged run), the smallest difference "
              "these seeds could detect (80% power), and Welch's interval beside:", ""]
     if not compared:
         return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
@@ -188,7 +188,8 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
 
 def diverged_history(history: dict) -> bool:
     """Whether a run diverged, by the one rule every grid uses: a training loss of some epoch is
-    not finite, or the last epoch's mean training loss is not below the first epoch's.
+    not finite, or (with two epochs or more) the last epoch's mean training loss is not below
+    the first epoch's; a one-epoch run has nothing to compare its loss with.
 
     Why this rule: it needs only the per-epoch history, which every record has, probed or not
     (the landscape probe's own flag, stages/trainer/landscape.has_diverged, compares with the
@@ -200,7 +201,7 @@ def diverged_history(history: dict) -> bool:
     it agrees with the probe's flag on every probed record, and with "the last loss is not
     finite" (the rule unprobed grids used) on every record but that one."""
     losses = np.asarray(history.get("fit/loss", [np.nan]), dtype=np.float64)
-    return bool(not np.all(np.isfinite(losses)) or losses[-1] >= losses[0])
+    return bool(not np.all(np.isfinite(losses)) or (len(losses) > 1 and losses[-1] >= losses[0]))
 
 
 def diverged(cell: Cell) -> bool:
@@ -285,7 +286,8 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         "Every variant ran the same seeds, and one seed gives two variants the same initializer stream "
         "and data order, so each pair is tested on its per-seed differences (paired t); Welch's test, "
         "which treats the two as independent, is beside it. "
-        f"p-values are Holm-adjusted over the {len(comparisons)} pairs (the CIs are not); a difference "
+        f"p-values are Holm-adjusted over the family ({FAMILY}: here the {len(comparisons)} pairs; the CIs "
+        "are not adjusted); a difference "
         f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
         f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
         f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "

@@ -270,20 +270,22 @@ def frozen_findings(study: dict, freezes: list[dict], high_rate: list[dict]) -> 
 def frozen_at_high_rate(records: list[dict]) -> dict | None:
     """`frozen` at Adam HIGH_RATE over every seed trained there with these settings (`records`: the
     sweep's and the norms grid's, the same training): each variant's test accuracy (described)
-    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (paired on seed, Holm
-    over those pairs). None with fewer than three `frozen` runs."""
+    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (paired on
+    seed; Holm over every pair of the variants trained there, statistics.FAMILY). None with fewer
+    than three `frozen` runs."""
     runs: dict[str, dict[int, float]] = {}
     diverged: dict[str, int] = {}
     for record in records:
-        if record["bn"] in FROZEN_COMPARED:
+        if record["bn"] in VARIANT_ORDER:
             if diverged_history(record["history"]):
                 diverged[record["bn"]] = diverged.get(record["bn"], 0) + 1
             else:
                 runs.setdefault(record["bn"], {})[record["seed"]] = record["metrics"]["test"]["accuracy"]
     if len(runs.get("frozen", [])) < 3:
         return None
-    variants = [bn for bn in FROZEN_COMPARED if len(runs.get(bn, [])) >= 2]
-    compared = {f"{c.first}_vs_{c.second}": c for c in compare_all({bn: runs[bn] for bn in variants})}
+    family = [bn for bn in VARIANT_ORDER if len(runs.get(bn, [])) >= 2 and not diverged.get(bn)]
+    compared = {f"{c.first}_vs_{c.second}": c for c in compare_all({bn: runs[bn] for bn in family})}
+    variants = [bn for bn in FROZEN_COMPARED if bn in family]
     pairs = []
     for first, second in FROZEN_PAIRS:
         pair = compared.get(f"{first}_vs_{second}") or compared.get(f"{second}_vs_{first}")
@@ -293,7 +295,7 @@ def frozen_at_high_rate(records: list[dict]) -> dict | None:
         low, high = sorted((sign * pair.ci_low, sign * pair.ci_high))
         pairs.append({"first": first, "second": second, "difference": sign * pair.difference,
                       "ci_low": low, "ci_high": high, "p_holm": pair.p_holm, "test": pair.test})
-    return {"rate": HIGH_RATE, "pairs": pairs,
+    return {"rate": HIGH_RATE, "pairs": pairs, "family": family,
             "variants": [{"variant": bn, "accuracy": describe(list(runs[bn].values())), "diverged": diverged.get(bn, 0)}
                          for bn in variants]}
 

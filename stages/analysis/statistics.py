@@ -19,6 +19,12 @@ import numpy as np
 from scipy import optimize, stats
 from statsmodels.stats.power import TTestPower
 
+# The one multiple-comparison rule: Holm's adjustment over a family, and the family is every pair
+# of the variants trained at one setting (one optimizer, learning rate, batch size, number of
+# epochs and head input: one row of a grid's table), whichever grid trained or reports them, so
+# that a pair has one adjusted p wherever it is quoted. At the study's setting that is the study's
+# variants, which the sweep (at its rate) and the batch grid (at its batch size) take from it.
+FAMILY = "every pair of the variants trained at one setting"
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # Two-sided significance level of every test.
 POWER = 0.8  # The power at which a difference counts as detectable in the power analysis.

@@ -32,7 +32,9 @@ def record_path(batch_size: int, bn: str, seed: int) -> Path:
 
 def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tuple[str, dict]]:
     """{record path: (DVC stage, expected settings)} of the batch grid's cells and of the study's
-    cells that stand for it at train.batch_size (the rules: params.check_batch)."""
+    cells that stand for it at train.batch_size (the rules: params.check_batch): there every
+    variant of the study's, as the comparisons' family is every variant trained at one setting
+    (statistics.FAMILY), though the report shows only batch.variants."""
     check_batch(batch, study, train)
 
     def expected(bn: str, seed: int, batch_size: int) -> dict:
@@ -43,7 +45,7 @@ def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tupl
              for size in batch.batch_sizes for bn in batch.variants for seed in batch.seeds}
     cells |= {STUDY_RUNS / f"{bn}-{seed}.json": (f"grids/study/dvc.yaml:cell@{bn}-{seed}",
                                                  expected(bn, seed, train.batch_size))
-              for bn in batch.variants for seed in study.seeds}
+              for bn in study.variants for seed in study.seeds}
     return cells
 
 
@@ -66,31 +68,38 @@ def _difference(first: dict[int, float], second: dict[int, float]) -> dict:
             "minimum_detectable": comparison.minimum_detectable}
 
 
-def summarize(cells: list[Cell]) -> dict:
+def summarize(cells: list[Cell], shown: list[str] | None = None) -> dict:
     """Per batch size (ascending) and variant: each of MEASURES over the seeds that did not
     diverge, and how many did. Then, among the variants with two such seeds or more and none
     diverged (as the sweep does: a diverged run scores chance, which no t-test models),
     comparisons (paired on seed where the variants ran the same seeds) of test accuracy with Holm's correction over the pairs at that batch size, and
-    each BN variant's gain over `none` split into fitting (train accuracy) and the gap."""
+    each BN variant's gain over `none` split into fitting (train accuracy) and the gap. Holm's
+    family is every variant at the batch size (statistics.FAMILY); the summary keeps the `shown`
+    variants (all if None) and the pairs among them."""
     summary: dict = {}
     for size in sorted({cell.run["train"]["batch_size"] for cell in cells}):
         here = [cell for cell in cells if cell.run["train"]["batch_size"] == size]
         variants = {bn: [cell for cell in here if cell.variant == bn] for bn in dict.fromkeys(c.variant for c in here)}
+        kept_variants = [bn for bn in variants if shown is None or bn in shown]
         entry: dict = {}
-        for bn, runs in variants.items():
+        for bn, runs in ((bn, variants[bn]) for bn in kept_variants):
             kept = [values(cell) for cell in runs if not diverged(cell)]
             entry[bn] = {"runs": len(runs), "n": len(kept), "diverged": len(runs) - len(kept),
                          **{name: describe([value[name] for value in kept]) for name in MEASURES if kept}}
         comparable = {bn: {cell.seed: values(cell) for cell in runs} for bn, runs in variants.items()
-                      if len(runs) >= 2 and not entry[bn]["diverged"]}
+                      if len(runs) >= 2 and not any(diverged(cell) for cell in runs)}
         if len(comparable) > 1:
-            entry["comparisons"] = holm_pairs({bn: {seed: v["test_accuracy"] for seed, v in runs.items()}
-                                               for bn, runs in comparable.items()})
+            family = holm_pairs({bn: {seed: v["test_accuracy"] for seed, v in runs.items()}
+                                 for bn, runs in comparable.items()})
+            shown_pairs = {name: pair for name, pair in family.items()
+                           if all(bn in kept_variants for bn in name.split("_vs_"))}
+            if shown_pairs:
+                entry["comparisons"] = shown_pairs
         if REFERENCE in comparable:
             entry["split"] = {bn: {name: _difference({seed: v[name] for seed, v in runs.items()},
                                                      {seed: v[name] for seed, v in comparable[REFERENCE].items()})
                                    for name in MEASURES}
-                              for bn, runs in comparable.items() if bn != REFERENCE}
+                              for bn, runs in comparable.items() if bn != REFERENCE and bn in kept_variants}
         summary[str(size)] = entry
     return summary
 
@@ -182,7 +191,8 @@ def report(params) -> str:
     from stages.trainer.atomic import write_json, write_text
 
     cells, missing = collect(params.batch, params.study, params.train)
-    summary = summarize(cells)
+    summary = summarize(cells, params.batch.variants)
+    cells = [cell for cell in cells if cell.variant in params.batch.variants]  # The figure's.
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_batch_size([{"bn": cell.variant, "batch_size": cell.run["train"]["batch_size"],
                                      "seed": cell.seed, "diverged": diverged(cell),
