@@ -172,3 +172,14 @@ def test_at_every_rate_only_when_every_rate_is_detected():
     where = claims.where_gain(sweep)
     assert not where["every"]["adam"] and where["adam"][1][1]["verdict"] == "not_tested"
     assert "every" not in answer.judged_at_rates(where["adam"])
+
+
+def test_params_comments_quote_no_measured_result():
+    """params.yaml's comments say where a result is (a report), never its number: a std, a
+    detectable difference or a gain typed there would drift from the reports (as "35 seeds, enough
+    to detect 0.3 points, std ~0.4" once did). A comment may restate its own key's value."""
+    comments = [line.split("#", 1)[1] for line in (ROOT / "params.yaml").read_text(encoding="utf-8").splitlines()
+                if "#" in line]
+    quoted = [comment for comment in comments if re.search(r"~\s*\d|std ~|detect \d|\d+(\.\d+)? points", comment)
+              and "+-" not in comment]
+    assert quoted == []
