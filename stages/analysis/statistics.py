@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import optimize, stats
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 # The one multiple-comparison rule: Holm's adjustment over a family, and the family is every pair
@@ -178,14 +179,12 @@ def paired_seeds_to_detect(difference: float, spread: float, target_power: float
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment: the i-th smallest of m p-values is multiplied by m - i + 1
-    (i from 1), kept at least as large as the one before it, and capped at 1."""
-    adjusted = [0.0] * len(p_values)
-    running = 0.0
-    for rank, index in enumerate(np.argsort(p_values, kind="stable")):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+    """Holm's step-down adjustment (statsmodels' multipletests): the i-th smallest of m p-values
+    is multiplied by m - i + 1 (i from 1), kept at least as large as the one before it, and
+    capped at 1."""
+    if len(p_values) == 0:  # multipletests refuses an empty family.
+        return []
+    return [float(p) for p in multipletests(list(p_values), alpha=ALPHA, method="holm")[1]]
 
 
 def compare_all(samples: dict) -> list[Comparison]:
