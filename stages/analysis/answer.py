@@ -299,7 +299,8 @@ def sweep_block(sweep: dict, findings: dict) -> str:
     lines += ["", "Test accuracy after 10 epochs, mean ± std over n seeds. What the numbers say:", "",
               f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')}; "
               f"`after`: {gain('adam', 'after')}.",
-              "- **Holm-significant differences** (α = 0.05, within each rate): " + "; ".join(significant) + ".",
+              f"- **Detected differences** (Holm p < 0.05 over {FAMILY}, {claims.MIN_RUNS} runs per arm or more; "
+              "pairs with fewer runs are not tested): " + "; ".join(significant) + ".",
               f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')}; runs that "
               f"diverged: {', '.join(diverged)} (at {findings['worst_sgd']} no comparison is made).",
               f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",

@@ -307,7 +307,7 @@ def sweep_findings(sweep: dict) -> dict:
                   for optimizer, variant in (("adam", "before"), ("adam", "after"), ("sgd", "before"))},
         "significant": [{"name": name, "optimizer": optimizer, "rate": rate, "pair": pair}
                         for optimizer, rates in sweep.items() for rate, cell in rates.items()
-                        for name, pair in (cell.get("comparisons") or {}).items() if pair["p_holm"] < 0.05],
+                        for name, pair in (cell.get("comparisons") or {}).items() if verdict(pair) == "detected"],
         "shares": {variant: shares(sweep, variant) for variant in ("rescaled", "frozen")},
         "placement": placements, "detectable": (min(detectable), max(detectable)),
         "diverged": [(variant, cell[variant]["diverged"], cell[variant]["runs"]) for cell in sweep["sgd"].values()
