@@ -84,9 +84,12 @@ def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypat
     for seed in range(3):
         write_record(STUDY_RUNS / f"before-{seed}.json", "before", seed, 250, 0.85, 0.76 + seed / 100)
         write_record(STUDY_RUNS / f"none-{seed}.json", "none", seed, 250, 0.80, 0.73, diverged=seed == 2)
+        # The study's `after`, which the batch grid does not train: in the family, not in the report.
+        write_record(STUDY_RUNS / f"after-{seed}.json", "after", seed, 250, 0.86, 0.77 + seed / 200)
     cells, missing = collect(settings.batch, settings.study, settings.train)
-    assert missing == [] and len(cells) == 12
-    summary = summarize(cells)
+    assert missing == [] and len(cells) == 15
+    summary = summarize(cells, settings.batch.variants)
+    assert "after" not in summary["250"]
     assert list(summary) == ["50", "250"]
     split = summary["50"]["split"]["before"]
     assert split["test_accuracy"]["difference"] == pytest.approx(0.03)
@@ -109,7 +112,7 @@ def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypat
     markdown = render_markdown(summary, settings.batch, settings.study, settings.train, missing, ["12 cells: CPU"], 6.0)
     assert "| 50 | before | 3 | 0.8500 ± 0.0100 | 0.7700 ± 0.0100 | 0.0800 ± 0.0100 |" in markdown
     assert "| 250 | none | 3 (1 diverged) | 0.8000 ± 0.0000 | 0.7300 ± 0.0000 | 0.0700 ± 0.0000 |" in markdown
-    assert "| 50 | before − none | +3.00 |" in markdown and "Incomplete" not in markdown
+    assert "| 50 | before − none | paired | +3.00 |" in markdown and "Incomplete" not in markdown
     assert "| 50 | before | +3.00 [" in markdown
 
 
@@ -117,11 +120,13 @@ def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path
     monkeypatch.chdir(tmp_path)
     settings = params(sizes=(1000,), variants=("before",), seeds=(0, 1), study_seeds=(0, 1))
     for seed in (0, 1):
-        write_record(STUDY_RUNS / f"before-{seed}.json", "before", seed, 250, 0.85, 0.76)
+        for bn in ("before", "after", "none"):
+            write_record(STUDY_RUNS / f"{bn}-{seed}.json", bn, seed, 250, 0.85, 0.76)
     write_record(record_path(1000, "before", 0), "before", 0, 1000, 0.8, 0.7)
     cells, missing = collect(settings.batch, settings.study, settings.train)
     assert missing == ["grids/batch/dvc.yaml:cell@before-1000-1"]
-    markdown = render_markdown(summarize(cells), settings.batch, settings.study, settings.train, missing, [], 1.0)
+    markdown = render_markdown(summarize(cells, settings.batch.variants), settings.batch, settings.study,
+                               settings.train, missing, [], 1.0)
     assert "cells have not run yet** (`dvc repro grids/batch/dvc.yaml`): `grids/batch/dvc.yaml:cell@before-1000-1`" in markdown
     assert "No pair yet" in markdown
     write_record(record_path(1000, "before", 1), "before", 1, 250, 0.8, 0.7)
@@ -146,3 +151,15 @@ def test_batch_pipeline_trains_at_its_batch_size_and_reports_beside_the_study(pr
     assert list(summary) == ["25", "50"] and summary["50"]["before"]["n"] == 2 and summary["25"]["none"]["n"] == 1
     assert (project.root / "reports/batch/figures/accuracy_vs_batch_size.png").stat().st_size > 0
     assert "| 25 | before | 1 |" in (project.root / "reports/batch/batch.md").read_text()
+
+
+def test_one_pair_has_one_adjusted_p_in_every_committed_report():
+    """statistics.FAMILY: Holm over every pair of the variants trained at one setting, so a pair at
+    the study's setting has the study's adjusted p in the sweep's and the batch grid's reports too."""
+    root = Path(__file__).resolve().parents[1]
+    study = json.loads((root / "reports/study/metrics.json").read_text())["comparisons"]
+    sweep = json.loads((root / "reports/sweep/metrics.json").read_text())["adam"]["0.001"]["comparisons"]
+    batch = json.loads((root / "reports/batch/metrics.json").read_text())["250"]["comparisons"]
+    for name, pair in batch.items():
+        assert pair["p_holm"] == study[name]["p_holm"] == sweep[name]["p_holm"], name
+    assert set(sweep) == set(study) and batch

@@ -82,14 +82,16 @@ def test_the_report_sets_each_cell_beside_its_sweep_twin(tmp_path, monkeypatch):
     pair = summary["with"]["0.3"]["comparisons"]["before_vs_none"]
     assert pair["difference"] == pytest.approx(0.05)
     assert verdicts(summary, settings.head) == [
-        f"sgd 0.3, bn=before: 0 of 3 runs diverged with the head's input at RMS 0.3 (2 of 2 without); "
-        f"before − none +5.00 points, 95% CI [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}], "
-        f"Holm p = {pair['p_holm']:.2g}"]
+        f"sgd 0.3, bn=before: 0 of 3 runs diverged with the head's input at RMS 0.3 (2 of 2 without, Fisher "
+        f"exact p = 0.1); before − none +5.00 points, 95% CI [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}], "
+        f"Holm p = {pair['p_holm']:.2g}",
+        # Fisher's exact test of 0 of 3 against 2 of 2: 1 / C(5, 2).
+        "sgd 0.3, BN variants together (before): 0 of 3 runs diverged with the intervention, 2 of 2 without, "
+        "Fisher exact p = 0.1"]
     markdown = render_markdown(summary, settings.head, missing, ["6 cells: CPU"], 3.0)
-    assert ("| 0.3 | before | 1.100 | 0.1000 ± 0.0000 (n=2), 2 of 2 diverged | 0.7100 ± 0.0100 (n=3) | – |"
-            in markdown)
-    assert "| 0.3 | none | 0.300 | 0.3950 ± 0.4172 (n=2), 1 of 2 diverged | 0.6600 ± 0.0100 (n=3) | -2.00 ± 0.00 (n=1) |" in markdown
-    assert "| 0.3 | before − none | +5.00 |" in markdown and "Incomplete" not in markdown
+    assert "| 0.3 | before | 1.100 | 2 of 2 diverged | 0.7100 ± 0.0100 (n=3) | – |" in markdown
+    assert "| 0.3 | none | 0.300 | 0.6900 (one run), 1 of 2 diverged | 0.6600 ± 0.0100 (n=3) | one pair: not tested |" in markdown
+    assert "| 0.3 | before − none | paired | +5.00 |" in markdown and "Incomplete" not in markdown
 
 
 def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path, monkeypatch):

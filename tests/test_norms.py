@@ -106,8 +106,8 @@ def test_trajectories_join_the_conv_layers_and_the_report_compares_with_no_bn(tm
         "adam 0.01, bn=before: conv kernels ×4.00 over training (bn=none: ×1.20); effective step "
         "in the last epoch 0.01 (0.25× bn=none's 0.04)"]
     markdown = render_markdown(summary, settings.norms, cells, missing, ["2 cells: CPU"])
-    assert "| before | 0.7200 (n=1) | 10 → 40 | ×4 | 0.1 → 0.01 | ×2 | 0.01 | 0 of 1 |" in markdown
-    assert "| none | 0.6200 (n=1) | 10 → 12 | ×1.2 | 0.1 → 0.04 | ×2 | 0.01 | 0 of 1 |" in markdown
+    assert "| before | 0.7200 (one run) | 10 → 40 | ×4 | 0.1 → 0.01 | ×2 | 0.01 | 0 of 1 |" in markdown
+    assert "| none | 0.6200 (one run) | 10 → 12 | ×1.2 | 0.1 → 0.04 | ×2 | 0.01 | 0 of 1 |" in markdown
     assert "Incomplete" not in markdown and "- 2 cells: CPU" in markdown
 
 

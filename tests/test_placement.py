@@ -21,18 +21,21 @@ def cell(variant: str, seed: int, accuracy: float, final_loss: float = 0.5) -> C
 
 
 def cells(before: list[float], after: list[float]) -> dict[str, list[Cell]]:
+    """Seed i of each: paired on seed. `after` is taken in reverse so that the per-seed
+    differences vary (an evenly spread pair in the same order would differ by a constant)."""
     return {"before": [cell("before", seed, value) for seed, value in enumerate(before)],
-            "after": [cell("after", seed, value) for seed, value in enumerate(after)]}
+            "after": [cell("after", seed, value) for seed, value in enumerate(after[::-1])]}
 
 
 def spread(center: float, count: int, width: float = 0.004) -> list[float]:
     return list(center + width * np.linspace(-1, 1, count))
 
 
-def test_equivalence_is_two_one_sided_welch_tests_and_matches_the_90_percent_interval():
+def test_equivalence_is_two_one_sided_tests_paired_where_seeds_are_shared_and_matches_the_90_percent_interval():
     generator = np.random.default_rng(0)
     a, b = generator.normal(0.760, 0.004, 35), generator.normal(0.761, 0.005, 35)
-    test = equivalence(a, b, margin=0.005)
+    # Other seeds in each arm: Welch's TOST.
+    test = equivalence(dict(enumerate(a)), {seed + 100: value for seed, value in enumerate(b)}, margin=0.005)
     # Against the definition: t statistics of (a - b) shifted by -+margin, Welch's degrees of freedom.
     se = math.sqrt(a.var(ddof=1) / 35 + b.var(ddof=1) / 35)
     dof = se**4 / ((a.var(ddof=1) / 35) ** 2 / 34 + (b.var(ddof=1) / 35) ** 2 / 34)
@@ -43,7 +46,16 @@ def test_equivalence_is_two_one_sided_welch_tests_and_matches_the_90_percent_int
     assert (test.ci_low, test.ci_high) == pytest.approx((difference - half, difference + half), rel=1e-9)
     # Equivalent exactly when the 90% interval lies inside the margin.
     assert test.equivalent == (-0.005 < test.ci_low and test.ci_high < 0.005)
-    assert test.equivalent and not equivalence(a, b, margin=0.001).equivalent
+    assert test.equivalent and not equivalence(dict(enumerate(a)), {seed + 100: value for seed, value in enumerate(b)},
+                                               margin=0.001).equivalent
+    # The same seeds: the one-sample t of the per-seed differences shifted by -+margin.
+    same = equivalence(dict(enumerate(a)), dict(enumerate(b)), margin=0.005)
+    differences = a - b
+    se = differences.std(ddof=1) / math.sqrt(35)
+    assert same.p_lower == pytest.approx(stats.t.sf((differences.mean() + 0.005) / se, 34), rel=1e-9)
+    assert same.p_upper == pytest.approx(stats.t.cdf((differences.mean() - 0.005) / se, 34), rel=1e-9)
+    half = stats.t.ppf(0.95, 34) * se
+    assert (same.ci_low, same.ci_high) == pytest.approx((differences.mean() - half, differences.mean() + half))
 
 
 @pytest.mark.parametrize("before, after, verdict", [
@@ -57,7 +69,8 @@ def test_the_verdict_is_a_difference_an_equivalence_or_undecided(before, after, 
     assert re.search(verdict, summary["verdict"]), summary["verdict"]
     assert summary["variants"]["before"]["n"] == len(before)
     markdown = render_markdown(summary, ["35 cells: CPU"], [])
-    assert summary["verdict"] in markdown and "| Welch p (two-sided) |" in markdown
+    assert summary["verdict"] in markdown and "| paired p (two-sided) |" in markdown
+    assert "| beside it, Welch's 95% CI and p (the arms as independent) |" in markdown
 
 
 def test_where_the_cells_ran_is_one_line_per_machine_and_code_version():

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -12,6 +13,8 @@ from test_pipeline import stages_run
 from stages.analysis.statistics import (compare_all, describe, holm, minimum_detectable_difference, power,
                               seeds_to_detect, welch)
 from stages.analysis.cells import Cell, figure_run, render_markdown, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_identical_samples_have_no_detectable_difference():
@@ -113,7 +116,7 @@ def fake_cell(variant: str, seed: int, accuracy: float, beta: float | None) -> C
     run = {"fit_seconds": 58.0, "total_seconds": 60.0, "train": {"epochs": 10, "optimizer": "adam", "learning_rate": 0.001},
            "environment": {"device": "CPU"}}
     return Cell(variant, seed, {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8}},
-                {}, None, run, landscape)
+                {"fit/loss": np.array([1.6, 1.0])}, None, run, landscape)
 
 
 def test_report_corrects_p_values_and_puts_intervals_on_the_landscape_summaries():
@@ -140,8 +143,11 @@ def test_report_corrects_p_values_and_puts_intervals_on_the_landscape_summaries(
 def test_a_cell_becomes_a_point_of_the_sweep_figures():
     cell = fake_cell("rescaled", 3, 0.71, 9.0)
     cell.run["train"].update(optimizer="sgd", learning_rate=0.1)
-    cell.landscape_summary.update(diverged=True, effective_step_median={"conv1": 0.01})
-    cell = Cell(**{**cell.__dict__, "landscape": {"step": np.array([0, 50]), "update_beta": np.array([9.0, 8.0])}})
+    # Diverged by the one rule (a finite loss that ends above its first epoch's), whatever the
+    # probe's own flag says.
+    cell.landscape_summary.update(diverged=False, effective_step_median={"conv1": 0.01})
+    cell = Cell(**{**cell.__dict__, "landscape": {"step": np.array([0, 50]), "update_beta": np.array([9.0, 8.0])},
+                   "history": {"fit/loss": np.array([34.1, 37.9, 50.6])}})
     run = figure_run(cell)
     assert run == {"optimizer": "sgd", "bn": "rescaled", "learning_rate": 0.1, "seed": 3, "test_accuracy": 0.71,
                    "diverged": True, "effective_step": {"conv1": 0.01}, "steps": cell.landscape["step"],
@@ -149,6 +155,26 @@ def test_a_cell_becomes_a_point_of_the_sweep_figures():
     unprobed = Cell(**{**fake_cell("none", 0, 0.1, None).__dict__, "landscape_summary": {},
                        "history": {"fit/loss": np.array([2.3, np.nan])}})
     assert figure_run(unprobed)["diverged"] is True
+
+
+def test_one_divergence_rule_for_every_record():
+    """diverged_history, on every committed record: it agrees with the landscape probe's flag
+    wherever a record has one, and with "the last loss is not finite" (the rule unprobed grids
+    used) on every record but the one that blew up and stayed finite."""
+    from stages.analysis.cells import diverged_history
+    disagree = []
+    for path in sorted((ROOT / "reports").glob("*/runs/*.json")):
+        record = json.loads(path.read_text())
+        rule = diverged_history(record["history"])
+        probe = (record.get("landscape") or {}).get("diverged")
+        assert probe is None or probe == rule, path
+        if rule != (not math.isfinite(record["history"]["fit/loss"][-1])):
+            disagree.append(path.relative_to(ROOT).as_posix())
+        if rule:  # A diverged run ends at chance.
+            assert record["metrics"]["test"]["accuracy"] <= 0.11, path
+    assert disagree == ["reports/sweep/runs/sgd-0.3-before-0.json"]
+    assert diverged_history({"fit/loss": [2.3, 2.3, 2.3]}) and diverged_history({"fit/loss": [2.0, float("inf"), 1.0]})
+    assert not diverged_history({"fit/loss": [2.0, 1.999]}) and not diverged_history({"fit/loss": [2.3]})
 
 
 @pytest.mark.dvc

@@ -8,7 +8,7 @@ import pytest
 
 from stages.grids.study import mean_columns
 from stages.trainer.errors import InputFileError
-from stages.analysis.statistics import Comparison, welch
+from stages.analysis.statistics import Comparison, paired, welch
 from stages.analysis.cells import Cell, collect, render_html, render_markdown, summarize
 
 MEASURES = {"test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
@@ -27,7 +27,7 @@ def make_cell(variant: str, seed: int, probed: bool = True) -> Cell:
     test_accuracy, test_loss, train_accuracy, seconds, beta = (column[seed] for column in RESULTS[variant])
     landscape = {"beta_median": beta, "loss_range_median": 0.02 + 0.005 * seed,
                  "grad_change_max_median": 5.0 + seed} if probed else {}
-    history = {"val/accuracy": np.array([0.5, test_accuracy])}
+    history = {"val/accuracy": np.array([0.5, test_accuracy]), "fit/loss": np.array([2.0, 1.0])}
     run = {"bn": variant, "seed": seed, "train": {"epochs": 2}, "epoch_seconds": [1.0, 2.0],
            "history": {"epoch_seconds": [1.0, 2.0]}, "fit_seconds": seconds,
            "total_seconds": seconds + 5,
@@ -64,13 +64,18 @@ def test_summary_describes_each_measure_over_seeds_and_compares_test_accuracy():
     assert [c.difference for c in comparisons] == pytest.approx([-0.01, 0.11, 0.12])
     # Holm: the smallest of the 3 p-values times 3, the next times 2 but never below the first.
     p_values = [c.p_value for c in comparisons]
-    assert [c.p_holm for c in comparisons] == pytest.approx(
-        [p_values[0], 3 * p_values[2], 3 * p_values[2]])
-    expected = welch("before", RESULTS["before"][0], "none", RESULTS["none"][0])
+    # Here before − after is exact (p = 0, first), after − none next (times 2), and before − none
+    # last (times 1, but never below the one before it).
+    assert p_values[0] == 0 and p_values[2] < p_values[1] < 2 * p_values[2]
+    assert [c.p_holm for c in comparisons] == pytest.approx([0, 2 * p_values[2], 2 * p_values[2]])
+    # Every variant ran seeds 0-2: paired on seed, Welch's beside.
+    expected = paired("before", RESULTS["before"][0], "none", RESULTS["none"][0])
+    independent = welch("before", RESULTS["before"][0], "none", RESULTS["none"][0])
     pair = summary["comparisons"]["before_vs_none"]
-    assert {key: pair[key] for key in ("difference", "ci_low", "ci_high", "p_value")} == pytest.approx(
+    assert {key: pair[key] for key in ("difference", "ci_low", "ci_high", "p_value", "welch_p")} == pytest.approx(
         {"difference": 0.11, "ci_low": expected.ci_low, "ci_high": expected.ci_high,
-         "p_value": expected.p_value})
+         "p_value": expected.p_value, "welch_p": independent.p_value})
+    assert pair["test"] == "paired" and pair["ci_high"] - pair["ci_low"] < independent.ci_high - independent.ci_low
 
 
 def test_markdown_tables_verdicts_and_environment():
@@ -81,12 +86,13 @@ def test_markdown_tables_verdicts_and_environment():
     assert "3 variants × 3 seeds, 2 epochs each. Cells: mean ± std [min, max] over seeds." in lines
     assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
             "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
-    assert "| before − none | +11.00 | [+6.84, +15.16] | 0.00366 | 0.00856 | 5.55 | 438 |" in lines
-    assert ("- before vs none: before is higher than none (before − none +11.00 points, 95% CI [+6.84, +15.16], "
-            "p = 0.00366, Holm-adjusted p = 0.00856)") in lines
-    assert any(line.startswith("- before vs after: no detectable difference (-1.00 points, 95% CI "
-                               "[-5.53, +3.53], p = 0.573, Holm-adjusted p = 0.573); with 3 and 3 seeds")
-               for line in lines)
+    assert ("| before − none | +11.00 | [+8.52, +13.48] | 0.00274 | 0.00461 | 3.26 | 90 | paired | "
+            "[+6.84, +15.16] | 0.00366 |") in lines
+    assert ("- before vs none: before is higher than none (before − none +11.00 points, paired 95% CI "
+            "[+8.52, +13.48], p = 0.00274, Holm-adjusted p = 0.00461)") in lines
+    # after − before is 1 point at every seed: paired, that difference is exact.
+    assert ("- before vs after: after is higher than before (after − before +1.00 points, paired 95% CI "
+            "[+1.00, +1.00], p = 0, Holm-adjusted p = 0)") in lines
     # Beta: 350 [225.79, 474.21]; loss range 0.025 +- 4.3027 * 0.005 / sqrt(3); gradient change 6 +- 2.484.
     assert "| before | 350.00 [225.79, 474.21] | 0.0250 [0.0126, 0.0374] | 6.000 [3.516, 8.484] |" in lines
     assert "![landscape](figures/landscape.png)" in lines
@@ -108,7 +114,7 @@ def test_verdict_names_the_higher_variant_whichever_comes_first():
     lower_first = Comparison("after", "before", -0.1, -0.12, -0.08, 0.001, 0.002, (5, 5), 0.01, 7)
     # The difference as the words read it (higher − lower): a + sign, whichever variant is first.
     assert lower_first.verdict() == ("after vs before: before is higher than after (before − after +10.00 "
-                                     "points, 95% CI [+8.00, +12.00], p = 0.001, Holm-adjusted p = 0.002)")
+                                     "points, welch 95% CI [+8.00, +12.00], p = 0.001, Holm-adjusted p = 0.002)")
 
 
 def test_html_escapes_text_and_inlines_images(tmp_path):

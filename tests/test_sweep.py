@@ -105,7 +105,8 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     summary = summarize(runs)
     high = summary["adam"]["0.01"]
     assert high["before"]["mean"] == pytest.approx(0.71) and high["none"]["diverged"] == 1
-    assert high["none"]["std"] == pytest.approx(math.sqrt(2) * 0.25)
+    # Counted, never averaged: `none`'s mean is its one trained run's.
+    assert (high["none"]["n"], high["none"]["runs"], high["none"]["mean"]) == (1, 2, pytest.approx(0.60))
     pair = high["comparisons"]["before_vs_rescaled"]
     assert pair["difference"] == pytest.approx(0.06) and pair["ci_low"] < 0.06 < pair["ci_high"]
     # Landscape measures over the seeds that did not diverge: the diverged seed is left out.
@@ -120,12 +121,14 @@ def test_summary_and_table_by_rate_with_comparisons_among_variants_with_two_seed
     markdown = render_markdown(summary, {"device": "CPU"}, 6.0, ["grids/sweep/dvc.yaml:sgd@none-0.1-0"])
     assert "**Incomplete: 1 of the sweep's cells have not run yet**" in markdown
     assert "`grids/sweep/dvc.yaml:sgd@none-0.1-0`" in markdown
-    assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.3500 ± 0.3536 (n=2) (1 of 2 diverged) |" in markdown
-    assert (f"| 0.01 | before − rescaled | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
-            f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} |") in markdown
+    assert "| 0.01 | 0.7100 ± 0.0141 (n=2) | 0.6000 (one run), 1 of 2 diverged |" in markdown
+    # Seeds 0 and 1 of each: paired on seed, Welch's interval beside.
+    assert (f"| 0.01 | before − rescaled | paired | +6.00 | [{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}] | "
+            f"{pair['p_holm']:.2g} | {100 * pair['minimum_detectable']:.2f} | [{100 * pair['welch_ci_low']:+.2f}, "
+            f"{100 * pair['welch_ci_high']:+.2f}] |") in markdown
     assert "before − none" not in markdown
     assert "| 0.01 | before | – | 11.50 | – | 0.100 | – |" in markdown
-    assert "| 0.01 | none | – | 10.00 (n=1) | – | 0.100 (n=1) | – |" in markdown
+    assert "| 0.01 | none | – | 10.00 | – | 0.100 | – |" in markdown
     assert "- fit time of the cells (sum of their epochs, probes included): 6.0 min" in markdown
 
 
@@ -168,7 +171,7 @@ def test_diverged_runs_are_counted_not_compared():
     markdown = render_markdown(summary, {}, 1.0, [])
     assert "| 0.3 | before | – | – | – | – | – |" in markdown
     assert "before − none" not in markdown
-    assert "| 0.3 | 0.1000 ± 0.0000 (n=2) (2 of 2 diverged) | 0.1000 ± 0.0000 (n=2) (2 of 2 diverged) |" in markdown
+    assert "| 0.3 | 2 of 2 diverged | 2 of 2 diverged |" in markdown  # No mean of chance scores.
     assert "Incomplete" not in markdown
 
 
@@ -176,4 +179,5 @@ def test_seeds_without_spread_have_no_minimum_detectable_difference():
     runs = [run(bn, seed, 0.5) for bn in ("before", "none") for seed in (0, 1)]
     pair = summarize(runs)["adam"]["0.01"]["comparisons"]["before_vs_none"]
     assert pair["minimum_detectable"] is None  # Stored as null in metrics.json, not 0.
-    assert "| 0.01 | before − none | +0.00 | [+0.00, +0.00] | 1 | – |" in render_markdown(summarize(runs), {}, 1.0, [])
+    assert ("| 0.01 | before − none | paired | +0.00 | [+0.00, +0.00] | 1 | – | [+0.00, +0.00] |"
+            in render_markdown(summarize(runs), {}, 1.0, []))

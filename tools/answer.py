@@ -51,8 +51,14 @@ def readme_answer() -> str:
     """README.md's answer: the claims of the study, placement and sweep reports (and of the norms,
     head and batch reports once they exist), and where every cell ran: its record's environment,
     or for a record that predates dating itself, the commit that added it."""
-    found = claims.answer(load("reports/study/metrics.json"), load("reports/placement/metrics.json"),
-                          load("reports/sweep/metrics.json"), optional("norms"), optional("head"), optional("batch"))
+    reports = (load("reports/study/metrics.json"), load("reports/placement/metrics.json"),
+               load("reports/sweep/metrics.json"), optional("norms"), optional("head"), optional("batch"))
+    params = read_params(ROOT / "params.yaml")
+    setting = {key: getattr(params.train, key) for key in ("epochs", "batch_size", "optimizer", "learning_rate",
+                                                          "precision")}
+    found = claims.answer(*reports,
+                          claims.accuracy_by_seed(record for _, record in records("study")),
+                          {**setting, "equivalence_margin": params.placement.equivalence_margin})
     runs = []
     for grid in claims.PROVENANCE_GRIDS:
         for path, record in records(grid):

@@ -9,8 +9,14 @@ moving.
 
 from __future__ import annotations
 
+from stages.analysis.cells import accuracy_text
+from stages.analysis import claims
+from stages.analysis.statistics import ALPHA, FAMILY
 from stages.grids import batch as batch_grid
 from stages.grids import head as head_grid
+
+
+TEST_NAMES = {"paired": "paired t-test on seed", "welch": "Welch's test"}
 
 
 def begin(name: str) -> str:
@@ -50,27 +56,58 @@ def spread(row: dict, digits: int = 4) -> str:
     return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
 
 
+def judgement(pair: dict) -> str:
+    """A judged comparison (claims.judged) in the fixed vocabulary, its wording decided by its
+    verdict alone: the difference and its interval, then what the test says."""
+    number = f"{points(pair['difference'])} points ({interval(pair)})"
+    kind = pair["verdict"]
+    if kind == "not_tested":
+        return f"{points(pair['difference'])} points, not tested: fewer than {claims.MIN_RUNS} runs per arm"
+    if kind == "detected":
+        return f"{number}, detected (Holm p = {pair['p_holm']:.2g})"
+    if kind == "equivalent":
+        return f"{number}, equivalent within ±{pair['equivalence']['margin'] * 100:.2g} points"
+    could = ("" if pair["minimum_detectable"] is None
+             else f" — the test could have detected ≥ {pair['minimum_detectable'] * 100:.2f} points")
+    return f"{number}, no difference detected{could}"
+
+
+def judged_at_rates(found: list[tuple[str, dict]]) -> str:
+    return "; ".join(f"at {rate} {judgement(pair)}" for rate, pair in found)
+
+
+def setting_text(setting: dict) -> str:
+    """The study's training, as params.yaml's train section says it."""
+    return (f"{setting['epochs']} epochs, batch {setting['batch_size']}, {setting['optimizer'].capitalize()} "
+            f"{setting['learning_rate']:g}, {setting['precision']}")
+
+
 def readme_answer(answer: dict, machines: list[dict]) -> str:
-    """README.md's answer, from claims.answer and claims.provenance."""
-    helps, where, rows = answer["helps"], answer["where"], answer["placement"]["seeds"]
-    share = answer["rescaled"]["share"]
-    why = [f"*Where the gain appears:* with Adam, at every learning rate ({at_rates(where['adam'])} points, "
-           f"`before` − `none`); with plain SGD, {'a gain at some rates' if where['sgd_detected'] else 'no detectable gain'} "
-           f"({at_rates(where['sgd'])}).",
-           f"*Where the net starts:* rescaling the net once at the start, without BN (`rescaled`), "
-           f"recovers {share:.0%} of BN's gain at 1e-3: {'less' if answer['rescaled']['under_half'] else 'more'} than half."]
+    """README.md's answer, from claims.answer and claims.provenance: every verdict worded from its
+    test (claims.VERDICTS), every quantifier only where each case it covers passes."""
+    helps, where, rows, setting = answer["helps"], answer["where"], answer["placement"]["seeds"], answer["setting"]
+    optimizer = setting["optimizer"].capitalize()
+    where_text = []
+    for name, label in (("adam", "Adam"), ("sgd", "plain SGD")):
+        if where[name]:
+            every = "detected at every learning rate: " if where["every"][name] else ""
+            where_text.append(f"with {label}, {every}{judged_at_rates(where[name])}")
+    why = [f"*Where the gain appears* (`before` − `none`): {'; '.join(where_text)}.",
+           rescaled_sentence(answer["rescaled"], setting)]
     why += [line for line in (frozen_sentence(answer["frozen"]), scale_sentence(answer["scale"]),
                               head_sentence(answer["head"]), batch_sentence(answer["batch"])) if line]
     before, after = helps["before"], helps["after"]
+    fewest, most = helps["seeds"]
+    seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
     lines = [
-        "On CIFAR-10, with the reference notebook's net and training (10 epochs, batch 250, Adam 1e-3, "
-        "float32), test accuracy:",
+        f"On CIFAR-10, with the reference notebook's net and training ({setting_text(setting)}), test accuracy. "
+        f"Every comparison is paired on seed where both arms ran the same seeds (else Welch's), with p "
+        f"Holm-adjusted over {FAMILY}; a verdict is *detected*, *equivalent*, *no difference detected* (with what "
+        f"the test could have detected) or *not tested* (fewer than {claims.MIN_RUNS} runs per arm).",
         "",
         f"- **{'BN helps.' if helps['detected'] else 'Does BN help?'}** Over "
-        f"the same net without BN: {points(before['difference'])} "
-        f"points with BN before the activation (95% CI {interval(before)}), {points(after['difference'])} "
-        f"after it ({interval(after)}); {helps['seeds']} seeds per variant, Welch's test, Holm-adjusted "
-        f"p = {before['p_holm']:.2g} and {after['p_holm']:.2g}.",
+        f"the same net without BN, BN before the activation: {judgement(before)}; after it: {judgement(after)} "
+        f"({seeds} seeds per variant, {TEST_NAMES[before['test']]}).",
         f"- **Before or after the activation?** {placement_answer(answer['placement'])} "
         f"({rows['before']} seeds of `before`, {rows['after']} of `after`; "
         "[reports/placement/placement.md](reports/placement/placement.md)).",
@@ -84,60 +121,85 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rescaled_sentence(rescaled: dict, setting: dict) -> str:
+    """`rescaled`'s share of BN's gain with its bootstrap interval; "less (more) than half" only if
+    the whole interval is."""
+    share = f"{rescaled['share']:.0%} of BN's gain (95% bootstrap CI {rescaled['ci_low']:.0%} to {rescaled['ci_high']:.0%})"
+    if not rescaled["tested"]:
+        reading = f"not tested: fewer than {claims.MIN_RUNS} runs per arm"
+    elif rescaled["under_half"]:
+        reading = "less than half"
+    elif rescaled["over_half"]:
+        reading = "more than half"
+    else:
+        reading = "whether less or more than half is not settled: the interval spans one half"
+    return (f"*Where the net starts:* rescaling the net once at the start, without BN (`rescaled`), recovers "
+            f"{share} at {setting['optimizer'].capitalize()} {setting['learning_rate']:g}: {reading}.")
+
+
 def placement_answer(placement: dict) -> str:
-    """The answer to "before or after?" once the placement report settles it; the report's own
-    words otherwise (interim, undecided)."""
+    """The answer to "before or after?" once the placement report detects a difference; the
+    report's own words otherwise (interim, undecided)."""
     if not placement["settled"]:
         return placement["verdict"][0].upper() + placement["verdict"][1:] + "."
     higher, lower = placement["higher"], placement["lower"]
     scale = {"under_half": "less than half", "about": "about", "times": f"{placement['ratio']:.0f} times"}
-    return (f"{higher.capitalize()}, by a little: `{higher}` − `{lower}` = "
+    return (f"{higher.capitalize()}: `{higher}` − `{lower}` = "
             f"{points(placement['difference'])} points (95% CI {interval(placement)}, "
-            f"Welch p = {placement['p_value']:.2g}), {scale[placement['scale']]} one seed's spread (std "
-            f"{placement['std_low'] * 100:.2f}–{placement['std_high'] * 100:.2f} points): one run of each puts "
-            f"`{higher}` ahead only {placement['ahead']:.0%} of the time")
+            f"{placement['test']} p = {placement['p_value']:.2g}), detected; {scale[placement['scale']]} one seed's "
+            f"spread (std {placement['std_low'] * 100:.2f}–{placement['std_high'] * 100:.2f} points): one run of each, "
+            f"on different seeds, puts `{higher}` ahead {placement['ahead']:.0%} of the time")
 
 
 def frozen_sentence(frozen: dict | None) -> str:
-    """`frozen` against `none` and `before`; empty before the study has `frozen` cells."""
+    """`frozen` against `none` and `before`; "the first epoch of normalizing is enough" only where
+    `before` − `frozen` is equivalent within the margin; empty before the study has `frozen` cells."""
     if frozen is None:
         return ""
-    relation = {"same": "no detectable difference from", "less": "less than", "more": "more than"}[frozen["relation"]]
     gain, against = frozen["gain"], frozen["against"]
-    return (f"*Normalizing during training:* BN that stops normalizing by the batch after the "
-            f"first epoch (`frozen`) gains {points(gain['difference'])} points over `none` "
-            f"({interval(gain)}), {relation} `before` (before − frozen "
-            f"{points(against['difference'])}, {interval(against)})"
-            + (": the first epoch of normalizing is enough." if frozen["relation"] == "same" else "."))
+    enough = ": BN's gain needs the first epoch of normalizing only" if against["verdict"] == "equivalent" else ""
+    return (f"*Normalizing during training:* BN that stops normalizing by the batch after the first epoch "
+            f"(`frozen`) against `none`: {judgement(gain)}; `before` − `frozen`: {judgement(against)} "
+            f"(equivalence within ±{against['equivalence']['margin'] * 100:.2g} points: TOST p = "
+            f"{against['equivalence']['p_value']:.2g}){enough}.")
 
 
 def scale_sentence(scale: dict | None) -> str:
     """Scale invariance, from the norms grid: BN's kernel growth and end-of-training effective step
-    against `none`'s, at each rate; empty before that report exists."""
+    against `none`'s, at each rate; a reading only with MIN_RUNS seeds per variant; empty before
+    that report exists."""
     if scale is None:
         return ""
     found = [f"×{rate['growth']['before']:.2f} at Adam {rate['rate']} (`none`: ×{rate['growth']['none']:.2f}), "
              f"ending with {rate['step_ratio']:.2f}× `none`'s effective step" for rate in scale["rates"]]
+    seeds = scale["seeds"]
+    runs = f"{seeds} seed{'s' if seeds > 1 else ''} per variant"
+    if not scale["tested"]:
+        return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} ({runs}: "
+                f"{'one run' if seeds == 1 else f'{seeds} runs'}, not tested).")
     yes = [rate["rate"] for rate in scale["rates"] if rate["holds"]]
     no = [rate["rate"] for rate in scale["rates"] if not rate["holds"]]
     where = ("at every rate" if not no else "at no rate" if not yes
              else f"at {', '.join(yes)}, not at {', '.join(no)}")
-    seeds = scale["seeds"]
-    return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} "
-            f"({seeds} seed{'s' if seeds > 1 else ''} per variant): they outgrow `none`'s and take "
-            f"smaller relative steps {where}.")
+    return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} ({runs}): "
+            f"they outgrow `none`'s and take smaller relative steps {where} (means over seeds, no test).")
 
 
 def head_sentence(rates: list[dict]) -> str:
-    """The SGD head intervention; empty before that report exists."""
+    """The SGD head intervention: divergence with and without it (Fisher's exact test), and
+    `before` − `none` with it, judged; empty before that report exists."""
     parts = []
     for rate in rates:
-        entry, twin, pair = rate["with"], rate["without"], rate["pair"]
-        text = f"at SGD {rate['rate']} `before` diverged in {entry['diverged']} of {entry['n']} runs"
+        entry, twin, pair, pooled = rate["with"], rate["without"], rate["pair"], rate["pooled"]
+        text = f"at SGD {rate['rate']} `before` diverged in {entry['diverged']} of {entry['runs']} runs"
         if twin is not None:
-            text += f" ({twin['diverged']} of {twin['n']} without)"
+            text += f" ({twin['diverged']} of {twin['runs']} without)"
+        if pooled is not None and pooled["with"] + pooled["without"]:
+            change = "detected" if pooled["p"] < ALPHA else "no difference detected"
+            text += (f", the BN variants together {pooled['with']} of {pooled['with_runs']} ({pooled['without']} of "
+                     f"{pooled['without_runs']} without, Fisher exact p = {pooled['p']:.2g}: {change})")
         if pair is not None:
-            text += f", `before` − `none` {points(pair['difference'])} points ({interval(pair)})"
+            text += f"; with it, `before` − `none` {judgement(pair)}"
         parts.append(text)
     if not parts:
         return ""
@@ -146,22 +208,25 @@ def head_sentence(rates: list[dict]) -> str:
 
 
 def batch_sentence(batch: dict | None) -> str:
-    """BN's gain at each batch size, split into fitting and the gap; empty before the batch report
-    compares `before` with `none` at a batch size other than the study's."""
+    """BN's gain at each batch size, judged, split into fitting and the gap (unadjusted 95% CIs);
+    "the gain is fitting" only where every detected gain has a detected fitting part and no
+    narrower gap; empty before the batch report compares `before` with `none` at a batch size
+    other than the study's."""
     if batch is None:
         return ""
-    split, narrowed = batch["split"], batch["narrowed"]
-    sizes = list(split)
-
-    def listed(name: str, intervals: bool = False) -> str:
-        return ", ".join(points(split[size][name]["difference"])
-                         + (f" ({interval(split[size][name])})" if intervals else "") for size in sizes)
-
-    verdict = (f"`before` narrows the train − test gap detectably at batch {', '.join(narrowed)}" if narrowed else
-               "`before` narrows the train − test gap detectably at no batch size: where it gains, it gains by fitting")
-    return (f"*The batch:* `before` − `none` at batch {', '.join(sizes)}: test accuracy "
-            f"{listed('test_accuracy', intervals=True)} points, train accuracy {listed('train_accuracy')}, "
-            f"gap {listed('gap')}; {verdict}.")
+    split = batch["split"]
+    gains = "; ".join(f"at {size} {judgement(split[size]['test_accuracy'])}" for size in split)
+    parts = "; ".join(f"at {size} train accuracy {points(split[size]['train_accuracy']['difference'])} "
+                      f"({interval(split[size]['train_accuracy'])}), gap {points(split[size]['gap']['difference'])} "
+                      f"({interval(split[size]['gap'])})" for size in split)
+    gap = (f"the gap narrows (CI below 0) at {', '.join(batch['narrowed']) or 'no batch size'} and widens (CI above 0) "
+           f"at {', '.join(batch['widened']) or 'no batch size'}")
+    detected = batch["detected"]
+    fitting = bool(detected) and all(size in batch["fitting"] and size not in batch["narrowed"] for size in detected)
+    reading = (f"; where the gain is detected ({', '.join(detected)}), it is fitting: train accuracy gains "
+               "detectably and the gap does not narrow" if fitting else "")
+    return (f"*The batch:* `before` − `none` in test accuracy {gains}. Split (unadjusted 95% CIs): {parts}; "
+            f"{gap}{reading}.")
 
 
 def provenance(machines: list[dict]) -> list[str]:
@@ -193,9 +258,9 @@ def study_block(study: dict) -> str:
                      f"{row['cos_update_gradient_median']['min']:.3f} – {row['cos_update_gradient_median']['max']:.3f} | "
                      f"{row['fit_seconds']['mean']:.0f} ± {row['fit_seconds']['std']:.0f} |")
     lines += ["", "Test accuracy mean ± std over seeds; the landscape columns give each cell's median over "
-              "training, min – max over the seeds. Differences of mean test accuracy (points), Welch's "
-              "95% CI, Holm-adjusted over all pairs, and the smallest difference these seeds detect "
-              "with 80% power:", "",
+              "training, min – max over the seeds. Differences of mean test accuracy (points), 95% CI of "
+              "the paired t-test on seed (every variant ran the same seeds), Holm-adjusted over all pairs, "
+              "and the smallest difference these seeds detect with 80% power:", "",
               "| pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
     for name, pair in study["comparisons"].items():
         lines.append(f"| {name.replace('_vs_', ' − ')} | {points(pair['difference'])} | {interval(pair)} | "
@@ -211,10 +276,10 @@ def sweep_block(sweep: dict, findings: dict) -> str:
     for optimizer, rates in sweep.items():
         for rate, cell in rates.items():
             lines.append(f"| {optimizer} {rate} | "
-                         + " | ".join(head_grid.accuracy_text(cell.get(variant)) for variant in variants) + " |")
+                         + " | ".join(accuracy_text(cell.get(variant)) for variant in variants) + " |")
 
     def gain(optimizer: str, variant: str) -> str:
-        return at_rates(findings["gains"][optimizer, variant])
+        return judged_at_rates([(rate, claims.judged(pair)) for rate, pair in findings["gains"][optimizer, variant]])
 
     def shares(variant: str) -> str:
         return ", ".join(f"{share:.0%} at {rate}" for rate, share in findings["shares"][variant])
@@ -225,14 +290,18 @@ def sweep_block(sweep: dict, findings: dict) -> str:
     diverged = [f"{variant} {count} of {seeds}" for variant, count, seeds in findings["diverged"]]
     beta = "; ".join(f"{rate}: " + ", ".join(f"{variant} {mean:.1f}" for variant, mean in means)
                      for rate, means in findings["update_beta"])
-    sgd_lower = [f"{found['lower']:.1%} lower at {found['rate']} ({found['before']:.1f} vs {found['none']:.1f})"
-                 for found in findings["sgd_lower"]]
+    sgd_gains = dict(findings["gains"]["sgd", "before"])
+    sgd_lower = [f"{found['lower']:.1%} lower at {found['rate']} ({found['before']:.1f} vs {found['none']:.1f}; "
+                 "accuracy, `before` − `none`: "
+                 + (judgement(claims.judged(sgd_gains[found["rate"]])) if found["rate"] in sgd_gains else "not compared")
+                 + ")" for found in findings["sgd_lower"]]
     smallest, largest = findings["detectable"]
     lines += ["", "Test accuracy after 10 epochs, mean ± std over n seeds. What the numbers say:", "",
-              f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')} points; "
+              f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')}; "
               f"`after`: {gain('adam', 'after')}.",
-              "- **Holm-significant differences** (α = 0.05, within each rate): " + "; ".join(significant) + ".",
-              f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')} points; runs that "
+              f"- **Detected differences** (Holm p < 0.05 over {FAMILY}, {claims.MIN_RUNS} runs per arm or more; "
+              "pairs with fewer runs are not tested): " + "; ".join(significant) + ".",
+              f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')}; runs that "
               f"diverged: {', '.join(diverged)} (at {findings['worst_sgd']} no comparison is made).",
               f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",
               *([f"- **`frozen` keeps** (its share of `before` − `none`): {shares('frozen')}."]
@@ -243,8 +312,7 @@ def sweep_block(sweep: dict, findings: dict) -> str:
                 f"{largest * 100:.2f} points (the placement study settles it at 1e-3: "
                 "[reports/placement/placement.md](../reports/placement/placement.md)).",
               f"- **β along the real update Δ** (median over training, mean over seeds; Adam) {beta}.",
-              f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}, "
-              "with no accuracy gain."]
+              f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}."]
     return "\n".join(lines)
 
 
@@ -285,7 +353,8 @@ def frozen_at_high_rate(pooled: dict | None) -> list[str]:
                           + (f", {entry['diverged']} more diverged" if entry["diverged"] else "") + ")"
                           for entry in pooled["variants"])
     return ["", f"At Adam {pooled['rate']}, every seed trained there (the sweep's and the norms grid's, same "
-            f"training): {described}; {'; '.join(text)} (points, Welch 95% CI, Holm over the pairs of these variants)."]
+            f"training): {described}; {'; '.join(text)} (points, {TEST_NAMES[pooled['pairs'][0]['test']]}, 95% CI, "
+            f"Holm over {FAMILY}, all {len(pooled['family'])} of them)."]
 
 
 def norms_block(rows: list[dict] | None) -> str:
@@ -296,7 +365,7 @@ def norms_block(rows: list[dict] | None) -> str:
     lines = ["| rate | bn | seeds | test accuracy | conv ‖w‖ growth | conv effective step, start → last epoch | vs `none` at the end | head ‖w‖ growth |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        start = f"| {row['rate']} | {row['variant']} | {row['seeds']} | {row['accuracy']:.4f} |"
+        start = f"| {row['rate']} | {row['variant']} | {row['seeds']} | {accuracy_text(row['accuracy'])} |"
         if row["end"] is None:  # Every seed diverged.
             lines.append(f"{start} diverged | – | – | – |")
             continue
@@ -317,8 +386,8 @@ def head_block(summary: dict | None, head) -> str:
         for bn, entry in variants.items():
             if bn != "comparisons":
                 lines.append(f"| {rate} | {bn} | {summary['paired'][rate][bn]['rms_before']:.2f} | "
-                             f"{head_grid.accuracy_text(summary['without'].get(rate, {}).get(bn))} | "
-                             f"{head_grid.accuracy_text(entry)} |")
+                             f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | "
+                             f"{accuracy_text(entry)} |")
     return "\n".join(lines + ["", *(f"- {line}" for line in head_grid.verdicts(summary, head))])
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from stages.trainer.errors import InputFileError
 from stages.analysis.records import fit_seconds, read_json
-from stages.analysis.statistics import (CONFIDENCE, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
+from stages.analysis.statistics import (CONFIDENCE, FAMILY, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
                               describe)
 
 # The probes' summaries (medians over training, landscape.LandscapeProbe.summary) that the study
@@ -62,27 +62,45 @@ def oriented(comparisons: dict, first: str, second: str) -> dict | None:
     return {**pair, "difference": -pair["difference"], "ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]}
 
 
-def holm_pairs(samples: dict[str, list[float]]) -> dict:
-    """Every pair of `samples`' variants compared on test accuracy (Welch, Holm over these pairs),
-    as the grid reports keep them in metrics.json."""
-    return {f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                                         "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable}
-            for c in compare_all(samples)}
+def comparison_row(c: Comparison) -> dict:
+    """One comparison as the reports keep it in metrics.json: the primary test's (paired on seed
+    where the arms share their seeds) difference, interval, p-values and power, and Welch's beside."""
+    return {"test": c.test, "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+            "p_value": c.p_value, "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable,
+            "seeds_to_detect_target": c.seeds_to_detect_target, "sizes": list(c.sizes),
+            "welch_ci_low": c.welch_ci_low, "welch_ci_high": c.welch_ci_high, "welch_p": c.welch_p}
+
+
+def holm_pairs(samples: dict[str, dict[int, float]]) -> dict:
+    """Every pair of `samples`' variants ({seed: test accuracy} each) compared (paired on seed
+    where both ran the same seeds, else Welch; Holm over these pairs), as the grid reports keep
+    them in metrics.json."""
+    return {f"{c.first}_vs_{c.second}": comparison_row(c) for c in compare_all(samples)}
 
 
 def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str = "Differences") -> list[str]:
     """A grid report's comparisons, (setting's value, pair, comparison) each, as a markdown table
     after a sentence saying what they are; one line instead where nothing could be compared."""
-    lines = [f"{lead} in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs at each "
-             f"{setting} (variants with two seeds or more and no diverged run), and the smallest difference "
-             "these seeds could detect (80% power):", ""]
+    lines = [f"{lead} in test accuracy (points), 95% CI of the paired t-test on seed where both variants "
+             f"ran the same seeds (else Welch's), Holm-adjusted p over the family ({FAMILY}: here "
+             f"each {setting}'s variants with two seeds or more and no diverged run), the smallest difference "
+             "these seeds could detect (80% power), and Welch's interval beside:", ""]
     if not compared:
         return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
-    lines += [f"| {setting} | pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|---|"]
-    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
+    lines += [f"| {setting} | pair | test | difference | 95% CI | Holm p | minimum detectable | Welch 95% CI |",
+              "|---|---|---|---|---|---|---|---|"]
+    return lines + [f"| {value} | {pair.replace('_vs_', ' − ')} | {c['test']} | {100 * c['difference']:+.2f} | "
                     f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                    + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-                    for value, pair, c in compared]
+                    + (f"{100 * c['minimum_detectable']:.2f}" if c["minimum_detectable"] is not None else "–")
+                    + f" | {welch_interval(c)} |" for value, pair, c in compared]
+
+
+def welch_interval(c: dict) -> str:
+    """Welch's 95% CI of a comparison whose primary test is paired (in points); – where Welch's is
+    the primary test itself."""
+    if c["test"] != "paired":
+        return "–"
+    return f"[{100 * c['welch_ci_low']:+.2f}, {100 * c['welch_ci_high']:+.2f}]"
 
 
 def rate_record(runs: Path, optimizer: str, rate: float, bn: str, seed: int) -> Path:
@@ -150,7 +168,8 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
             found[key] = record["train"][key] if key in record["train"] else record["model"][key]
         scores = {f"{split}.{measure}": record["metrics"][split][measure]
                   for split in ("train", "test") for measure in ("accuracy", "loss")}
-        last_loss = record["history"]["fit/loss"][-1]
+        losses = record["history"]["fit/loss"]
+        losses[-1]  # An empty history is as incomplete as a missing one.
     except (KeyError, TypeError, IndexError) as error:
         raise InputFileError(f"{path}: not a complete cell record (no {error}); {fix}") from None
     wrong = [key for key, value in expected.items() if found[key] != value]
@@ -158,20 +177,57 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
         recorded = ", ".join(f"{key}={found[key]}" for key in wrong)
         named = ", ".join(f"{key}={expected[key]}" for key in wrong)
         raise InputFileError(f"{path}: records {recorded}, not the {named} its name says; {fix}")
-    diverged = not (isinstance(last_loss, (int, float)) and math.isfinite(last_loss))
+    run_diverged = all(isinstance(loss, (int, float)) for loss in losses) and diverged_history(record["history"])
     for name, value in scores.items():
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         finite = number and math.isfinite(value)
         if not number or (name.endswith("accuracy") and not (finite and 0 <= value <= 1)) \
-                or (not finite and not diverged):
+                or (not finite and not run_diverged):
             raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
 
 
+def diverged_history(history: dict) -> bool:
+    """Whether a run diverged, by the one rule every grid uses: a training loss of some epoch is
+    not finite, or (with two epochs or more) the last epoch's mean training loss is not below
+    the first epoch's; a one-epoch run has nothing to compare its loss with.
+
+    Why this rule: it needs only the per-epoch history, which every record has, probed or not
+    (the landscape probe's own flag, stages/trainer/landscape.has_diverged, compares with the
+    loss at step 0, which unprobed records lack). A run that learns lowers its epoch mean from
+    the first epoch to the last (every committed trained run ends at most 0.74 of its first
+    epoch's mean loss, the worst `none` at Adam 1e-2); one that blows up but stays finite does
+    not (SGD 0.3, `before`, seed 0: 34.1 in the first epoch, 50.6 in the last, test accuracy at
+    chance), nor does one stuck at chance (the same loss every epoch). On the committed records
+    it agrees with the probe's flag on every probed record, and with "the last loss is not
+    finite" (the rule unprobed grids used) on every record but that one."""
+    losses = np.asarray(history.get("fit/loss", [np.nan]), dtype=np.float64)
+    return bool(not np.all(np.isfinite(losses)) or (len(losses) > 1 and losses[-1] >= losses[0]))
+
+
 def diverged(cell: Cell) -> bool:
-    """The probe's flag where the cell probed; without probes, whether its last training loss is
-    not finite."""
-    loss = cell.history.get("fit/loss", np.array([np.nan]))
-    return bool(cell.landscape_summary.get("diverged", not np.isfinite(loss[-1])))
+    """diverged_history of the cell's record: the same rule for every grid."""
+    return diverged_history(cell.history)
+
+
+def trained_description(values: list[float], diverged_runs: int) -> dict:
+    """describe() of the trained runs' values (`n` of them; {"n": 0} if none), with `runs` (all of
+    them) and `diverged` (how many are left out): a diverged run is counted, never averaged, as
+    its score (chance) says nothing about the net that trains."""
+    return {**(describe(values) if values else {"n": 0}), "runs": len(values) + diverged_runs,
+            "diverged": diverged_runs}
+
+
+def accuracy_text(entry: dict | None) -> str:
+    """A trained_description of test accuracy in a table: mean ± std over the trained runs, and
+    how many of all the runs diverged; no mean where one run or none trained."""
+    if entry is None:
+        return "–"
+    diverged_runs = f"{entry['diverged']} of {entry['runs']} diverged" if entry["diverged"] else ""
+    if entry["n"] == 0:
+        return diverged_runs
+    text = (f"{entry['mean']:.4f} (one run)" if entry["n"] == 1
+            else f"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']})")
+    return text + (f", {diverged_runs}" if diverged_runs else "")
 
 
 def figure_run(cell: Cell) -> dict:
@@ -187,10 +243,13 @@ def figure_run(cell: Cell) -> dict:
 
 
 def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[Comparison]]:
-    """Per variant: each measure described over seeds. Pairs: Welch on test accuracy."""
+    """Per variant: each measure described over the seeds that trained (diverged ones counted).
+    Pairs: Welch on test accuracy."""
     summary = {}
+    trained_cells = {variant: [run for run in runs if not diverged(run)] for variant, runs in cells.items()}
     for variant, runs in cells.items():
-        summary[variant] = {name: describe([run.metrics[a][b] for run in runs])
+        trained = trained_cells[variant]
+        summary[variant] = {name: trained_description([run.metrics[a][b] for run in trained], len(runs) - len(trained))
                             for name, (a, b) in measures.items()}
         for key in (*PAPER_MEASURES, *UPDATE_MEASURES):
             # A diverged run has no finite median (None): the measure describes the other seeds.
@@ -198,14 +257,11 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
             if any(value is not None for value in values):
                 summary[variant][key] = describe([value for value in values if value is not None])
         summary[variant]["fit_seconds"] = describe([fit_seconds(run.run) for run in runs])
-    accuracy = {v: [run.metrics["test"]["accuracy"] for run in runs] for v, runs in cells.items()}
+    # A variant with a diverged run is counted, not compared (its divergence is the finding).
+    accuracy = {v: {run.seed: run.metrics["test"]["accuracy"] for run in runs} for v, runs in trained_cells.items()
+                if len(runs) == len(cells[v]) and len(runs) >= 2}
     comparisons = compare_all(accuracy)
-    summary["comparisons"] = {
-        f"{c.first}_vs_{c.second}": {"difference": c.difference, "ci_low": c.ci_low,
-                                     "ci_high": c.ci_high, "p_value": c.p_value, "p_holm": c.p_holm,
-                                     "minimum_detectable": c.minimum_detectable,
-                                     "seeds_to_detect_target": c.seeds_to_detect_target}
-        for c in comparisons}
+    summary["comparisons"] = {f"{c.first}_vs_{c.second}": comparison_row(c) for c in comparisons}
     return summary, comparisons
 
 
@@ -226,17 +282,23 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         "| bn | seeds | test accuracy | test loss | train accuracy |", "|---|---|---|---|---|",
         *(f"| {v} | {summary[v]['test_accuracy']['n']} | {cell(v, 'test_accuracy')} | "
           f"{cell(v, 'test_loss')} | {cell(v, 'train_accuracy')} |" for v in variants), "",
-        "## Differences in mean test accuracy (Welch's t-test, 95% CI)", "",
-        f"p-values are Holm-adjusted over the {len(comparisons)} pairs (the CIs are not); a difference "
+        "## Differences in mean test accuracy (paired t-test on seed, 95% CI; Welch's beside)", "",
+        "Every variant ran the same seeds, and one seed gives two variants the same initializer stream "
+        "and data order, so each pair is tested on its per-seed differences (paired t); Welch's test, "
+        "which treats the two as independent, is beside it. "
+        f"p-values are Holm-adjusted over the family ({FAMILY}: here the {len(comparisons)} pairs; the CIs "
+        "are not adjusted); a difference "
         f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
         f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
         f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "
         "points with that power.", "",
         f"| pair | difference (points) | 95% CI | p-value | Holm p | minimum detectable (points) | "
-        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points |", "|---|---|---|---|---|---|---|",
+        f"seeds for {TARGET_DIFFERENCE * 100:.1f} points | test | Welch 95% CI | Welch p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(f"| {c.first} − {c.second} | {c.difference * 100:+.2f} | "
           f"[{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | {c.p_value:.3g} | {c.p_holm:.3g} | "
-          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} |"
+          f"{'–' if c.minimum_detectable is None else f'{c.minimum_detectable * 100:.2f}'} | {c.seeds_to_detect_target or f'> {MAX_SEEDS:,}'} | "
+          f"{c.test} | {welch_interval(comparison_row(c))} | {'–' if c.welch_p is None else f'{c.welch_p:.3g}'} |"
           for c in comparisons), "",
         *(f"- {c.verdict()}" for c in comparisons), "",
     ]

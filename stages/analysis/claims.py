@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import scipy.stats
+from statsmodels.stats.weightstats import ttost_paired
 
-from stages.analysis.cells import oriented
+from stages.analysis.cells import diverged_history, oriented
 from stages.analysis.plotting import VARIANT_ORDER
-from stages.analysis.statistics import compare_all, describe
-from stages.grids.norms import mean_over_seeds
+from stages.analysis.statistics import ALPHA, CONFIDENCE, compare_all, describe
+from stages.grids.head import pooled_divergence
+from stages.grids.norms import mean_over_seeds, trained_accuracy
 
 PROVENANCE_GRIDS = ("study", "placement", "sweep", "norms", "head", "batch")  # Whose cells the answer quotes.
 FROZEN_COMPARED = ("none", "rescaled", "frozen", "before")  # In the order docs/why.md's tables list them.
@@ -41,12 +44,40 @@ def gains(sweep: dict, optimizer: str, first: str, second: str) -> list[tuple[st
     return found
 
 
+# The fixed vocabulary of every claim, decided by its test (answer.py words each kind):
+# "detected": the 95% CI excludes 0 after the stated adjustment (Holm p < ALPHA over
+# statistics.FAMILY); "equivalent": TOST within ±margin (paired where paired); "no_difference":
+# neither, and the claim says what the test could have detected; "not_tested": fewer than
+# MIN_RUNS runs in an arm, where a t interval (one or two degrees of freedom) says next to nothing.
+MIN_RUNS = 3
+VERDICTS = ("detected", "equivalent", "no_difference", "not_tested")
+
+
+def verdict(pair: dict, equivalence: dict | None = None) -> str:
+    """Which of VERDICTS a comparison (a report's row, with its `sizes`) earns; `equivalence`: its
+    TOST ({"p_value"}), where one was run."""
+    if min(pair["sizes"]) < MIN_RUNS:
+        return "not_tested"
+    if pair["p_holm"] < ALPHA:
+        return "detected"
+    if equivalence is not None and equivalence["p_value"] < ALPHA:
+        return "equivalent"
+    return "no_difference"
+
+
+def judged(pair: dict, equivalence: dict | None = None) -> dict:
+    """The comparison with its verdict (`verdict`) and, where it has one, its TOST (`equivalence`)."""
+    return {**pair, "verdict": verdict(pair, equivalence), "equivalence": equivalence}
+
+
 def bn_helps(study: dict) -> dict:
     """BN (before and after the activation) against `none` at the study's setting: the two
-    comparisons, the seeds per variant, and whether both gains are detected."""
-    before, after = study["comparisons"]["before_vs_none"], study["comparisons"]["after_vs_none"]
-    return {"before": before, "after": after, "seeds": study["before"]["test_accuracy"]["n"],
-            "detected": min(before["ci_low"], after["ci_low"]) > 0}
+    comparisons with their verdicts, the fewest and most seeds of the three variants, and whether
+    both gains are detected."""
+    before, after = (judged(study["comparisons"][f"{bn}_vs_none"]) for bn in ("before", "after"))
+    runs = [study[bn]["test_accuracy"]["n"] for bn in ("before", "after", "none")]
+    return {"before": before, "after": after, "seeds": (min(runs), max(runs)),
+            "detected": before["verdict"] == after["verdict"] == "detected"}
 
 
 def placement(summary: dict) -> dict:
@@ -68,36 +99,69 @@ def placement(summary: dict) -> dict:
     ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / math.hypot(*stds))
     ratio = abs(comparison["difference"]) / max(stds)  # The lead in units of one seed's spread.
     scale = "under_half" if ratio < 0.5 else "about" if ratio <= 2 else "times"
-    return {"settled": True, "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
+    return {"settled": True, "test": comparison["test"], "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
             "ci_low": low, "ci_high": high, "p_value": comparison["p_value"], "std_low": min(stds),
             "std_high": max(stds), "ahead": ahead, "ratio": ratio, "scale": scale, "seeds": seeds}
 
 
 def where_gain(sweep: dict) -> dict:
-    """`before` − `none` at each Adam and each SGD rate of the sweep, and whether any SGD rate's
-    95% CI excludes zero."""
-    sgd = gains(sweep, "sgd", "before", "none")
-    return {"adam": gains(sweep, "adam", "before", "none"), "sgd": sgd,
-            "sgd_detected": not all(includes_zero(pair) for _, pair in sgd)}
+    """`before` − `none` at each Adam and each SGD rate of the sweep, judged, and per optimizer
+    whether every rate's gain is detected (`every`: the only case "at every rate" may be said)."""
+    found = {optimizer: [(rate, judged(pair)) for rate, pair in gains(sweep, optimizer, "before", "none")]
+             for optimizer in ("adam", "sgd")}
+    return {**found, "every": {optimizer: bool(rates) and all(pair["verdict"] == "detected" for _, pair in rates)
+                               for optimizer, rates in found.items()}}
 
 
-def rescaled_share(study: dict) -> dict:
+BOOTSTRAP_SAMPLES = 10_000
+BOOTSTRAP_SEED = 0  # Fixed: the interval is part of a generated text that a test compares.
+
+
+def share_interval(accuracy: dict[str, dict[int, float]], variant: str, reference: str = "none",
+                   full: str = "before") -> tuple[float, float]:
+    """95% percentile bootstrap interval of (variant − reference) / (full − reference), the mean
+    accuracies' ratio, resampling seeds (the three variants ran the same seeds: one draw takes a
+    seed's three runs together). Our own: neither SciPy's bootstrap nor statsmodels resamples a
+    ratio of paired means over shared seeds in one call."""
+    seeds = sorted(set(accuracy[variant]) & set(accuracy[reference]) & set(accuracy[full]))
+    values = np.array([[accuracy[name][seed] for name in (variant, reference, full)] for seed in seeds])
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(seeds), (BOOTSTRAP_SAMPLES, len(seeds)))
+    means = values[draws].mean(axis=1)  # (samples, 3)
+    ratios = (means[:, 0] - means[:, 1]) / (means[:, 2] - means[:, 1])
+    low, high = np.percentile(ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return float(low), float(high)
+
+
+def rescaled_share(study: dict, accuracy: dict[str, dict[int, float]]) -> dict:
     """The share of `before`'s gain over `none` that `rescaled` (the net rescaled once at the
-    start, without BN) recovers at the study's setting, and whether it is less than half."""
+    start, without BN) recovers at the study's setting, its bootstrap interval (`accuracy`: each
+    variant's {seed: test accuracy}), and whether it is less than half: only if the whole
+    interval is."""
     comparisons = study["comparisons"]
     share = oriented(comparisons, "rescaled", "none")["difference"] / comparisons["before_vs_none"]["difference"]
-    return {"share": share, "under_half": share < 0.5}
+    low, high = share_interval(accuracy, "rescaled")
+    seeds = min(len(accuracy[bn]) for bn in ("rescaled", "none", "before"))
+    return {"share": share, "ci_low": low, "ci_high": high, "seeds": seeds, "tested": seeds >= MIN_RUNS,
+            "under_half": seeds >= MIN_RUNS and high < 0.5, "over_half": seeds >= MIN_RUNS and low > 0.5}
 
 
-def frozen_gain(study: dict) -> dict | None:
-    """`frozen` − `none`, `before` − `frozen`, and where `frozen` stands against `before`:
-    "same" (the CI includes zero), "less" or "more"; None before the study has `frozen` cells."""
+def paired_equivalence(first: dict[int, float], second: dict[int, float], margin: float) -> dict:
+    """TOST of first − second within ±margin over their shared seeds (statsmodels' ttost_paired)."""
+    seeds = sorted(set(first) & set(second))
+    p_value, _, _ = ttost_paired(np.array([first[s] for s in seeds]), np.array([second[s] for s in seeds]),
+                                 -margin, margin)
+    return {"margin": margin, "p_value": float(p_value)}
+
+
+def frozen_gain(study: dict, accuracy: dict[str, dict[int, float]], margin: float) -> dict | None:
+    """`frozen` − `none` and `before` − `frozen`, judged, the second with its paired TOST within
+    ±margin (params.yaml's placement.equivalence_margin); None before the study has `frozen` cells."""
     gain = oriented(study["comparisons"], "frozen", "none")
     if gain is None:
         return None
     against = oriented(study["comparisons"], "before", "frozen")
-    relation = "same" if includes_zero(against) else "less" if against["ci_low"] > 0 else "more"
-    return {"gain": gain, "against": against, "relation": relation}
+    return {"gain": judged(gain),
+            "against": judged(against, paired_equivalence(accuracy["before"], accuracy["frozen"], margin))}
 
 
 def scale_invariance(norms: dict | None) -> dict | None:
@@ -120,12 +184,15 @@ def scale_invariance(norms: dict | None) -> dict | None:
                       "holds": growth["before"] > growth["none"] and ratio < 1})
     if not rates:
         return None
-    return {"rates": rates, "seeds": len(next(iter(next(iter(norms.values())).values())))}
+    seeds = min(len(entry) for variants in norms.values() for entry in variants.values())
+    return {"rates": rates, "seeds": seeds, "tested": seeds >= MIN_RUNS}
 
 
 def head_intervention(head: dict | None) -> list[dict]:
     """Per rate of the head grid where `before` ran with the intervention: its runs (`with`:
-    diverged of n), its sweep twin's (`without`, or None), and `before` − `none` with it (or None)."""
+    diverged of runs), its sweep twin's (`without`, or None), the BN variants' divergence with and
+    without it together and Fisher's exact p of the two (`pooled`, stages/grids/head.py's), and
+    `before` − `none` with it (or None)."""
     if head is None:
         return []
     rates = []
@@ -133,8 +200,13 @@ def head_intervention(head: dict | None) -> list[dict]:
         if variants.get("before") is not None:
             rates.append({"rate": rate, "with": variants["before"],
                           "without": head["without"].get(rate, {}).get("before"),
-                          "pair": oriented(variants.get("comparisons") or {}, "before", "none")})
+                          "pooled": pooled_divergence(variants, head["without"].get(rate, {})),
+                          "pair": judge_optional(oriented(variants.get("comparisons") or {}, "before", "none"))})
     return rates
+
+
+def judge_optional(pair: dict | None) -> dict | None:
+    return None if pair is None else judged(pair)
 
 
 def batch_split(batch: dict | None) -> dict | None:
@@ -143,19 +215,36 @@ def batch_split(batch: dict | None) -> dict | None:
     None before the batch report compares them at two batch sizes or more."""
     if batch is None:
         return None
-    split = {size: entry["split"]["before"] for size, entry in batch.items() if "before" in entry.get("split", {})}
+    split = {size: {**entry["split"]["before"], "test_accuracy": judged(entry["comparisons"]["before_vs_none"])}
+             for size, entry in batch.items() if "before" in entry.get("split", {})}
     if len(split) < 2:
         return None
-    return {"split": split, "narrowed": [size for size in split if split[size]["gap"]["ci_high"] < 0]}
+    # The split's intervals are not adjusted: which sizes narrow or widen the gap is said as such.
+    return {"split": split, "narrowed": [size for size in split if split[size]["gap"]["ci_high"] < 0],
+            "widened": [size for size in split if split[size]["gap"]["ci_low"] > 0],
+            "detected": [size for size in split if split[size]["test_accuracy"]["verdict"] == "detected"],
+            "fitting": [size for size in split if split[size]["train_accuracy"]["ci_low"] > 0]}
 
 
 def answer(study: dict, placement_summary: dict, sweep: dict, norms: dict | None, head: dict | None,
-           batch: dict | None) -> dict:
+           batch: dict | None, accuracy: dict[str, dict[int, float]], setting: dict) -> dict:
     """Everything the README's answer says, from the reports' summaries (the optional grids' None
-    before their reports exist)."""
-    return {"helps": bn_helps(study), "placement": placement(placement_summary), "where": where_gain(sweep),
-            "rescaled": rescaled_share(study), "frozen": frozen_gain(study), "scale": scale_invariance(norms),
+    before their reports exist), the study's trained runs ({variant: {seed: test accuracy}}) and
+    the settings the study ran with (`setting`: params.yaml's train section and the equivalence
+    margin)."""
+    return {"setting": setting, "helps": bn_helps(study), "placement": placement(placement_summary),
+            "where": where_gain(sweep), "rescaled": rescaled_share(study, accuracy),
+            "frozen": frozen_gain(study, accuracy, setting["equivalence_margin"]), "scale": scale_invariance(norms),
             "head": head_intervention(head), "batch": batch_split(batch)}
+
+
+def accuracy_by_seed(records) -> dict[str, dict[int, float]]:
+    """{variant: {seed: test accuracy}} of the records' trained runs (cells.diverged_history)."""
+    accuracy: dict[str, dict[int, float]] = {}
+    for record in records:
+        if not diverged_history(record["history"]):
+            accuracy.setdefault(record["bn"], {})[record["seed"]] = record["metrics"]["test"]["accuracy"]
+    return accuracy
 
 
 def provenance(runs: list[dict], history: dict[str, tuple[str, str]]) -> list[dict]:
@@ -176,7 +265,8 @@ def provenance(runs: list[dict], history: dict[str, tuple[str, str]]) -> list[di
         groups.setdefault(key, []).append((date, commit))
     machines = []
     for (device, features, tensorflow, recorded), cells in groups.items():
-        dates = sorted(date for date, _ in cells if date)
+        # A record neither dated nor committed yet (git log finds no commit) has no date at all.
+        dates = sorted(date for date, _ in cells if date) or ["date unknown"]
         commits = sorted({commit for _, commit in cells if commit})
         machines.append({"device": device, "features": features, "tensorflow": tensorflow, "recorded": recorded,
                          "cells": len(cells), "first": dates[0], "last": dates[-1],
@@ -217,10 +307,10 @@ def sweep_findings(sweep: dict) -> dict:
                   for optimizer, variant in (("adam", "before"), ("adam", "after"), ("sgd", "before"))},
         "significant": [{"name": name, "optimizer": optimizer, "rate": rate, "pair": pair}
                         for optimizer, rates in sweep.items() for rate, cell in rates.items()
-                        for name, pair in (cell.get("comparisons") or {}).items() if pair["p_holm"] < 0.05],
+                        for name, pair in (cell.get("comparisons") or {}).items() if verdict(pair) == "detected"],
         "shares": {variant: shares(sweep, variant) for variant in ("rescaled", "frozen")},
         "placement": placements, "detectable": (min(detectable), max(detectable)),
-        "diverged": [(variant, cell[variant]["diverged"], cell[variant]["n"]) for cell in sweep["sgd"].values()
+        "diverged": [(variant, cell[variant]["diverged"], cell[variant]["runs"]) for cell in sweep["sgd"].values()
                      for variant in variants if variant in cell and cell[variant]["diverged"]],
         "worst_sgd": max(sweep["sgd"], key=float),
         "update_beta": [(rate, [(variant, cell[variant]["landscape"]["update_beta_median"]["mean"])
@@ -266,20 +356,22 @@ def frozen_findings(study: dict, freezes: list[dict], high_rate: list[dict]) -> 
 def frozen_at_high_rate(records: list[dict]) -> dict | None:
     """`frozen` at Adam HIGH_RATE over every seed trained there with these settings (`records`: the
     sweep's and the norms grid's, the same training): each variant's test accuracy (described)
-    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (Welch, Holm
-    over those pairs). None with fewer than three `frozen` runs."""
-    runs: dict[str, list[float]] = {}
+    and diverged runs, and the FROZEN_PAIRS among the variants with two runs or more (paired on
+    seed; Holm over every pair of the variants trained there, statistics.FAMILY). None with fewer
+    than three `frozen` runs."""
+    runs: dict[str, dict[int, float]] = {}
     diverged: dict[str, int] = {}
     for record in records:
-        if record["bn"] in FROZEN_COMPARED:
-            if (record.get("landscape") or {}).get("diverged"):
+        if record["bn"] in VARIANT_ORDER:
+            if diverged_history(record["history"]):
                 diverged[record["bn"]] = diverged.get(record["bn"], 0) + 1
             else:
-                runs.setdefault(record["bn"], []).append(record["metrics"]["test"]["accuracy"])
+                runs.setdefault(record["bn"], {})[record["seed"]] = record["metrics"]["test"]["accuracy"]
     if len(runs.get("frozen", [])) < 3:
         return None
-    variants = [bn for bn in FROZEN_COMPARED if len(runs.get(bn, [])) >= 2]
-    compared = {f"{c.first}_vs_{c.second}": c for c in compare_all({bn: runs[bn] for bn in variants})}
+    family = [bn for bn in VARIANT_ORDER if len(runs.get(bn, [])) >= 2 and not diverged.get(bn)]
+    compared = {f"{c.first}_vs_{c.second}": c for c in compare_all({bn: runs[bn] for bn in family})}
+    variants = [bn for bn in FROZEN_COMPARED if bn in family]
     pairs = []
     for first, second in FROZEN_PAIRS:
         pair = compared.get(f"{first}_vs_{second}") or compared.get(f"{second}_vs_{first}")
@@ -288,9 +380,9 @@ def frozen_at_high_rate(records: list[dict]) -> dict | None:
         sign = 1 if pair.first == first else -1
         low, high = sorted((sign * pair.ci_low, sign * pair.ci_high))
         pairs.append({"first": first, "second": second, "difference": sign * pair.difference,
-                      "ci_low": low, "ci_high": high, "p_holm": pair.p_holm})
-    return {"rate": HIGH_RATE, "pairs": pairs,
-            "variants": [{"variant": bn, "accuracy": describe(runs[bn]), "diverged": diverged.get(bn, 0)}
+                      "ci_low": low, "ci_high": high, "p_holm": pair.p_holm, "test": pair.test})
+    return {"rate": HIGH_RATE, "pairs": pairs, "family": family,
+            "variants": [{"variant": bn, "accuracy": describe(list(runs[bn].values())), "diverged": diverged.get(bn, 0)}
                          for bn in variants]}
 
 
@@ -306,8 +398,7 @@ def norms_rows(norms: dict | None) -> list[dict] | None:
         reference = mean_over_seeds(variants["none"], "conv", "effective_step_end") if "none" in variants else None
         for variant, entry in variants.items():
             end = mean_over_seeds(entry, "conv", "effective_step_end")
-            rows.append({"rate": rate, "variant": variant, "seeds": len(entry),
-                         "accuracy": sum(seed["test_accuracy"] for seed in entry.values()) / len(entry),
+            rows.append({"rate": rate, "variant": variant, "seeds": len(entry), "accuracy": trained_accuracy(entry),
                          "end": end, "start": mean_over_seeds(entry, "conv", "effective_step_start"),
                          "growth": mean_over_seeds(entry, "conv", "norm_growth"),
                          "head": mean_over_seeds(entry, "head", "norm_growth"),

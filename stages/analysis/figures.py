@@ -34,7 +34,7 @@ def _label_rates(axis, rates) -> None:
 
 def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
     """Test accuracy against learning rate (log x), one panel per optimizer: every seed a dot,
-    diverged runs a cross, the mean over seeds a line. A run: {"optimizer", "bn",
+    diverged runs a cross, the mean over the seeds that trained a line. A run: {"optimizer", "bn",
     "learning_rate", "seed", "test_accuracy", "diverged"}."""
     optimizers = _by(runs, "optimizer")
     figure, axes = plt.subplots(1, len(optimizers), figsize=(6 * len(optimizers), 4.6), squeeze=False,
@@ -44,8 +44,11 @@ def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
         for (variant, variant_runs), offset in zip(variants.items(), _seed_offsets(len(variants))):
             color = variant_color(variant)
             rates = sorted({run["learning_rate"] for run in variant_runs})
-            means = [np.mean([r["test_accuracy"] for r in variant_runs if r["learning_rate"] == rate])
-                     for rate in rates]
+            # The line joins the means of the runs that trained; a rate where every run diverged
+            # has no mean (NaN: a gap in the line), and its crosses show the runs.
+            trained = [[r["test_accuracy"] for r in variant_runs if r["learning_rate"] == rate and not r["diverged"]]
+                       for rate in rates]
+            means = [np.mean(values) if values else np.nan for values in trained]
             axis.plot(np.multiply(rates, offset), means, "-", color=color, alpha=0.7, label=f"bn={variant}")
             for diverged, marker in ((False, "o"), (True, "x")):
                 chosen = [r for r in variant_runs if bool(r["diverged"]) is diverged]
@@ -58,7 +61,7 @@ def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
         _label_rates(axis, {run["learning_rate"] for run in optimizer_runs})
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle("Diverged: a non-finite loss, or a final training loss above the initial one.\n"
+    figure.suptitle("Diverged: a non-finite training loss, or a last epoch's no lower than the first's.\n"
                     "Variants are shifted slightly along x so that their dots do not overlap", fontsize=9)
     save(figure, path)
 

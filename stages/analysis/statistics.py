@@ -1,5 +1,11 @@
-"""Statistics of the BN study: per-variant summaries over seeds, Welch's t-test between variants with
-Holm's correction, and the power analysis behind every "no detectable difference"."""
+"""Statistics of the BN study: per-variant summaries over seeds, the comparison of two variants
+(paired on seed where both ran the same seeds, Welch's t-test otherwise and beside it) with Holm's
+correction, and the power analysis behind every "no detectable difference".
+
+Paired where seeds are shared: two cells with one seed share their initializer stream and their
+data order (stages/trainer), so their accuracies correlate, and the difference per seed removes
+what the seed adds to both. The paired t-test is then the test of the difference (its interval,
+p-value and power); Welch's, which treats the arms as independent, is kept beside it."""
 
 from __future__ import annotations
 
@@ -11,7 +17,15 @@ from typing import Sequence
 
 import numpy as np
 from scipy import optimize, stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
+# The one multiple-comparison rule: Holm's adjustment over a family, and the family is every pair
+# of the variants trained at one setting (one optimizer, learning rate, batch size, number of
+# epochs and head input: one row of a grid's table), whichever grid trained or reports them, so
+# that a pair has one adjusted p wherever it is quoted. At the study's setting that is the study's
+# variants, which the sweep (at its rate) and the batch grid (at its batch size) take from it.
+FAMILY = "every pair of the variants trained at one setting"
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # Two-sided significance level of every test.
 POWER = 0.8  # The power at which a difference counts as detectable in the power analysis.
@@ -50,6 +64,12 @@ class Comparison:
     # (no spread: a test can detect nothing, or anything).
     minimum_detectable: float | None
     seeds_to_detect_target: int | None  # Per variant, for TARGET_DIFFERENCE; None: > MAX_SEEDS.
+    # "paired" (on seed: the fields above are the paired t-test's, and Welch's stand beside them)
+    # or "welch" (the arms' seeds differ: the fields above are Welch's).
+    test: str = "welch"
+    welch_ci_low: float | None = None
+    welch_ci_high: float | None = None
+    welch_p: float | None = None
 
     @property
     def detectable(self) -> bool:
@@ -57,7 +77,7 @@ class Comparison:
 
     def verdict(self) -> str:
         """One line; accuracies are fractions, the differences are shown in percentage points."""
-        interval = (f"{self.difference * 100:+.2f} points, {CONFIDENCE:.0%} CI "
+        interval = (f"{self.difference * 100:+.2f} points, {self.test} {CONFIDENCE:.0%} CI "
                     f"[{self.ci_low * 100:+.2f}, {self.ci_high * 100:+.2f}], p = {self.p_value:.3g}, "
                     f"Holm-adjusted p = {self.p_holm:.3g}")
         if self.detectable:
@@ -66,7 +86,7 @@ class Comparison:
             better, worse = (self.first, self.second) if sign > 0 else (self.second, self.first)
             low, high = sorted((sign * self.ci_low, sign * self.ci_high))
             return (f"{self.first} vs {self.second}: {better} is higher than {worse} "
-                    f"({better} − {worse} {sign * self.difference * 100:+.2f} points, {CONFIDENCE:.0%} CI "
+                    f"({better} − {worse} {sign * self.difference * 100:+.2f} points, {self.test} {CONFIDENCE:.0%} CI "
                     f"[{low * 100:+.2f}, {high * 100:+.2f}], p = {self.p_value:.3g}, "
                     f"Holm-adjusted p = {self.p_holm:.3g})")
         seeds = (f"{self.seeds_to_detect_target} seeds per variant" if self.seeds_to_detect_target
@@ -104,20 +124,79 @@ def welch(first_name: str, first: Sequence[float], second_name: str, second: Seq
                       float(test.pvalue), float(test.pvalue), **power_analysis)
 
 
+def divergence_test(diverged_first: int, runs_first: int, diverged_second: int, runs_second: int) -> float:
+    """Two-sided p-value of Fisher's exact test that two arms diverge equally often (SciPy's):
+    divergence is a count of a few runs, where no normal approximation holds."""
+    table = [[diverged_first, runs_first - diverged_first], [diverged_second, runs_second - diverged_second]]
+    return float(stats.fisher_exact(table).pvalue)
+
+
+def paired(first_name: str, first: Sequence[float], second_name: str, second: Sequence[float]) -> Comparison:
+    """The mean of first − second over seeds (the two in the same seed order) with the paired
+    t-test's confidence interval and two-sided p-value (SciPy's) and its power analysis; Welch's
+    interval and p beside them (welch_*)."""
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    independent = welch(first_name, a, second_name, b)
+    beside = {"test": "paired", "welch_ci_low": independent.ci_low, "welch_ci_high": independent.ci_high,
+              "welch_p": independent.p_value}
+    differences = a - b
+    difference, spread = float(differences.mean()), float(differences.std(ddof=1))
+    power_analysis = {"sizes": (len(a), len(b)), "minimum_detectable": paired_minimum_detectable(spread, len(a)),
+                      "seeds_to_detect_target": paired_seeds_to_detect(TARGET_DIFFERENCE, spread)}
+    if spread == 0.0:  # Every seed's difference the same: the difference is exact.
+        p_value = 1.0 if difference == 0.0 else 0.0
+        return Comparison(first_name, second_name, difference, difference, difference, p_value, p_value,
+                          **power_analysis, **beside)
+    test = stats.ttest_rel(a, b)
+    interval = test.confidence_interval(CONFIDENCE)
+    return Comparison(first_name, second_name, difference, float(interval.low), float(interval.high),
+                      float(test.pvalue), float(test.pvalue), **power_analysis, **beside)
+
+
+def compare(first_name: str, first, second_name: str, second) -> Comparison:
+    """Two variants' values: paired on seed where both are {seed: value} over the same seeds (two
+    or more), Welch's test otherwise (lists, or seeds that differ)."""
+    if isinstance(first, dict) and isinstance(second, dict) and set(first) == set(second) and len(first) >= 2:
+        seeds = sorted(first)
+        return paired(first_name, [first[seed] for seed in seeds], second_name, [second[seed] for seed in seeds])
+    values = [list(sample.values()) if isinstance(sample, dict) else sample for sample in (first, second)]
+    return welch(first_name, values[0], second_name, values[1])
+
+
+def paired_minimum_detectable(spread: float, pairs: int, target_power: float = POWER,
+                              alpha: float = ALPHA) -> float | None:
+    """The smallest true mean difference the paired t-test detects with `target_power` over
+    `pairs` seeds, if the differences' std is `spread` (statsmodels' one-sample t power)."""
+    if spread == 0.0:
+        return None
+    effect = TTestPower().solve_power(nobs=pairs, alpha=alpha, power=target_power, alternative="two-sided")
+    return float(effect * spread)
+
+
+def paired_seeds_to_detect(difference: float, spread: float, target_power: float = POWER,
+                           alpha: float = ALPHA) -> int | None:
+    """How many seeds (pairs) the paired t-test needs to detect `difference` with `target_power`
+    if the differences' std is `spread`; None if more than MAX_SEEDS."""
+    if spread == 0.0:
+        return 2
+    # power() rather than statsmodels' TTestPower, whose noncentral t gives nan beyond about a
+    # thousand pairs (and fewest_seeds asks up to MAX_SEEDS); at a few seeds the two agree.
+    return fewest_seeds(lambda n: power(difference, spread / math.sqrt(n), n - 1, alpha) >= target_power)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment: the i-th smallest of m p-values is multiplied by m - i + 1
-    (i from 1), kept at least as large as the one before it, and capped at 1."""
-    adjusted = [0.0] * len(p_values)
-    running = 0.0
-    for rank, index in enumerate(np.argsort(p_values, kind="stable")):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+    """Holm's step-down adjustment (statsmodels' multipletests): the i-th smallest of m p-values
+    is multiplied by m - i + 1 (i from 1), kept at least as large as the one before it, and
+    capped at 1."""
+    if len(p_values) == 0:  # multipletests refuses an empty family.
+        return []
+    return [float(p) for p in multipletests(list(p_values), alpha=ALPHA, method="holm")[1]]
 
 
-def compare_all(samples: dict[str, Sequence[float]]) -> list[Comparison]:
-    """Every pair of variants, in the order given, with Holm-adjusted p-values over all pairs."""
-    comparisons = [welch(a, samples[a], b, samples[b]) for a, b in itertools.combinations(samples, 2)]
+def compare_all(samples: dict) -> list[Comparison]:
+    """Every pair of variants, in the order given (each compared as `compare` says: paired where
+    both are {seed: value} over the same seeds), with Holm-adjusted p-values over all pairs."""
+    comparisons = [compare(a, samples[a], b, samples[b]) for a, b in itertools.combinations(samples, 2)]
     adjusted = holm([c.p_value for c in comparisons])
     return [dataclasses.replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
 
@@ -167,9 +246,16 @@ def seeds_to_detect(difference: float, std_a: float, std_b: float, target_power:
     def enough(n):
         standard_error, dof = welch_error(std_a, n, std_b, n)
         return standard_error == 0.0 or power(difference, standard_error, dof, alpha) >= target_power
+    return fewest_seeds(enough)
+
+
+def fewest_seeds(enough) -> int | None:
+    """The smallest n from 2 to MAX_SEEDS for which enough(n) holds (power grows with n: a
+    bisection), None if not even MAX_SEEDS is enough. (statsmodels' solve_power finds a root, not
+    this whole number, and fails at the extremes: a huge effect below 2 seeds, a tiny one.)"""
     if not enough(MAX_SEEDS):
         return None
-    low, high = 2, MAX_SEEDS  # Power grows with n: bisect for the first n that is enough.
+    low, high = 2, MAX_SEEDS
     while low < high:
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle + 1, high)

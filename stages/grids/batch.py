@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stages.grids.sections import BatchParams, StudyParams, check_batch
 from stages.grids.study import RUNS as STUDY_RUNS
-from stages.analysis.statistics import describe, welch
+from stages.analysis.statistics import compare, describe
 from stages.analysis.cells import Cell, diverged, holm_pairs, incomplete, load_grid, oriented, pairs_table
 
 OUT = Path("reports/batch")  # The report and its records (runs/), outside the trainer package.
@@ -32,7 +32,9 @@ def record_path(batch_size: int, bn: str, seed: int) -> Path:
 
 def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tuple[str, dict]]:
     """{record path: (DVC stage, expected settings)} of the batch grid's cells and of the study's
-    cells that stand for it at train.batch_size (the rules: params.check_batch)."""
+    cells that stand for it at train.batch_size (the rules: params.check_batch): there every
+    variant of the study's, as the comparisons' family is every variant trained at one setting
+    (statistics.FAMILY), though the report shows only batch.variants."""
     check_batch(batch, study, train)
 
     def expected(bn: str, seed: int, batch_size: int) -> dict:
@@ -43,7 +45,7 @@ def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tupl
              for size in batch.batch_sizes for bn in batch.variants for seed in batch.seeds}
     cells |= {STUDY_RUNS / f"{bn}-{seed}.json": (f"grids/study/dvc.yaml:cell@{bn}-{seed}",
                                                  expected(bn, seed, train.batch_size))
-              for bn in batch.variants for seed in study.seeds}
+              for bn in study.variants for seed in study.seeds}
     return cells
 
 
@@ -57,35 +59,47 @@ def values(cell: Cell) -> dict[str, float]:
     return {"train_accuracy": train, "test_accuracy": test, "gap": train - test}
 
 
-def _difference(first: list[float], second: list[float]) -> dict:
-    """mean(first) − mean(second) with its Welch 95% CI (one measure of two variants' seeds)."""
-    comparison = welch("first", first, "second", second)
-    return {"difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high}
+def _difference(first: dict[int, float], second: dict[int, float]) -> dict:
+    """mean(first) − mean(second) with its 95% CI (one measure of two variants, {seed: value}
+    each: paired on seed where both ran the same seeds, else Welch's), and its Holm-free p."""
+    comparison = compare("first", first, "second", second)
+    return {"test": comparison.test, "difference": comparison.difference, "ci_low": comparison.ci_low,
+            "ci_high": comparison.ci_high, "p_value": comparison.p_value,
+            "minimum_detectable": comparison.minimum_detectable}
 
 
-def summarize(cells: list[Cell]) -> dict:
+def summarize(cells: list[Cell], shown: list[str] | None = None) -> dict:
     """Per batch size (ascending) and variant: each of MEASURES over the seeds that did not
     diverge, and how many did. Then, among the variants with two such seeds or more and none
-    diverged (as the sweep does: a diverged run scores chance, which no t-test models), Welch
-    comparisons of test accuracy with Holm's correction over the pairs at that batch size, and
-    each BN variant's gain over `none` split into fitting (train accuracy) and the gap."""
+    diverged (as the sweep does: a diverged run scores chance, which no t-test models),
+    comparisons (paired on seed where the variants ran the same seeds) of test accuracy with Holm's correction over the pairs at that batch size, and
+    each BN variant's gain over `none` split into fitting (train accuracy) and the gap. Holm's
+    family is every variant at the batch size (statistics.FAMILY); the summary keeps the `shown`
+    variants (all if None) and the pairs among them."""
     summary: dict = {}
     for size in sorted({cell.run["train"]["batch_size"] for cell in cells}):
         here = [cell for cell in cells if cell.run["train"]["batch_size"] == size]
         variants = {bn: [cell for cell in here if cell.variant == bn] for bn in dict.fromkeys(c.variant for c in here)}
+        kept_variants = [bn for bn in variants if shown is None or bn in shown]
         entry: dict = {}
-        for bn, runs in variants.items():
+        for bn, runs in ((bn, variants[bn]) for bn in kept_variants):
             kept = [values(cell) for cell in runs if not diverged(cell)]
-            entry[bn] = {"n": len(runs), "diverged": len(runs) - len(kept),
+            entry[bn] = {"runs": len(runs), "n": len(kept), "diverged": len(runs) - len(kept),
                          **{name: describe([value[name] for value in kept]) for name in MEASURES if kept}}
-        comparable = {bn: [values(cell) for cell in runs] for bn, runs in variants.items()
-                      if len(runs) >= 2 and not entry[bn]["diverged"]}
+        comparable = {bn: {cell.seed: values(cell) for cell in runs} for bn, runs in variants.items()
+                      if len(runs) >= 2 and not any(diverged(cell) for cell in runs)}
         if len(comparable) > 1:
-            entry["comparisons"] = holm_pairs({bn: [v["test_accuracy"] for v in runs] for bn, runs in comparable.items()})
+            family = holm_pairs({bn: {seed: v["test_accuracy"] for seed, v in runs.items()}
+                                 for bn, runs in comparable.items()})
+            shown_pairs = {name: pair for name, pair in family.items()
+                           if all(bn in kept_variants for bn in name.split("_vs_"))}
+            if shown_pairs:
+                entry["comparisons"] = shown_pairs
         if REFERENCE in comparable:
-            entry["split"] = {bn: {name: _difference([v[name] for v in runs], [v[name] for v in comparable[REFERENCE]])
+            entry["split"] = {bn: {name: _difference({seed: v[name] for seed, v in runs.items()},
+                                                     {seed: v[name] for seed, v in comparable[REFERENCE].items()})
                                    for name in MEASURES}
-                              for bn, runs in comparable.items() if bn != REFERENCE}
+                              for bn, runs in comparable.items() if bn != REFERENCE and bn in kept_variants}
         summary[str(size)] = entry
     return summary
 
@@ -108,7 +122,7 @@ def variant_table(summary: dict) -> list[str]:
     for size, entry in summary.items():
         for bn, cell in entry.items():
             if bn not in ("comparisons", "split"):
-                seeds = f"{cell['n']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
+                seeds = f"{cell['runs']}" + (f" ({cell['diverged']} diverged)" if cell["diverged"] else "")
                 lines.append(f"| {size} | {bn} | {seeds} | " + " | ".join(described(cell, name) for name in MEASURES) + " |")
     return lines
 
@@ -120,7 +134,7 @@ def verdicts(summary: dict) -> list[str]:
     for size, entry in summary.items():
         for bn in (name for name in entry if name not in (REFERENCE, "comparisons", "split")):
             if entry[bn]["diverged"] or entry.get(REFERENCE, {}).get("diverged"):
-                lines.append(f"batch {size}, bn={bn}: {entry[bn]['diverged']} of {entry[bn]['n']} runs "
+                lines.append(f"batch {size}, bn={bn}: {entry[bn]['diverged']} of {entry[bn]['runs']} runs "
                              f"diverged ({REFERENCE}: {entry.get(REFERENCE, {}).get('diverged', 0)}); not compared")
                 continue
             split = entry.get("split", {}).get(bn)
@@ -140,7 +154,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
              f"size below; seeds {', '.join(map(str, batch.seeds))}, and at {train.batch_size} the study's cells "
              f"(seeds {', '.join(map(str, study.seeds))}). Train and test accuracy: the trained net scored "
              "on each whole split in inference mode (no dropout, BN's moving averages); gap = train − test. "
-             "Mean ± std over the seeds that did not diverge (a non-finite training loss).", ""]
+             "Mean ± std over the seeds that did not diverge (a non-finite training loss, or a last epoch's "
+             "no lower than the first's: stages/analysis/cells.py, diverged_history).", ""]
     lines += incomplete(missing, PIPELINE)
     lines += variant_table(summary)
     compared = [(size, pair, c) for size, entry in summary.items() for pair, c in entry.get("comparisons", {}).items()]
@@ -148,7 +163,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
     split = [(size, bn, parts) for size, entry in summary.items() for bn, parts in entry.get("split", {}).items()]
     if split:
         lines += ["", f"Each BN variant's gain over `{REFERENCE}`, split: test gain = train-accuracy gain (fitting) "
-                  "− change of the gap (points, Welch 95% CI of each; the CIs are not adjusted):", "",
+                  "− change of the gap (points, 95% CI of each, paired on seed where the variants ran the same "
+                  "seeds; the CIs are not adjusted):", "",
                   "| batch size | bn | test gain | train-accuracy gain | gap change |", "|---|---|---|---|---|"]
         lines += [f"| {size} | {bn} | " + " | ".join(points(parts[name])
                                                   for name in ("test_accuracy", "train_accuracy", "gap"))
@@ -175,7 +191,8 @@ def report(params) -> str:
     from stages.trainer.atomic import write_json, write_text
 
     cells, missing = collect(params.batch, params.study, params.train)
-    summary = summarize(cells)
+    summary = summarize(cells, params.batch.variants)
+    cells = [cell for cell in cells if cell.variant in params.batch.variants]  # The figure's.
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_batch_size([{"bn": cell.variant, "batch_size": cell.run["train"]["batch_size"],
                                      "seed": cell.seed, "diverged": diverged(cell),

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from stages.grids.sections import HeadParams
-from stages.analysis.statistics import describe
-from stages.analysis.cells import (Cell, figure_run, incomplete, load_cell, load_grid, oriented,
+from stages.analysis.statistics import describe, divergence_test
+from stages.analysis.cells import (Cell, accuracy_text, figure_run, incomplete, load_cell, load_grid, oriented,
                                      pairs_table, rate_grid_cells, rate_record)
 from stages.grids.sweep import RUNS as SWEEP_RUNS
 from stages.grids.sweep import summarize as summarize_grid
@@ -68,13 +68,6 @@ def summarize(cells: list[Cell], without: list[Cell]) -> dict:
     return summary
 
 
-def accuracy_text(entry: dict | None) -> str:
-    if entry is None:
-        return "–"
-    text = f"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']})"
-    return text + (f", {entry['diverged']} of {entry['n']} diverged" if entry["diverged"] else "")
-
-
 def verdicts(summary: dict, head: HeadParams) -> list[str]:
     """Per rate: how many of BN's runs diverged with the intervention and without it, and BN −
     `none` with the intervention where both never diverged."""
@@ -83,15 +76,36 @@ def verdicts(summary: dict, head: HeadParams) -> list[str]:
         without = summary["without"].get(rate, {})
         for bn in (variant for variant in variants if variant not in ("none", "comparisons")):
             ran, before = variants[bn], without.get(bn)
-            text = (f"{head.optimizer} {rate}, bn={bn}: {ran['diverged']} of {ran['n']} runs diverged with the "
+            text = (f"{head.optimizer} {rate}, bn={bn}: {ran['diverged']} of {ran['runs']} runs diverged with the "
                     f"head's input at RMS {head.head_input_rms:g}"
-                    + (f" ({before['diverged']} of {before['n']} without)" if before else ""))
+                    + (f" ({before['diverged']} of {before['runs']} without, Fisher exact p = "
+                       f"{divergence_test(ran['diverged'], ran['runs'], before['diverged'], before['runs']):.2g})"
+                       if before else ""))
             pair = oriented(variants.get("comparisons") or {}, bn, "none")
             if pair is not None:
                 text += (f"; {bn} − none {100 * pair['difference']:+.2f} points, 95% CI "
                          f"[{100 * pair['ci_low']:+.2f}, {100 * pair['ci_high']:+.2f}], Holm p = {pair['p_holm']:.2g}")
             lines.append(text)
+        pooled = pooled_divergence(variants, without)
+        if pooled is not None:
+            lines.append(f"{head.optimizer} {rate}, BN variants together ({', '.join(pooled['variants'])}): "
+                         f"{pooled['with']} of {pooled['with_runs']} runs diverged with the intervention, "
+                         f"{pooled['without']} of {pooled['without_runs']} without, Fisher exact p = {pooled['p']:.2g}")
     return lines
+
+
+def pooled_divergence(variants: dict, without: dict, reference: str = "none") -> dict | None:
+    """At one rate, the variants other than `reference` together (their head input is the large
+    one the intervention scales down): diverged runs with the intervention and without (the
+    sweep's twins), and Fisher's exact p of the two rates; None without twins."""
+    names = [bn for bn in variants if bn not in (reference, "comparisons") and bn in without]
+    if not names:
+        return None
+    counts = {key: sum(group[bn][field] for bn in names)
+              for key, group, field in (("with", variants, "diverged"), ("with_runs", variants, "runs"),
+                                        ("without", without, "diverged"), ("without_runs", without, "runs"))}
+    return {"variants": names, **counts,
+            "p": divergence_test(counts["with"], counts["with_runs"], counts["without"], counts["without_runs"])}
 
 
 def render_markdown(summary: dict, head: HeadParams, missing: list[str], environments: list[str],
@@ -113,8 +127,8 @@ def render_markdown(summary: dict, head: HeadParams, missing: list[str], environ
                 continue
             paired = summary["paired"][rate][bn]
             difference = paired["difference"]
-            shift = "–" if difference is None else \
-                f"{100 * difference['mean']:+.2f} ± {100 * difference['std']:.2f} (n={difference['n']})"
+            shift = ("–" if difference is None else "one pair: not tested" if difference["n"] == 1 else
+                     f"{100 * difference['mean']:+.2f} ± {100 * difference['std']:.2f} (n={difference['n']})")
             lines.append(f"| {rate} | {bn} | {paired['rms_before']:.3f} | "
                          f"{accuracy_text(summary['without'].get(rate, {}).get(bn))} | {accuracy_text(entry)} | {shift} |")
     compared = [(rate, pair, c) for rate, variants in summary["with"].items()

@@ -19,7 +19,8 @@ import numpy as np
 from stages.trainer.errors import InputFileError
 from stages.grids.sections import RateGridParams
 from stages.analysis.records import fit_seconds
-from stages.analysis.cells import Cell, diverged, incomplete, load_grid, rate_grid_cells, rate_record
+from stages.analysis.cells import (Cell, accuracy_text, diverged, incomplete, load_grid, rate_grid_cells, rate_record,
+                                    trained_description)
 
 OUT = Path("reports/norms")  # The report and its records (runs/), outside the trainer package.
 RUNS = OUT / "runs"
@@ -91,6 +92,13 @@ def summarize(cells: list[Cell]) -> dict:
     return summary
 
 
+def trained_accuracy(entry: dict) -> dict:
+    """Test accuracy over one variant's seeds at one rate (cells.trained_description): diverged
+    runs counted, not averaged."""
+    return trained_description([seed["test_accuracy"] for seed in entry.values() if not seed["diverged"]],
+                               sum(seed["diverged"] for seed in entry.values()))
+
+
 def mean_over_seeds(entry: dict, group: str, key: str) -> float | None:
     values = [seed[group][key] for seed in entry.values() if not seed["diverged"] and seed[group][key] is not None]
     return float(np.mean(values)) if values else None
@@ -137,8 +145,7 @@ def render_markdown(summary: dict, norms: RateGridParams, cells: list[Cell], mis
             def mean(group, key, digits=3):
                 value = mean_over_seeds(entry, group, key)
                 return "–" if value is None else f"{value:.{digits}g}"
-            accuracy = np.mean([seed["test_accuracy"] for seed in entry.values()])
-            lines.append(f"| {variant} | {accuracy:.4f} (n={len(entry)}) | {mean('conv', 'norm_start')} → "
+            lines.append(f"| {variant} | {accuracy_text(trained_accuracy(entry))} | {mean('conv', 'norm_start')} → "
                          f"{mean('conv', 'norm_end')} | ×{mean('conv', 'norm_growth')} | "
                          f"{mean('conv', 'effective_step_start')} → {mean('conv', 'effective_step_end')} | "
                          f"×{mean('head', 'norm_growth')} | {mean('head', 'effective_step_end')} | "

@@ -1,9 +1,10 @@
 """Before or after the activation? The placement study's cells, its test and its report.
 
-The answer is one of three, decided at the study's 95% level: one placement is higher (Welch's
-test), the two are equivalent within placement.equivalence_margin (two one-sided Welch tests,
-TOST), or the seeds cannot yet tell. Both tests come from SciPy; the power analysis is the
-study's own (study.py).
+The answer is one of three, decided at the study's 95% level: one placement is higher, the two are
+equivalent within placement.equivalence_margin (two one-sided tests, TOST), or the seeds cannot yet
+tell. Both variants run the same seeds, and one seed gives both the same initializer stream and data
+order, so both tests are paired on seed (statistics.compare; statsmodels' ttost_paired), with
+Welch's beside them; where the seeds differ, Welch's (ttost_ind with unequal variances).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, describe, welch
-from stages.analysis.cells import Cell, diverged, load_cell
+from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, compare
+from stages.analysis.cells import Cell, diverged, load_cell, trained_description, welch_interval
 from stages.grids.sections import check_placement
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -61,14 +63,19 @@ class Equivalence:
         return self.p_value < ALPHA
 
 
-def equivalence(first, second, margin: float) -> Equivalence:
-    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    # Shifting one sample by the margin moves the null hypothesis to zero, which SciPy tests.
-    lower = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater")
-    upper = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less")
-    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 2 * ALPHA)
-    return Equivalence(margin, float(lower.pvalue), float(upper.pvalue), float(interval.low),
-                       float(interval.high))
+def equivalence(first: dict[int, float], second: dict[int, float], margin: float) -> Equivalence:
+    """TOST of first − second within ±margin ({seed: value} each): paired on seed where both ran
+    the same seeds (statsmodels' ttost_paired), else Welch's (ttost_ind, unequal variances)."""
+    if set(first) == set(second):
+        seeds = sorted(first)
+        a, b = (np.asarray([sample[seed] for seed in seeds], np.float64) for sample in (first, second))
+        _, lower, upper = ttost_paired(a, b, -margin, margin)
+        interval = stats.ttest_rel(a, b).confidence_interval(1 - 2 * ALPHA)
+    else:
+        a, b = (np.asarray(list(sample.values()), np.float64) for sample in (first, second))
+        _, lower, upper = ttost_ind(a, b, -margin, margin, usevar="unequal")
+        interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 2 * ALPHA)
+    return Equivalence(margin, float(lower[1]), float(upper[1]), float(interval.low), float(interval.high))
 
 
 def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
@@ -77,9 +84,9 @@ def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
     stopping at the first significant look would make a false difference likely, so the answer
     is the one at all of placement.seeds."""
     first, second = comparison.first, comparison.second
-    interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {CONFIDENCE:.0%} CI "
-                f"[{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}], Welch p = "
-                f"{comparison.p_value:.3g}")
+    interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {comparison.test} "
+                f"{CONFIDENCE:.0%} CI [{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}], "
+                f"{comparison.test} p = {comparison.p_value:.3g}")
     within = f"within ±{test.margin * 100:.2g} points (TOST p = {test.p_value:.3g})"
     interim = (f"interim, {missing} planned cells not yet run, so not the answer yet: " if missing else "")
     if comparison.p_value < ALPHA:
@@ -97,11 +104,11 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
     the two when neither has diverged runs and each has two seeds or more. `missing`: how many
     cells have not run yet, which an undecided verdict names."""
     first, second = cells
-    accuracy = {variant: [cell.metrics["test"]["accuracy"] for cell in runs if not diverged(cell)]
+    accuracy = {variant: {cell.seed: cell.metrics["test"]["accuracy"] for cell in runs if not diverged(cell)}
                 for variant, runs in cells.items()}
-    summary = {"variants": {variant: {**(describe(accuracy[variant]) if accuracy[variant] else {"n": 0}),
-                                      "seeds": [cell.seed for cell in runs],
-                                      "diverged": sum(diverged(cell) for cell in runs)}
+    summary = {"variants": {variant: {**trained_description(list(accuracy[variant].values()),
+                                                            sum(diverged(cell) for cell in runs)),
+                                      "seeds": [cell.seed for cell in runs]}
                             for variant, runs in cells.items()},
                "equivalence_margin": margin, "comparison": None, "equivalence": None, "verdict": None}
     counts = {variant: (len(runs), summary["variants"][variant]["diverged"]) for variant, runs in cells.items()}
@@ -111,7 +118,7 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
     elif min(len(accuracy[first]), len(accuracy[second])) < 2:
         summary["verdict"] = "no comparison yet: it needs two seeds of each variant"
     else:
-        comparison = welch(first, accuracy[first], second, accuracy[second])
+        comparison = compare(first, accuracy[first], second, accuracy[second])
         test = equivalence(accuracy[first], accuracy[second], margin)
         summary.update(comparison={**asdict(comparison), "ci_half_width": (comparison.ci_high - comparison.ci_low) / 2},
                        equivalence={**asdict(test), "p_value": test.p_value, "equivalent": test.equivalent},
@@ -137,10 +144,13 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
         lines += ["| test | value |", "|---|---|",
                   f"| difference of means ({comparison['first']} − {comparison['second']}) | "
                   f"{comparison['difference'] * 100:+.2f} points |",
-                  f"| its {CONFIDENCE:.0%} CI (Welch) | [{comparison['ci_low'] * 100:+.2f}, "
+                  f"| its {CONFIDENCE:.0%} CI ({comparison['test']}) | [{comparison['ci_low'] * 100:+.2f}, "
                   f"{comparison['ci_high'] * 100:+.2f}] points, half-width "
                   f"{comparison['ci_half_width'] * 100:.2f} |",
-                  f"| Welch p (two-sided) | {comparison['p_value']:.3g} |",
+                  f"| {comparison['test']} p (two-sided) | {comparison['p_value']:.3g} |",
+                  *([f"| beside it, Welch's {CONFIDENCE:.0%} CI and p (the arms as independent) | "
+                     f"{welch_interval(comparison)} points, p = {comparison['welch_p']:.3g} |"]
+                    if comparison["test"] == "paired" else []),
                   f"| minimum detectable difference (80% power, α = {ALPHA:.2g}) | "
                   + ("– (no seed varied) |" if comparison["minimum_detectable"] is None
                      else f"{comparison['minimum_detectable'] * 100:.2f} points |"),

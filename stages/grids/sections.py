@@ -20,7 +20,7 @@ from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, ModelParams, Param
 @dataclass(frozen=True)
 class StudyParams:
     variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
-    # Welch's t-test (compare) needs at least two seeds per variant.
+    # A t-test (statistics.compare) needs at least two seeds per variant.
     seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, min_items=2,
                              max_items=100)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from stages.grids.sections import check_sweep
 from stages.trainer.params import OPTIMIZERS
-from stages.analysis.statistics import describe
 from stages.grids.study import RUNS as STUDY_RUNS
-from stages.analysis.cells import PAPER_MEASURES, UPDATE_MEASURES, Cell, holm_pairs, load_grid, rate_record
+from stages.analysis.statistics import describe
+from stages.analysis.cells import (PAPER_MEASURES, UPDATE_MEASURES, Cell, accuracy_text, holm_pairs, load_grid,
+                                  pairs_table, rate_record, trained_description)
 
 # The probes' medians over training that the sweep tabulates per rate: the paper's β along −g,
 # then what the optimizer's real update Δ meets (study_report owns their names and digits).
@@ -63,16 +64,18 @@ def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str
 
 
 def summarize(runs: list[dict]) -> dict:
-    """Per optimizer and learning rate, per variant: test accuracy over seeds and how many of
-    them diverged; and Welch comparisons (Holm) among the variants with two seeds or more there
-    and no diverged run. A diverged run scores chance, which no t-test models: its variant gets
-    "k of n diverged" in the report instead of an interval."""
+    """Per optimizer and learning rate, per variant: test accuracy over the seeds that trained
+    (cells.trained_description) and how many diverged; and comparisons (Holm) among the variants
+    with two seeds or more there and no diverged run. A diverged run scores chance, which no
+    t-test models: it is counted ("k of n diverged"), never averaged, and a variant with one is
+    compared by its divergence, not its accuracy."""
     summary: dict = {}
     for optimizer, rate in sorted({(r["optimizer"], r["learning_rate"]) for r in runs}):
         here = [r for r in runs if (r["optimizer"], r["learning_rate"]) == (optimizer, rate)]
         by_variant = {bn: [r for r in here if r["bn"] == bn] for bn in dict.fromkeys(r["bn"] for r in here)}
-        accuracy = {bn: [r["test_accuracy"] for r in variant_runs] for bn, variant_runs in by_variant.items()}
-        entry = {bn: {**describe(accuracy[bn]), "diverged": sum(r["diverged"] for r in variant_runs),
+        accuracy = {bn: {r["seed"]: r["test_accuracy"] for r in variant_runs if not r["diverged"]}
+                    for bn, variant_runs in by_variant.items()}
+        entry = {bn: {**trained_description(list(accuracy[bn].values()), sum(r["diverged"] for r in variant_runs)),
                       "landscape": landscape(variant_runs)}
                  for bn, variant_runs in by_variant.items()}
         comparable = {bn: values for bn, values in accuracy.items()
@@ -104,8 +107,9 @@ def landscape_text(variant: dict, key: str, digits: int) -> str:
 
 def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[str]) -> str:
     lines = ["# The learning-rate sweep: where does BN's advantage appear?", "",
-             "Test accuracy after the sweep's epochs, mean ± std over n seeds; "
-             "(k diverged) counts runs whose loss became non-finite or ended above where it began.", ""]
+             "Test accuracy after the sweep's epochs, mean ± std over the n seeds that trained; "
+             "k of n diverged counts the runs whose training loss became non-finite or ended no lower than "
+             "its first epoch's (stages/analysis/cells.py, diverged_history), which no mean includes.", ""]
     if missing:
         lines += [f"**Incomplete: {len(missing)} of the sweep's cells have not run yet** "
                   "(`dvc repro grids/sweep/dvc.yaml` trains them all, `dvc repro -s <stage>` one): "
@@ -115,20 +119,10 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
         lines += [f"## {optimizer}", "", "| learning rate | " + " | ".join(variants) + " |",
                   "|---|" + "---|" * len(variants)]
         for rate, entry in rates.items():
-            cells = [f"{entry[bn]['mean']:.4f} ± {entry[bn]['std']:.4f} (n={entry[bn]['n']})"
-                     + (f" ({entry[bn]['diverged']} of {entry[bn]['n']} diverged)" if entry[bn]["diverged"] else "")
-                     if bn in entry else "–" for bn in variants]
+            cells = [accuracy_text(entry.get(bn)) for bn in variants]
             lines.append(f"| {rate} | " + " | ".join(cells) + " |")
-        lines += ["", "Differences in test accuracy (points), Welch 95% CI, Holm-adjusted p over the pairs "
-                  "at each rate (among variants with two seeds or more and no diverged run), and the "
-                  "smallest difference these seeds could detect (80% power; – where the seeds do not "
-                  "vary at all):", "",
-                  "| learning rate | pair | difference | 95% CI | Holm p | minimum detectable |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {rate} | {pair.replace('_vs_', ' − ')} | {100 * c['difference']:+.2f} | "
-                  f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | {c['p_holm']:.2g} | "
-                  + (f"{100 * c['minimum_detectable']:.2f} |" if c["minimum_detectable"] is not None else "– |")
-                  for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
+        compared = [(rate, pair, c) for rate, entry in rates.items() for pair, c in entry.get("comparisons", {}).items()]
+        lines += ["", *pairs_table(compared, "learning rate")]
         lines += ["", "Along −g (the paper's measure) and along the real update Δ: each run's median over "
                   "training, mean over its seeds that did not diverge ((n=k): only k seeds had a value):", "",
                   "| learning rate | bn | " + " | ".join(heading for heading, _ in LANDSCAPE.values()) + " |",
