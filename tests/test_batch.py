@@ -14,6 +14,7 @@ from stages.grids.batch import collect, record_path, render_markdown, summarize,
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.sections import parse_all as parse_params
 from stages.grids.study import RUNS as STUDY_RUNS
+from locks import recipe, write_bound
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
@@ -65,12 +66,12 @@ def test_the_batch_grid_takes_the_studys_cells_at_its_batch_size(batch, message)
 
 def write_record(path, bn, seed, batch_size, train, test, diverged=False):
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"bn": bn, "seed": seed,
+    record = {"bn": bn, "seed": seed, "model": {},
               "train": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": batch_size, "epochs": 10},
               "metrics": {"test": {"accuracy": test, "loss": 1.0}, "train": {"accuracy": train, "loss": 0.9}},
               "history": {"fit/loss": [2.0, float("nan") if diverged else 1.0]}, "probes": None,
               "fit_seconds": 30.0, "environment": {"device": "CPU"}}
-    path.write_text(json.dumps(record))
+    write_bound(path, record)
 
 
 def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypatch):
@@ -86,7 +87,7 @@ def test_the_report_splits_bns_gain_into_fitting_and_the_gap(tmp_path, monkeypat
         write_record(STUDY_RUNS / f"none-{seed}.json", "none", seed, 250, 0.80, 0.73, diverged=seed == 2)
         # The study's `after`, which the batch grid does not train: in the family, not in the report.
         write_record(STUDY_RUNS / f"after-{seed}.json", "after", seed, 250, 0.86, 0.77 + seed / 200)
-    cells, missing = collect(settings.batch, settings.study, settings.train)
+    cells, missing = collect(settings.batch, settings.study, settings.train, recipe(settings))
     assert missing == [] and len(cells) == 15
     summary = summarize(cells, settings.batch.variants)
     assert "after" not in summary["250"]
@@ -123,7 +124,7 @@ def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path
         for bn in ("before", "after", "none"):
             write_record(STUDY_RUNS / f"{bn}-{seed}.json", bn, seed, 250, 0.85, 0.76)
     write_record(record_path(1000, "before", 0), "before", 0, 1000, 0.8, 0.7)
-    cells, missing = collect(settings.batch, settings.study, settings.train)
+    cells, missing = collect(settings.batch, settings.study, settings.train, recipe(settings))
     assert missing == ["grids/batch/dvc.yaml:cell@before-1000-1"]
     markdown = render_markdown(summarize(cells, settings.batch.variants), settings.batch, settings.study,
                                settings.train, missing, [], 1.0)
@@ -132,7 +133,7 @@ def test_missing_cells_are_listed_and_a_record_must_have_its_batch_size(tmp_path
     write_record(record_path(1000, "before", 1), "before", 1, 250, 0.8, 0.7)
     with pytest.raises(InputFileError, match=r"1000-before-1.json: records batch_size=250, not the "
                                              r"batch_size=1000 its name says"):
-        collect(settings.batch, settings.study, settings.train)
+        collect(settings.batch, settings.study, settings.train, recipe(settings))
 
 
 @pytest.mark.dvc

@@ -12,6 +12,7 @@ from stages.cell import check_args, parse_args
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.head import collect, record_path, render_markdown, summarize, twins, verdicts
 from stages.grids.sections import parse_all as parse_params
+from locks import recipe, write_bound
 from stages.grids.sweep import record_path as sweep_record_path
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
@@ -49,14 +50,14 @@ def test_a_cell_outside_the_head_grid_is_refused(overrides, message):
 
 
 def write_record(path, bn, seed, rate, accuracy, diverged=False, rms=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"bn": bn, "seed": seed, "train": {"optimizer": "sgd", "learning_rate": rate},
+    record = {"bn": bn, "seed": seed, "model": {}, "train": {"optimizer": "sgd", "learning_rate": rate},
               "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy, "loss": 0.9}},
               "history": {"fit/loss": [2.0, float("nan") if diverged else 1.0]}, "probes": None,
               "landscape": {"diverged": diverged}, "fit_seconds": 30.0, "environment": {"device": "CPU"}}
     if rms is not None:
         record["head_input"] = {"rms_before": rms, "scale": 0.3 / rms, "target_rms": 0.3}
-    path.write_text(json.dumps(record))
+        record["model"]["head_input_rms"] = 0.3
+    write_bound(path, record)
 
 
 def test_the_report_sets_each_cell_beside_its_sweep_twin(tmp_path, monkeypatch):
@@ -71,9 +72,9 @@ def test_the_report_sets_each_cell_beside_its_sweep_twin(tmp_path, monkeypatch):
     write_record(sweep_record_path("sgd", 0.3, "before", 1), "before", 1, 0.3, 0.1, diverged=True)
     write_record(sweep_record_path("sgd", 0.3, "none", 0), "none", 0, 0.3, 0.1, diverged=True)
     write_record(sweep_record_path("sgd", 0.3, "none", 1), "none", 1, 0.3, 0.69)
-    cells, missing = collect(settings.head)
+    cells, missing = collect(settings.head, recipe(settings))
     assert missing == [] and len(cells) == 6
-    summary = summarize(cells, twins(settings.head))
+    summary = summarize(cells, twins(settings.head, recipe(settings)))
     assert summary["with"]["0.3"]["before"]["diverged"] == 0 and summary["without"]["0.3"]["before"]["diverged"] == 2
     # Paired over seeds where neither run diverged: only none's seed 1 (0.67 − 0.69).
     assert summary["paired"]["0.3"]["none"]["difference"]["mean"] == pytest.approx(-0.02)
@@ -98,15 +99,15 @@ def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path
     monkeypatch.chdir(tmp_path)
     settings = params(rates=(0.3,), variants=("before",), seeds=(0, 1))
     write_record(record_path("sgd", 0.3, "before", 0), "before", 0, 0.3, 0.7, rms=1.1)
-    cells, missing = collect(settings.head)
+    cells, missing = collect(settings.head, recipe(settings))
     assert missing == ["grids/head/dvc.yaml:cell@before-0.3-1"]
-    markdown = render_markdown(summarize(cells, twins(settings.head)), settings.head, missing, [], 1.0)
+    markdown = render_markdown(summarize(cells, twins(settings.head, recipe(settings))), settings.head, missing, [], 1.0)
     assert "No pair yet: no two variants at one rate have two seeds each" in markdown
     assert "| rate | pair |" not in markdown
     write_record(sweep_record_path("sgd", 0.3, "before", 0), "before", 0, 0.1, 0.7)
     with pytest.raises(InputFileError, match=r"sgd-0.3-before-0.json: records learning_rate=0.1, not the "
                                         r"learning_rate=0.3 its name says"):
-        twins(settings.head)
+        twins(settings.head, recipe(settings))
 
 
 @pytest.mark.dvc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stages.grids import map as placement_map
 from stages.grids.sections import map_design, parse_all
 from stages.trainer.errors import ParamsError
 from stages.trainer.grid import check_cell
+from locks import bind
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 LOOKS, ALPHA, MARGIN = [10, 20, 30], 0.05, 0.005
@@ -94,13 +96,13 @@ def test_a_map_cell_is_one_point_of_its_part():
 
 def write(path: Path, bn: str, seed: int, accuracy: float, part, diverged: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"schema": 2, "bn": bn, "seed": seed, "model": {"activation": part.model.activation},
-              "train": {"optimizer": part.train.optimizer, "learning_rate": part.train.learning_rate,
-                        "epochs": part.train.epochs, "momentum": part.train.momentum},
+    record = {"schema": 2, "bn": bn, "seed": seed, "model": dataclasses.asdict(part.model),
+              "train": dataclasses.asdict(part.train),
               "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": 0.8, "loss": 0.5}},
               "history": {"fit/loss": [2.0, float("nan") if diverged else 1.0]}, "probes": None,
               "fit_seconds": 120.0, "environment": {"numerics_fingerprint": "3f000000-3f000000"}}
     path.write_text(json.dumps(record))
+    bind(path)  # As `dvc repro` records it in grids/map/dvc.lock.
 
 
 def test_the_report_pairs_on_seed_keeps_diverged_runs_out_and_words_each_verdict(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from stages.cell import check_args, parse_args
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.norms import collect, record_path, render_markdown, summarize, trajectories, verdicts
 from stages.grids.sections import parse_all as parse_params
+from locks import recipe, write_bound
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "dense", "probabilities")
@@ -26,6 +27,10 @@ def raw(seeds=(35,), rates=(0.001, 0.01), variants=("before", "none"), optimizer
 
 def params(seeds=(35,), rates=(0.001, 0.01), variants=("before", "none"), optimizer="adam"):
     return parse_params(raw(seeds, rates, variants, optimizer))
+
+
+# The hand-made records below trained for 4 epochs: the recipe a report binds them to says so.
+RECIPE = recipe(parse_params({**raw(), "train": {**COMMITTED["train"], "epochs": 4}}))
 
 
 @pytest.mark.parametrize("seeds, rates, message", [
@@ -75,12 +80,11 @@ def write_record(bn, rate, conv_norms, conv_steps, accuracy=0.7, seed=35, weight
         if weight_norms:
             probes[f"weight_norm/{layer}"] = per_layer if conv else [2.0, 2.0, 4.0, 4.0]
     path = record_path("adam", rate, bn, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "bn": bn, "seed": seed, "train": {"optimizer": "adam", "learning_rate": rate, "epochs": 4},
+    write_bound(path, {
+        "bn": bn, "seed": seed, "model": {}, "train": {"optimizer": "adam", "learning_rate": rate, "epochs": 4},
         "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy + 0.1, "loss": 0.9}},
         "history": {"fit/loss": [2.0, 1.0]}, "probes": probes,
-        "landscape": {"diverged": False}, "fit_seconds": 60.0, "environment": {"device": "CPU"}}))
+        "landscape": {"diverged": False}, "fit_seconds": 60.0, "environment": {"device": "CPU"}})
     return path
 
 
@@ -89,7 +93,7 @@ def test_trajectories_join_the_conv_layers_and_the_report_compares_with_no_bn(tm
     settings = params(rates=(0.01,))
     write_record("before", 0.01, conv_norms=[10, 20, 30, 40], conv_steps=[0.1, 0.05, 0.02, 0.01], accuracy=0.72)
     write_record("none", 0.01, conv_norms=[10, 11, 12, 12], conv_steps=[0.1, 0.08, 0.04, 0.04], accuracy=0.62)
-    cells, missing = collect(settings.norms)
+    cells, missing = collect(settings.norms, RECIPE)
     assert missing == []
     paths = trajectories(cells[0])
     # sqrt of the layers' squares summed; the joint step weights each layer's step by its norm.
@@ -115,15 +119,15 @@ def test_the_report_lists_cells_not_run_and_refuses_records_without_weight_norms
     monkeypatch.chdir(tmp_path)
     settings = params(rates=(0.01,))
     with pytest.raises(InputFileError, match=r"no cell of the norms grid has run yet: run `dvc repro grids/norms/dvc.yaml`"):
-        collect(settings.norms)
+        collect(settings.norms, RECIPE)
     write_record("before", 0.01, [1, 2, 3, 4], [0.1] * 4)
-    cells, missing = collect(settings.norms)
+    cells, missing = collect(settings.norms, RECIPE)
     assert missing == ["grids/norms/dvc.yaml:cell@none-0.01-35"]
     assert "**Incomplete: 1 cells have not run yet**" in render_markdown(summarize(cells), settings.norms,
                                                                          cells, missing, [])
     path = write_record("none", 0.01, [1, 2, 3, 4], [0.1] * 4, weight_norms=False)
     with pytest.raises(InputFileError, match=rf"{path}: has no weight_norm columns in its probes"):
-        collect(settings.norms)
+        collect(settings.norms, RECIPE)
 
 
 def test_record_names_follow_dvcs_matrix_names():
@@ -134,7 +138,7 @@ def test_a_record_that_is_not_its_cell_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_record("before", 0.01, [1, 2, 3, 4], [0.1] * 4, seed=36).rename(record_path("adam", 0.01, "before", 35))
     with pytest.raises(InputFileError, match=r"adam-0.01-before-35.json: records seed=36, not the seed=35"):
-        collect(params(rates=(0.01,)).norms)
+        collect(params(rates=(0.01,)).norms, RECIPE)
 
 
 @pytest.mark.dvc

@@ -4,6 +4,7 @@ equivalence test against its definition, and the pipeline end to end on tiny dat
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.sections import check_placement, read_all as read_params
 from stages.grids.placement import collect, environments, equivalence, render_markdown, summarize
 from stages.analysis.cells import Cell
+from locks import recipe, write_bound
 
 
 def cell(variant: str, seed: int, accuracy: float, final_loss: float = 0.5) -> Cell:
@@ -108,19 +110,22 @@ def test_diverged_runs_are_counted_and_block_the_comparison():
 
 
 def record(variant: str, seed: int, accuracy=0.75) -> dict:
-    return {"bn": variant, "seed": seed, "train": {"optimizer": "adam", "learning_rate": 0.001},
+    return {"bn": variant, "seed": seed, "model": {}, "train": {"optimizer": "adam", "learning_rate": 0.001},
             "metrics": {"test": {"accuracy": accuracy, "loss": 0.7}, "train": {"accuracy": 0.8, "loss": 0.5}},
-            "history": {"fit/loss": [1.0, 0.5]}, "environment": {}}
+            "history": {"fit/loss": [1.0, 0.5]}, "fit_seconds": 1.0, "environment": {}}
 
 
-def test_collect_pools_the_studys_seeds_and_names_the_cells_not_yet_run(tmp_path):
-    study, placement = tmp_path / "study", tmp_path / "placement"
-    study.mkdir(), placement.mkdir()
+STUDY, PLACEMENT = Path("reports/study/runs"), Path("reports/placement/runs")
+RECIPE = recipe(read_params())
+
+
+def test_collect_pools_the_studys_seeds_and_names_the_cells_not_yet_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     for variant in ("before", "after"):
         for seed in (0, 1):
-            (study / f"{variant}-{seed}.json").write_text(json.dumps(record(variant, seed)))
-    (placement / "before-2.json").write_text(json.dumps(record("before", 2)))
-    found, missing = collect(["before", "after"], [0, 1], [2], study, placement)
+            write_bound(STUDY / f"{variant}-{seed}.json", record(variant, seed))
+    write_bound(PLACEMENT / "before-2.json", record("before", 2))
+    found, missing = collect(["before", "after"], [0, 1], [2], STUDY, PLACEMENT, RECIPE)
     assert [c.seed for c in found["before"]] == [0, 1, 2] and [c.seed for c in found["after"]] == [0, 1]
     assert missing == ["grids/placement/dvc.yaml:cell@after-2"]
 
@@ -130,17 +135,18 @@ def without_metrics(content: dict) -> dict:
 
 
 @pytest.mark.parametrize("content, message", [
-    (record("after", 2), r"before-2.json: records bn=after, not the bn=before its name says; delete it"),
+    (record("after", 2), r"before-2.json: records bn=after, not the bn=before its name says; `git checkout"),
     (record("before", 3), r"records seed=3, not the seed=2 its name says"),
     (record("before", 2, accuracy=float("nan")), r"test.accuracy = nan is not a valid score"),
     (record("before", 2, accuracy="0.9"), r"test.accuracy = '0.9' is not a valid score"),
     (record("before", 2, accuracy=1.5), r"test.accuracy = 1.5 is not a valid score"),
     (without_metrics(record("before", 2)), r"not a complete cell record \(no 'metrics'\)"),
 ])
-def test_a_record_that_is_not_what_its_name_says_is_refused(tmp_path, content, message):
-    (tmp_path / "before-2.json").write_text(json.dumps(content))
+def test_a_record_that_is_not_what_its_name_says_is_refused(tmp_path, monkeypatch, content, message):
+    monkeypatch.chdir(tmp_path)
+    write_bound(PLACEMENT / "before-2.json", content)
     with pytest.raises(InputFileError, match=message):
-        collect(["before"], [], [2], tmp_path, tmp_path)
+        collect(["before"], [], [2], PLACEMENT, PLACEMENT, RECIPE)
 
 
 def test_placement_params_must_continue_the_study():

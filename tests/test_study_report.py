@@ -2,15 +2,19 @@
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stages.grids.study import mean_columns
+from locks import recipe, write_bound
+from stages.grids.sections import read_all
+from stages.grids.study import RUNS, mean_columns
 from stages.trainer.errors import InputFileError
 from stages.analysis.statistics import Comparison, paired, welch
 from stages.analysis.cells import Cell, collect, render_html, render_markdown, summarize
 
+ROOT = Path(__file__).resolve().parents[1]
 MEASURES = {"test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
             "train_accuracy": ("train", "accuracy")}
 # Per variant, over seeds 0, 1, 2: test accuracy, test loss, train accuracy, train seconds, beta.
@@ -134,7 +138,7 @@ def test_html_escapes_text_and_inlines_images(tmp_path):
 
 def test_a_missing_cell_names_itself_and_the_fix(tmp_path):
     with pytest.raises(InputFileError, match=r"before-1.json: missing: .*run `dvc repro grids/study/dvc.yaml`"):
-        collect(tmp_path, ["before"], [1])
+        collect(tmp_path, ["before"], [1], recipe(read_all()))
 
 
 def test_landscape_columns_are_averaged_over_seeds_step_by_step():
@@ -154,15 +158,17 @@ def test_a_landscape_table_without_rows_leaves_out_its_lead_in():
     assert "| before | 11.00 [" in "\n".join(lines)
 
 
-def test_compare_refuses_a_record_copied_over_another_cell(tmp_path):
-    record = {"bn": "before", "seed": 0, "train": {"optimizer": "adam", "learning_rate": 0.001},
+def test_compare_refuses_a_record_copied_over_another_cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs, settings = RUNS, recipe(read_all(ROOT / "params.yaml"))
+    record = {"bn": "before", "seed": 0, "model": {}, "train": {"optimizer": "adam", "learning_rate": 0.001},
               "metrics": {"test": {"accuracy": 0.76, "loss": 0.7}, "train": {"accuracy": 0.83, "loss": 0.5}},
-              "history": {"fit/loss": [1.0, 0.6], "val/accuracy": [0.7, 0.76]}, "probes": None}
+              "history": {"fit/loss": [1.0, 0.6], "val/accuracy": [0.7, 0.76]}, "fit_seconds": 1.0, "probes": None}
     for seed in (0, 1):
-        (tmp_path / f"before-{seed}.json").write_text(json.dumps({**record, "seed": seed}))
-        (tmp_path / f"after-{seed}.json").write_text(json.dumps({**record, "bn": "after", "seed": seed}))
-    assert [c.seed for c in collect(tmp_path, ["before", "after"], [0, 1])["after"]] == [0, 1]
-    (tmp_path / "after-0.json").write_text((tmp_path / "before-0.json").read_text())
+        write_bound(runs / f"before-{seed}.json", {**record, "seed": seed})
+        write_bound(runs / f"after-{seed}.json", {**record, "bn": "after", "seed": seed})
+    assert [c.seed for c in collect(runs, ["before", "after"], [0, 1], settings)["after"]] == [0, 1]
+    (runs / "after-0.json").write_text((runs / "before-0.json").read_text())
     with pytest.raises(InputFileError, match=r"after-0.json: records bn=before, not the bn=after its name "
-                                             r"says; delete it and run `dvc repro grids/study/dvc.yaml`"):
-        collect(tmp_path, ["before", "after"], [0, 1])
+                                             r"says; `git checkout -- reports/study/runs/after-0.json` puts back"):
+        collect(runs, ["before", "after"], [0, 1], settings)

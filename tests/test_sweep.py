@@ -10,6 +10,7 @@ import yaml
 
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.sections import parse_all as parse_params
+from locks import recipe, write_bound
 from stages.grids.sweep import collect, record_path, render_markdown, summarize
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
@@ -26,12 +27,11 @@ def params(adam_rates=(0.01,), train_rate=0.001, optimizer="adam", study_variant
 
 
 def write_record(path: Path, bn: str, seed: int, optimizer: str, rate: float, accuracy: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "bn": bn, "seed": seed, "train": {"optimizer": optimizer, "learning_rate": rate},
+    write_bound(path, {
+        "bn": bn, "seed": seed, "model": {}, "train": {"optimizer": optimizer, "learning_rate": rate},
         "metrics": {"test": {"accuracy": accuracy, "loss": 1.0}, "train": {"accuracy": accuracy, "loss": 0.9}},
         "history": {"fit/loss": [2.0, 1.0]}, "probes": None, "landscape": None,
-        "total_seconds": 60.0, "environment": {"device": "CPU"}}))
+        "fit_seconds": 60.0, "environment": {"device": "CPU"}})
 
 
 def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_path, monkeypatch):
@@ -42,7 +42,7 @@ def test_the_report_reads_its_own_cells_and_the_studys_at_the_studys_rate(tmp_pa
     for variant in ("before", "after"):  # The study's `after` is not in the sweep's Adam variants.
         for seed in (0, 1, 2):
             write_record(STUDY_RUNS / f"{variant}-{seed}.json", variant, seed, "adam", 0.001, 0.75)
-    cells, missing = collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+    cells, missing = collect(settings.sweep, settings.study, settings.train, STUDY_RUNS, recipe(settings))
     assert sorted((c.run["train"]["learning_rate"], c.variant, c.seed) for c in cells) == [
         (0.001, "before", 0), (0.001, "before", 1), (0.001, "before", 2), (0.01, "before", 0), (0.1, "none", 1)]
     # Missing cells by the DVC stage that trains each, the study's `none` cells among them.
@@ -59,10 +59,10 @@ def test_a_record_that_is_not_its_cell_is_refused_before_any_report(tmp_path, mo
     write_record(record_path("adam", 0.01, "before", 0), "before", 0, "adam", 0.003, 0.70)
     with pytest.raises(InputFileError, match=r"adam-0.01-before-0.json: records learning_rate=0.003, "
                                              r"not the learning_rate=0.01 its name says"):
-        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS, recipe(settings))
     write_record(record_path("adam", 0.01, "before", 0), "none", 0, "adam", 0.01, 0.70)
     with pytest.raises(InputFileError, match=r"records bn=none, not the bn=before its name says"):
-        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS, recipe(settings))
 
 
 def test_record_names_follow_dvcs_matrix_names():
@@ -81,14 +81,14 @@ def test_record_names_follow_dvcs_matrix_names():
 def test_the_sweep_refuses_a_grid_that_the_study_does_not_fit(tmp_path, monkeypatch, settings, message):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match=message):
-        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS, recipe(settings))
 
 
 def test_a_sweep_with_no_cell_run_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = params()
     with pytest.raises(InputFileError, match=r"no cell of the sweep has run yet: run `dvc repro grids/sweep/dvc.yaml`"):
-        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS)
+        collect(settings.sweep, settings.study, settings.train, STUDY_RUNS, recipe(settings))
 
 
 def run(bn, seed, accuracy, rate=0.01, diverged=False, beta=10.0):

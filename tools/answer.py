@@ -20,13 +20,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages.analysis import answer, claims
-from stages.analysis.answer import begin, end, replace_block  # tests/test_docs.py reads the markers here.
-from stages.analysis.records import read_json
-from stages.grids.sections import read_all as read_params
-from stages.trainer.errors import BnlabError
-
 ROOT = Path(__file__).resolve().parents[1]
+# This project's code, whatever else is installed or wherever the command runs from.
+sys.path.insert(0, str(ROOT))
+
+from stages.analysis import answer, claims  # noqa: E402
+from stages.analysis.answer import begin, end, replace_block  # noqa: E402 tests/test_docs.py reads the markers here.
+from stages.analysis.records import read_json  # noqa: E402
+from stages.grids.sections import read_all as read_params  # noqa: E402
+from stages.trainer.errors import BnlabError  # noqa: E402
+
 README = ROOT / "README.md"
 REPORTS = ROOT / "reports"
 
@@ -149,6 +152,10 @@ def main(argv=None) -> None:
             block = render()
         except (BnlabError, OSError) as error:  # A report, record or params.yaml missing or corrupt.
             raise SystemExit(f"answer: error: {error}") from None
+        except (KeyError, TypeError, IndexError, AttributeError) as error:
+            # A report or record that parses but lacks what the answer quotes: older than the code.
+            raise SystemExit(f"answer: error: the {name} block's reports lack {error!s} ({error.__class__.__name__}); "
+                             "re-run the report stages (`dvc repro grids/<name>/dvc.yaml`) and try again") from None
         if not args.write:
             print(f"{begin(name)}\n{block}\n{end(name)}\n")
             continue

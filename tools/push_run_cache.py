@@ -9,10 +9,15 @@ trade-off). This pushes what `dvc push --run-cache` pushes, then the objects of 
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.scm import SCMError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # Its sibling tools.
+from verify_pull import md5_file  # noqa: E402
 
 
 def run_entries(runs: str) -> list[tuple[str, str]]:
@@ -22,6 +27,23 @@ def run_entries(runs: str) -> list[tuple[str, str]]:
     return [(key, value) for prefix in os.listdir(runs)
             for key in os.listdir(os.path.join(runs, prefix))
             for value in os.listdir(os.path.join(runs, prefix, key))]
+
+
+def check_objects(repo, outputs) -> None:
+    """Refuse to upload a run's output whose object in the local cache is not the bytes its name
+    (its md5) says: a collector would restore it as that run's output. A directory's object is its
+    listing, whose md5 is its name without `.dir`."""
+    for hash_info in outputs:
+        value = getattr(hash_info, "value", None) or ""
+        path = repo.cache.local.oid_to_path(value)
+        if not os.path.isfile(path):
+            raise SystemExit(f"push_run_cache: the run-cache names object {value}, which the local cache lacks; "
+                             "re-run the cell that made it (`dvc repro <cell>`), then push again; nothing was uploaded")
+        found = md5_file(Path(path))
+        if found != value.removesuffix(".dir"):
+            raise SystemExit(f"push_run_cache: {path}: its bytes hash to {found}, not the {value} it is "
+                             "stored as, so it was altered in the local cache; nothing was uploaded: delete that file and "
+                             "re-run the cell that made it (`dvc repro <cell>`)")
 
 
 def main(argv=None) -> None:
@@ -39,9 +61,10 @@ def main(argv=None) -> None:
 
 def push(remote: str | None) -> None:
     with Repo() as repo:
-        pushed = repo.push(remote=remote, run_cache=True)
         entries = run_entries(repo.stage_cache.cache_dir)
         outputs = set().union(*repo.stage_cache.get_used_objs(entries).values())
+        check_objects(repo, outputs)  # Before anything, run records included, is uploaded.
+        pushed = repo.push(remote=remote, run_cache=True)
         result = repo.cloud.push(outputs, remote=remote)
         if result.failed:
             raise SystemExit(f"push_run_cache: {len(result.failed)} run outputs failed to upload; "

@@ -116,9 +116,12 @@ def rewrite(path: Path) -> bool:
         if line == "    deps:\n" and command and not any(entry in command for entry in TRAINING_ENTRIES):
             out.append(line)
             index += 1
-            while index < len(lines) and lines[index].startswith("      - stages/"):
+            others = []  # The stage's other dependencies (data, markers), after its code, in their order.
+            while index < len(lines) and lines[index].startswith("      - "):
+                if not lines[index].startswith("      - stages/"):
+                    others.append(lines[index])
                 index += 1
-            out += [f"      - {code}\n" for code in sorted(expected_code(command))]
+            out += [f"      - {code}\n" for code in sorted(expected_code(command))] + others
             command = None
             continue
         out.append(line)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.trainer.errors import InputFileError
-from stages.analysis.records import fit_seconds, read_json
+from stages.trainer.errors import InputFileError, quoted
+from stages.analysis.binding import Recipe, check_locked, check_recipe
+from stages.analysis.records import fit_seconds, read_json_and_md5
 from stages.analysis.statistics import (CONFIDENCE, FAMILY, MAX_SEEDS, POWER, TARGET_DIFFERENCE, Comparison, compare_all,
                               describe)
 
@@ -46,8 +47,8 @@ class Cell:
     landscape_summary: dict
 
 
-def collect(runs: Path, variants: list[str], seeds: list[int]) -> dict[str, list[Cell]]:
-    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "grids/study/dvc.yaml", bn=variant, seed=seed)
+def collect(runs: Path, variants: list[str], seeds: list[int], recipe: Recipe) -> dict[str, list[Cell]]:
+    return {variant: [load_cell(runs / f"{variant}-{seed}.json", "grids/study/dvc.yaml", recipe, bn=variant, seed=seed)
                       for seed in seeds] for variant in variants}
 
 
@@ -126,7 +127,7 @@ def incomplete(missing: list[str], pipeline: str) -> list[str]:
             + ", ".join(f"`{stage}`" for stage in missing) + ".", ""]
 
 
-def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cell], list[str]]:
+def load_grid(stages: dict[Path, tuple[str, dict]], what: str, recipe: Recipe) -> tuple[list[Cell], list[str]]:
     """The cells of a grid that have run ({record path: (DVC stage, expected settings)}), each
     checked by load_cell, and the DVC stages of those that have not (yet): a grid is often run a
     part at a time, on several machines, so its report shows where it stands."""
@@ -134,24 +135,27 @@ def load_grid(stages: dict[Path, tuple[str, dict]], what: str) -> tuple[list[Cel
     if len(missing) == len(stages):
         pipeline = next(iter(stages.values()))[0].split(":")[0]
         raise InputFileError(f"no cell of {what} has run yet: run `dvc repro {pipeline}` "
-                             f"(or `dvc repro -s {pipeline}:<cell>` for some of them) first")
-    cells = [load_cell(path, stage.split(":")[0], **expected)
+                             f"(or `dvc repro {pipeline}:<cell>` for some of them) first")
+    cells = [load_cell(path, stage.split(":")[0], recipe, **expected)
              for path, (stage, expected) in stages.items() if path.is_file()]
     return cells, missing
 
 
-def load_cell(path: Path, pipeline: str, **expected) -> Cell:
+def load_cell(path: Path, pipeline: str, recipe: Recipe, **expected) -> Cell:
     """The record a `cell` stage of `pipeline` wrote at `path`, checked to be what its name says:
     each of `expected` (bn, seed, and for the grids over them a train or model setting such as
-    optimizer, learning_rate, batch_size, epochs or activation) as recorded, and
-    its scores numbers (accuracies finite, in [0, 1]; a loss non-finite only where the run
-    diverged). A record copied over another, edited or truncated is refused in one line naming
-    the file, before any report is rewritten."""
+    optimizer, learning_rate, batch_size, epochs or activation) as recorded; every other training
+    setting as `recipe` (params.yaml's model and train) gives it; its bytes the output that the
+    pipeline's dvc.lock recorded for it (stages/analysis/binding.py); and every field a report
+    reads well-formed (check_contents). A record copied over another, edited, forged or truncated
+    is refused in one line naming the file, before any report is rewritten."""
     if not path.is_file():
         raise InputFileError(f"{path}: missing: this cell has not run; run `dvc repro {pipeline}` "
                              "to train the missing cells")
-    record = read_json(path, "cell")
+    record, md5 = read_json_and_md5(path, "cell")
     check_record(record, path, pipeline, expected)
+    check_recipe(path, record, recipe.for_cell(expected), _fix(path, pipeline))
+    check_locked(path, md5, record, pipeline)
     probes = record.get("probes")
     return Cell(record["bn"], record["seed"], record["metrics"],
                 {name: np.asarray(values) for name, values in record["history"].items()},
@@ -159,8 +163,13 @@ def load_cell(path: Path, pipeline: str, **expected) -> Cell:
                 record, record.get("landscape") or {})
 
 
+def _fix(path: Path, pipeline: str) -> str:
+    return (f"`git checkout -- {path}` puts back the committed record; else delete it and run "
+            f"`dvc repro {pipeline}` to train that cell again")
+
+
 def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> None:
-    fix = f"delete it and run `dvc repro {pipeline}` to train that cell again"
+    fix = _fix(path, pipeline)
     try:
         found = {"bn": record["bn"], "seed": record["seed"], "optimizer": record["train"]["optimizer"],
                  "learning_rate": record["train"]["learning_rate"]}
@@ -172,6 +181,8 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
         losses[-1]  # An empty history is as incomplete as a missing one.
     except (KeyError, TypeError, IndexError) as error:
         raise InputFileError(f"{path}: not a complete cell record (no {error}); {fix}") from None
+    if type(found["seed"]) is not int:  # 5.0 or "5" would pass for seed 5 below.
+        raise InputFileError(f"{path}: seed = {found['seed']!r} is not an integer; {fix}")
     wrong = [key for key, value in expected.items() if found[key] != value]
     if wrong:
         recorded = ", ".join(f"{key}={found[key]}" for key in wrong)
@@ -179,11 +190,72 @@ def check_record(record: dict, path: Path, pipeline: str, expected: dict) -> Non
         raise InputFileError(f"{path}: records {recorded}, not the {named} its name says; {fix}")
     run_diverged = all(isinstance(loss, (int, float)) for loss in losses) and diverged_history(record["history"])
     for name, value in scores.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = _is_number(value)
         finite = number and math.isfinite(value)
         if not number or (name.endswith("accuracy") and not (finite and 0 <= value <= 1)) \
                 or (not finite and not run_diverged):
             raise InputFileError(f"{path}: {name} = {value!r} is not a valid score; {fix}")
+    check_contents(record, path, fix)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_contents(record: dict, path: Path, fix: str) -> None:
+    """Every other field a report reads, well-formed, so that no report writes one output and then
+    fails on (or silently drops) a record: the per-epoch history (lists of numbers, one per epoch;
+    accuracies and times finite), the fit time, the probes' columns (lists of numbers of one
+    length), the landscape summary (finite numbers or None, per layer too), the head input's scale
+    and the environment. A loss may be non-finite: that is how a diverged run reads."""
+    def refuse(field: str, value: object, why: str) -> None:
+        raise InputFileError(f"{path}: {field} = {quoted(value)} {why}; {fix}")
+
+    def column(field: str, values: object, length: int | None, finite: bool) -> int:
+        if not isinstance(values, list) or not values or not all(map(_is_number, values)):
+            refuse(field, values, "is not a non-empty list of numbers")
+        if length is not None and len(values) != length:
+            refuse(field, values, f"has {len(values)} values, not the {length} of its record's other columns")
+        if finite and not all(math.isfinite(value) for value in values):
+            refuse(field, values, "holds a value that is not finite")
+        return len(values)
+
+    history = record["history"]
+    if not isinstance(history, dict):
+        refuse("history", history, "is not a mapping of per-epoch lists")
+    epochs = None
+    for name, values in history.items():
+        epochs = column(f"history.{name}", values, epochs, finite=not name.endswith("loss"))
+    if "fit_seconds" in record:
+        seconds = record["fit_seconds"]
+        if not (_is_number(seconds) and math.isfinite(seconds) and seconds >= 0):
+            refuse("fit_seconds", seconds, "is not a finite number of seconds")
+    elif "epoch_seconds" not in history:
+        refuse("history", sorted(history), "has no epoch_seconds, and the record no fit_seconds")
+    probes = record.get("probes")
+    if probes is not None:
+        if not isinstance(probes, dict) or not probes:
+            refuse("probes", probes, "is not a mapping of per-probe lists")
+        steps = None
+        for name, values in probes.items():
+            steps = column(f"probes.{name}", values, steps, finite=name == "step")
+    landscape = record.get("landscape")
+    if landscape is not None and not isinstance(landscape, dict):
+        refuse("landscape", landscape, "is not a mapping of the probes' summaries")
+    for name, value in (landscape or {}).items():
+        if name == "diverged":
+            if not isinstance(value, bool):
+                refuse(f"landscape.{name}", value, "is not true or false")
+            continue
+        for part, number in (value.items() if isinstance(value, dict) else [("", value)]):
+            if number is not None and not (_is_number(number) and math.isfinite(number)):
+                refuse(f"landscape.{name}" + (f".{part}" if part else ""), number, "is not a finite number or null")
+    head = record.get("head_input")
+    if head is not None and not (isinstance(head, dict) and _is_number(head.get("rms_before"))
+                                 and math.isfinite(head["rms_before"])):
+        refuse("head_input", head, "has no finite rms_before")
+    if not isinstance(record.get("environment", {}), dict):
+        refuse("environment", record["environment"], "is not a mapping")
 
 
 def diverged_history(history: dict) -> bool:

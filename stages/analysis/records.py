@@ -4,6 +4,7 @@ InputFileError for a missing or corrupt file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 import zlib
@@ -17,11 +18,17 @@ MAX_MODEL_BYTES = 4 << 30  # Uncompressed: the largest net params.yaml allows is
 
 def read_json(path: Path, stage: str) -> dict:
     """A JSON object that `stage` wrote; InputFileError if it is missing, too large or not JSON."""
+    return read_json_and_md5(path, stage)[0]
+
+
+def read_json_and_md5(path: Path, stage: str) -> tuple[dict, str]:
+    """read_json, and the md5 of the very bytes it parsed (what dvc.lock records of an output)."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size <= MAX_JSON_BYTES:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            content = path.read_bytes()
+            data = json.loads(content.decode("utf-8"))
     except FileNotFoundError:
         raise _broken(path, stage, "missing") from None
     except ValueError as error:  # Not JSON (truncated, edited), or not UTF-8.
@@ -30,7 +37,7 @@ def read_json(path: Path, stage: str) -> dict:
         raise _broken(path, stage, f"{size:,} bytes is far more than it should be")
     if not isinstance(data, dict):
         raise _broken(path, stage, "is not a JSON object")
-    return data
+    return data, hashlib.md5(content).hexdigest()
 
 
 def fit_seconds(run: dict) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from stages.grids.sections import BatchParams, StudyParams, check_batch
 from stages.grids.study import RUNS as STUDY_RUNS
 from stages.analysis.statistics import compare, describe
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, holm_pairs, incomplete, load_grid, oriented, pairs_table
 
 OUT = Path("reports/batch")  # The report and its records (runs/), outside the trainer package.
@@ -49,9 +50,9 @@ def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tupl
     return cells
 
 
-def collect(batch: BatchParams, study: StudyParams, train) -> tuple[list[Cell], list[str]]:
+def collect(batch: BatchParams, study: StudyParams, train, recipe: Recipe) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet)."""
-    return load_grid(grid_cells(batch, study, train), "the batch grid")
+    return load_grid(grid_cells(batch, study, train), "the batch grid", recipe)
 
 
 def values(cell: Cell) -> dict[str, float]:
@@ -179,8 +180,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
 # The report (grids/batch/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
 # and what it writes.
 # The study's seeds and the train settings name the study's cells that stand at train.batch_size.
-PARAMS = ("batch", "study.variants", "study.seeds", "train.batch_size", "train.optimizer",
-          "train.learning_rate", "train.epochs")
+# model and train: what every record must have trained with (stages/analysis/binding.py).
+PARAMS = ("batch", "study.variants", "study.seeds", "model", "train")
 
 
 def report(params) -> str:
@@ -190,15 +191,16 @@ def report(params) -> str:
     from stages.grids.placement import environments
     from stages.trainer.atomic import write_json, write_text
 
-    cells, missing = collect(params.batch, params.study, params.train)
+    cells, missing = collect(params.batch, params.study, params.train, Recipe.of(params.model, params.train))
     summary = summarize(cells, params.batch.variants)
     cells = [cell for cell in cells if cell.variant in params.batch.variants]  # The figure's.
+    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
+    markdown = render_markdown(summary, params.batch, params.study, params.train, missing,
+                               environments({"all": cells}), minutes)
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_batch_size([{"bn": cell.variant, "batch_size": cell.run["train"]["batch_size"],
                                      "seed": cell.seed, "diverged": diverged(cell),
                                      **{key: value for key, value in values(cell).items() if key != "gap"}}
                                     for cell in cells], OUT / "figures" / "accuracy_vs_batch_size.png")
-    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
-    write_text(OUT / "batch.md", render_markdown(summary, params.batch, params.study, params.train, missing,
-                                                 environments({"all": cells}), minutes))
+    write_text(OUT / "batch.md", markdown)
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/batch.md"

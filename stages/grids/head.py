@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from stages.grids.sections import HeadParams
+from stages.trainer.errors import InputFileError
 from stages.analysis.statistics import describe, divergence_test
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import (Cell, accuracy_text, figure_run, incomplete, load_cell, load_grid, oriented,
                                      pairs_table, rate_grid_cells, rate_record)
 from stages.grids.sweep import RUNS as SWEEP_RUNS
@@ -31,15 +33,24 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return rate_record(RUNS, optimizer, rate, bn, seed)
 
 
-def collect(head: HeadParams) -> tuple[list[Cell], list[str]]:
-    """The cells that have run, and the DVC stages of those that have not (yet)."""
-    return load_grid(rate_grid_cells(head, RUNS, PIPELINE), "the head grid")
+def collect(head: HeadParams, recipe: Recipe) -> tuple[list[Cell], list[str]]:
+    """The cells that have run, and the DVC stages of those that have not (yet); each cell's
+    head input scaled to head.head_input_rms, which the head report reads back."""
+    cells = {path: (stage, {**expected, "head_input_rms": head.head_input_rms})
+             for path, (stage, expected) in rate_grid_cells(head, RUNS, PIPELINE).items()}
+    found, missing = load_grid(cells, "the head grid", recipe)
+    for cell in found:
+        if "head_input" not in cell.run:
+            raise InputFileError(f"{rate_record(RUNS, head.optimizer, cell.run['train']['learning_rate'], cell.variant, cell.seed)}: "
+                                 f"has no head_input (not a head cell's record); `git checkout` it, or delete it "
+                                 f"and run `dvc repro {PIPELINE}`")
+    return found, missing
 
 
-def twins(head: HeadParams) -> list[Cell]:
+def twins(head: HeadParams, recipe: Recipe) -> list[Cell]:
     """The sweep's cells at the head grid's points, where they have run: the same runs without
     the intervention."""
-    return [load_cell(path, "grids/sweep/dvc.yaml", **expected)
+    return [load_cell(path, "grids/sweep/dvc.yaml", recipe, **expected)
             for path, (_, expected) in rate_grid_cells(head, SWEEP_RUNS, "grids/sweep/dvc.yaml").items()
             if path.is_file()]
 
@@ -142,7 +153,7 @@ def render_markdown(summary: dict, head: HeadParams, missing: list[str], environ
 
 # The report (grids/head/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
 # and what it writes.
-PARAMS = ("head",)
+PARAMS = ("head", "model", "train")  # model and train: what every record must have trained with.
 
 
 def report(params) -> str:
@@ -152,14 +163,15 @@ def report(params) -> str:
 
     from stages.analysis import figures
 
-    cells, missing = collect(params.head)
-    without = twins(params.head)
+    recipe = Recipe.of(params.model, params.train)
+    cells, missing = collect(params.head, recipe)
+    without = twins(params.head, recipe)
     summary = summarize(cells, without)
+    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
+    markdown = (render_markdown(summary, params.head, missing, environments({"all": cells}), minutes)
+                + "\n![every seed's test accuracy with and without the head's scale](figures/head.png)\n")
     write_json(OUT / "metrics.json", summary)
     figures.head_intervention([{**figure_run(cell), "scaled": scaled} for scaled, group in ((True, cells), (False, without))
                                for cell in group], OUT / "figures" / "head.png")
-    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
-    write_text(OUT / "head.md", render_markdown(summary, params.head, missing,
-                                                environments({"all": cells}), minutes)
-               + "\n![every seed's test accuracy with and without the head's scale](figures/head.png)\n")
+    write_text(OUT / "head.md", markdown)
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/head.md"

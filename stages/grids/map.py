@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell
 from stages.analysis.records import fit_seconds
 from stages.analysis.sequential import analyse, design
@@ -68,7 +69,7 @@ def collect(parts: dict) -> tuple[dict[str, dict[tuple[str, int, float | None], 
                                 "optimizer": part.train.optimizer, "momentum": part.train.momentum,
                                 "learning_rate": rate if rate is not None else part.train.learning_rate,
                                 "activation": part.model.activation}
-                    cell = load_cell(path, PIPELINE, **expected)
+                    cell = load_cell(path, PIPELINE, Recipe.of(part.model, part.train), **expected)
                     cells.setdefault(setting_of(name), {})[(bn, seed, rate)] = cell
     return cells, missing
 
@@ -138,20 +139,21 @@ def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float
             "minutes_per_cell": round(float(np.median([fit_seconds(cell.run) for cell in runs])) / 60, 2)}
 
 
-def reference(placement_seeds: list[int], study_seeds: list[int]) -> dict:
+def reference(placement_seeds: list[int], study_seeds: list[int], recipe: Recipe) -> dict:
     """The reference setting (ELU, Adam 1e-3, 10 epochs): the placement grid's pairs and the
     study's `none`, paired on seed, with plain 95% intervals (a fixed number of seeds)."""
     cells = {}
     for bn in ("before", "after"):
-        for runs, seeds in ((STUDY_RUNS, study_seeds), (PLACEMENT_RUNS, placement_seeds)):
+        for runs, seeds, pipeline in ((STUDY_RUNS, study_seeds, "grids/study/dvc.yaml"),
+                                      (PLACEMENT_RUNS, placement_seeds, "grids/placement/dvc.yaml")):
             for seed in seeds:
                 path = runs / f"{bn}-{seed}.json"
                 if path.is_file():
-                    cells[(bn, seed, None)] = load_cell(path, "grids/placement/dvc.yaml", bn=bn, seed=seed)
+                    cells[(bn, seed, None)] = load_cell(path, pipeline, recipe, bn=bn, seed=seed)
     for seed in study_seeds:
         path = STUDY_RUNS / f"none-{seed}.json"
         if path.is_file():
-            cells[("none", seed, None)] = load_cell(path, "grids/study/dvc.yaml", bn="none", seed=seed)
+            cells[("none", seed, None)] = load_cell(path, "grids/study/dvc.yaml", recipe, bn="none", seed=seed)
     differences, seeds, dropped = paired(cells, "after", "before")
     return {"placement": interval(differences), "diverged_pairs": dropped,
             "gain": {f"{bn}_vs_none": interval(paired(cells, bn, "none")[0]) for bn in ("before", "after")},
@@ -314,8 +316,10 @@ def report(params) -> str:
 
     design_params, parts = map_design(params.map, params.model, params.train)
     cells, missing = collect(parts)
-    summary = summarize(cells, design_params, reference(params.placement.seeds, params.study.seeds))
+    summary = summarize(cells, design_params, reference(params.placement.seeds, params.study.seeds,
+                                                        Recipe.of(params.model, params.train)))
+    markdown = render_markdown(summary, missing, parts)  # Everything computed before anything is written.
     write_json(OUT / "metrics.json", summary)
     figures.placement_map(summary, OUT / "figures" / "map.png")
-    write_text(OUT / "map.md", render_markdown(summary, missing, parts))
+    write_text(OUT / "map.md", markdown)
     return f"{sum(len(setting) for setting in cells.values())} cells ({len(missing)} not yet run) -> {OUT}/map.md"

@@ -19,6 +19,7 @@ import numpy as np
 from stages.trainer.errors import InputFileError
 from stages.grids.sections import RateGridParams
 from stages.analysis.records import fit_seconds
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import (Cell, accuracy_text, diverged, incomplete, load_grid, rate_grid_cells, rate_record,
                                     trained_description)
 
@@ -32,9 +33,9 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
     return rate_record(RUNS, optimizer, rate, bn, seed)
 
 
-def collect(norms: RateGridParams) -> tuple[list[Cell], list[str]]:
+def collect(norms: RateGridParams, recipe: Recipe) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet)."""
-    cells, missing = load_grid(rate_grid_cells(norms, RUNS, PIPELINE), "the norms grid")
+    cells, missing = load_grid(rate_grid_cells(norms, RUNS, PIPELINE), "the norms grid", recipe)
     for cell in cells:
         if not cell.landscape or not any(name.startswith("weight_norm/") for name in cell.landscape):
             path = record_path(norms.optimizer, cell.run["train"]["learning_rate"], cell.variant, cell.seed)
@@ -167,7 +168,7 @@ def _rounded(value: float) -> float | None:
 
 # The report (grids/norms/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
 # and what it writes.
-PARAMS = ("norms",)
+PARAMS = ("norms", "model", "train")  # model and train: what every record must have trained with.
 
 
 def report(params) -> str:
@@ -176,12 +177,12 @@ def report(params) -> str:
     from stages.grids.placement import environments
     from stages.trainer.atomic import write_json, write_text
 
-    cells, missing = collect(params.norms)
+    cells, missing = collect(params.norms, Recipe.of(params.model, params.train))
     summary = summarize(cells)
-    write_json(OUT / "metrics.json", summary)
     runs = [{"bn": cell.variant, "learning_rate": cell.run["train"]["learning_rate"], "seed": cell.seed,
              "diverged": diverged(cell), **trajectories(cell)} for cell in cells]
+    markdown = render_markdown(summary, params.norms, cells, missing, environments({"all": cells}))
+    write_json(OUT / "metrics.json", summary)
     figures.weight_norms(runs, OUT / "figures" / "weight_norms.png")
-    write_text(OUT / "norms.md", render_markdown(summary, params.norms, cells, missing,
-                                                 environments({"all": cells})))
+    write_text(OUT / "norms.md", markdown)
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/norms.md"

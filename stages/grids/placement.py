@@ -17,6 +17,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, compare
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell, trained_description, welch_interval
 from stages.grids.sections import check_placement
 from stages.grids.study import RUNS as STUDY_RUNS
@@ -27,7 +28,7 @@ PIPELINE = "grids/placement/dvc.yaml"
 
 
 def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[int], study_runs: Path,
-            placement_runs: Path) -> tuple[dict[str, list[Cell]], list[str]]:
+            placement_runs: Path, recipe: Recipe) -> tuple[dict[str, list[Cell]], list[str]]:
     """Every cell of both variants: the study's seeds from its records, then the placement's own.
     Returns the cells found and the DVC stages of those not yet run (a long study runs in parts)."""
     cells: dict[str, list[Cell]] = {variant: [] for variant in variants}
@@ -40,7 +41,7 @@ def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[i
                 if not path.is_file():
                     missing.append(f"{pipeline}:cell@{variant}-{seed}")
                     continue
-                cells[variant].append(load_cell(path, pipeline, bn=variant, seed=seed))
+                cells[variant].append(load_cell(path, pipeline, recipe, bn=variant, seed=seed))
     return cells, missing
 
 
@@ -201,7 +202,7 @@ def environments(cells: dict[str, list[Cell]]) -> list[str]:
 
 # The report (grids/placement/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
 # and what it writes.
-PARAMS = ("placement", "study.variants", "study.seeds")
+PARAMS = ("placement", "study.variants", "study.seeds", "model", "train")
 
 
 def report(params) -> str:
@@ -211,11 +212,12 @@ def report(params) -> str:
     placement = params.placement
     check_placement(placement, params.study)
     cells, missing = collect(placement.variants, params.study.seeds, placement.seeds,
-                             STUDY_RUNS, OUT / "runs")
+                             STUDY_RUNS, OUT / "runs", Recipe.of(params.model, params.train))
     summary = summarize(cells, placement.equivalence_margin, len(missing))
     # Everything is computed before anything is written, so a bad record leaves the old report.
+    markdown = render_markdown(summary, environments(cells), missing)
     write_json(OUT / "metrics.json", summary)
     figures.placement({variant: [c.metrics["test"]["accuracy"] for c in runs] for variant, runs in cells.items()},
                       summary, OUT / "figures" / "placement.png")
-    write_text(OUT / "placement.md", render_markdown(summary, environments(cells), missing))
+    write_text(OUT / "placement.md", markdown)
     return summary["verdict"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, load_cell
 from stages.grids.placement import OUT as PLACEMENT
 from stages.grids.study import RUNS as STUDY_RUNS
@@ -18,14 +19,14 @@ from stages.grids.study import RUNS as STUDY_RUNS
 OUT = Path("reports/rerun")
 RUNS = OUT / "runs"
 PIPELINE = "grids/rerun/dvc.yaml"
-PARAMS = ("rerun", "study.seeds")
+PARAMS = ("rerun", "study.seeds", "model", "train")
 
 
-def original(bn: str, seed: int, study_seeds: list[int]) -> Cell:
+def original(bn: str, seed: int, study_seeds: list[int], recipe: Recipe) -> Cell:
     """The record the rerun repeats: the study's for its seeds, else the placement grid's."""
     if seed in study_seeds:
-        return load_cell(STUDY_RUNS / f"{bn}-{seed}.json", "grids/study/dvc.yaml", bn=bn, seed=seed)
-    return load_cell(PLACEMENT / "runs" / f"{bn}-{seed}.json", "grids/placement/dvc.yaml", bn=bn, seed=seed)
+        return load_cell(STUDY_RUNS / f"{bn}-{seed}.json", "grids/study/dvc.yaml", recipe, bn=bn, seed=seed)
+    return load_cell(PLACEMENT / "runs" / f"{bn}-{seed}.json", "grids/placement/dvc.yaml", recipe, bn=bn, seed=seed)
 
 
 def numerics(cell: Cell) -> str:
@@ -73,14 +74,15 @@ def render_markdown(summary: dict, missing: list[str]) -> str:
 def report(params) -> str:
     from stages.trainer.atomic import write_json, write_text
 
-    pairs, missing = [], []
+    pairs, missing, recipe = [], [], Recipe.of(params.model, params.train)
     for bn in params.rerun.variants:
         for seed in params.rerun.seeds:
             path = RUNS / f"{bn}-{seed}.json"
             if not path.is_file():
                 missing.append(f"{PIPELINE}:cell@{bn}-{seed}")
                 continue
-            pairs.append((original(bn, seed, params.study.seeds), load_cell(path, PIPELINE, bn=bn, seed=seed)))
+            pairs.append((original(bn, seed, params.study.seeds, recipe),
+                          load_cell(path, PIPELINE, recipe, bn=bn, seed=seed)))
     summary = summarize(pairs)
     write_json(OUT / "metrics.json", summary)
     write_text(OUT / "rerun.md", render_markdown(summary, missing))

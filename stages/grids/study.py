@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from stages.analysis import figures
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import collect, render_html, render_markdown, summarize
 from stages.trainer.atomic import write_json, write_text
 
 STUDY = Path("reports/study")
 RUNS = STUDY / "runs"  # One JSON record per (variant, seed) cell.
-PARAMS = ("study",)
+PARAMS = ("study", "model", "train")  # model and train: what every record must have trained with.
 MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
     "test_accuracy": ("test", "accuracy"),
     "test_loss": ("test", "loss"),
@@ -26,8 +27,9 @@ MEASURES = {  # name in the table -> how to read it from a cell's metrics.json
 
 def report(params) -> str:
     study = params.study
-    cells = collect(RUNS, study.variants, study.seeds)
+    cells = collect(RUNS, study.variants, study.seeds, Recipe.of(params.model, params.train))
     summary, comparisons = summarize(cells, MEASURES)
+    # Every record was checked whole by collect, so nothing below can fail on one after a write.
     write_json(STUDY / "metrics.json", summary)
 
     out = STUDY / "figures"

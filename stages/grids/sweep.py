@@ -14,6 +14,7 @@ from stages.grids.sections import check_sweep
 from stages.trainer.params import OPTIMIZERS
 from stages.grids.study import RUNS as STUDY_RUNS
 from stages.analysis.statistics import describe
+from stages.analysis.binding import Recipe
 from stages.analysis.cells import (PAPER_MEASURES, UPDATE_MEASURES, Cell, accuracy_text, holm_pairs, load_grid,
                                   pairs_table, rate_record, trained_description)
 
@@ -52,7 +53,7 @@ def study_records(sweep, study, train, study_runs: Path) -> dict[Path, tuple[str
             for bn in part.variants for seed in study.seeds}
 
 
-def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str]]:
+def collect(sweep, study, train, study_runs: Path, recipe: Recipe) -> tuple[list[Cell], list[str]]:
     """The cells that have run, and the DVC stages of those that have not (yet): a sweep this
     size is often run a part at a time, on several machines, so its report shows where it stands."""
     stages = {record_path(optimizer, rate, bn, seed): (f"grids/sweep/dvc.yaml:{optimizer}@{bn}-{rate}-{seed}",
@@ -60,7 +61,7 @@ def collect(sweep, study, train, study_runs: Path) -> tuple[list[Cell], list[str
                                                         "learning_rate": rate})
               for optimizer, rate, bn, seed in grid(sweep)}
     stages |= study_records(sweep, study, train, study_runs)
-    return load_grid(stages, "the sweep")
+    return load_grid(stages, "the sweep", recipe)
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -141,7 +142,8 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
 
 # The report (grids/sweep/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,
 # and what it writes.
-PARAMS = ("sweep", "study", "train.optimizer", "train.learning_rate")
+# model and train: what every record must have trained with (stages/analysis/binding.py).
+PARAMS = ("sweep", "study", "model", "train")
 
 
 def report(params) -> str:
@@ -150,13 +152,14 @@ def report(params) -> str:
     from stages.analysis.records import fit_seconds
     from stages.trainer.atomic import write_json, write_text
 
-    cells, missing = collect(params.sweep, params.study, params.train, STUDY_RUNS)
+    cells, missing = collect(params.sweep, params.study, params.train, STUDY_RUNS, Recipe.of(params.model, params.train))
     runs = [figure_run(cell) for cell in cells]
     summary = summarize(runs)
+    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
+    markdown = render_markdown(summary, cells[0].run["environment"], minutes, missing)
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_learning_rate(runs, OUT / "figures" / "accuracy_vs_learning_rate.png")
     figures.effective_step_vs_learning_rate(runs, OUT / "figures" / "effective_step_vs_learning_rate.png")
     figures.update_beta_over_training(runs, OUT / "figures" / "update_beta_over_training.png")
-    minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
-    write_text(OUT / "sweep.md", render_markdown(summary, cells[0].run["environment"], minutes, missing))
+    write_text(OUT / "sweep.md", markdown)
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/sweep.md"

@@ -1,0 +1,252 @@
+"""A committed result cannot be lost, forged or smuggled in (issue 28), with real DVC on tiny data:
+records bound to their lock entry and recipe, reports that validate every record before writing,
+no params value reaching a shell, refusals that delete nothing, pulls checked against dvc.lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.grids.sections import read_all
+from stages.trainer.errors import InputFileError
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map", "rerun")
+HOSTILE = "0'; touch PWNED; echo '"
+
+
+def depend_on_checks(project) -> None:
+    """Every stage that trains (or prepares what trains) depends on its pipeline's check marker,
+    so that DVC runs the check first: the committed dvc.yaml files say so (YAML anchors resolved)."""
+    def deps_of(path: Path) -> dict[str, list[str]]:
+        stages = yaml.safe_load(path.read_text())["stages"]
+        return {name: [str(dep).split()[0] for dep in stage.get("deps", [])] for name, stage in stages.items()}
+
+    main = deps_of(project.root / "dvc.yaml")
+    assert all("reports/params.checked" in main[name] for name in ("normalize", "train"))
+    for grid in GRIDS:
+        for name, deps in deps_of(project.root / "grids" / grid / "dvc.yaml").items():
+            if name not in ("check", "report"):
+                assert f"grids/{grid}/params.checked" in deps, f"grids/{grid}: {name}"
+
+
+def outputs(root: Path, *paths: str) -> dict[str, str]:
+    """md5 of every file under `paths`: what a refusal must leave as it was."""
+    found = {}
+    for name in paths:
+        for path in sorted([root / name] if (root / name).is_file() else (root / name).rglob("*")):
+            if path.is_file():
+                found[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.mark.dvc
+def test_a_forged_or_copied_record_is_refused_by_the_placement_report(project):
+    project.set_params(study={"variants": ["before", "after"], "seeds": [0, 1]},
+                       placement={"variants": ["before", "after"], "seeds": [2, 3]})
+    project.dvc("repro", "grids/placement/dvc.yaml:cell@after-2", "grids/placement/dvc.yaml:cell@after-3")
+    (project.root / "reports/study/runs").mkdir(parents=True)  # The report's other input: no study cell yet.
+    project.dvc("repro", "-s", "grids/placement/dvc.yaml:report")
+    project.commit("two placement cells and their report")
+    runs = project.root / "reports/placement/runs"
+    honest = json.loads((runs / "after-2.json").read_text())
+    report = outputs(project.root, "reports/placement/metrics.json", "reports/placement/placement.md",
+                     "reports/placement/figures")
+
+    def refused(message: str) -> None:
+        done = project.dvc("repro", "-s", "grids/placement/dvc.yaml:report", check=False)
+        assert done.returncode != 0 and re.search(message, done.stderr), done.stderr
+        assert outputs(project.root, *report) == report  # Nothing written before the refusal.
+        project.run("git", "checkout", "--", ".")
+        project.run("git", "clean", "-fdq", "reports/placement/runs")
+
+    # Other epochs than params.yaml's (the tiny project trains 1): refused by the recipe.
+    (runs / "after-2.json").write_text(json.dumps({**honest, "train": {**honest["train"], "epochs": 10}}))
+    refused(r"grid_report: error: reports/placement/runs/after-2.json: train.epochs = 10, but params.yaml "
+            r"gives this cell 1; `git checkout -- reports/placement/runs/after-2.json` puts back")
+    # The seed written as a float: not an integer, though 2.0 == 2.
+    (runs / "after-2.json").write_text(json.dumps({**honest, "seed": 2.0}))
+    refused(r"after-2.json: seed = 2.0 is not an integer")
+    # A copy with its seed edited, over another cell's record: every setting right, the bytes not
+    # the ones DVC recorded for that cell.
+    (runs / "after-3.json").write_text(json.dumps({**honest, "seed": 3}))
+    refused(r"after-3.json: md5 \w+ is not the \w+ that grids/placement/dvc.lock recorded for "
+            r"cell@after-3, so it was edited or copied after DVC ran that cell")
+    # The same copy as a new seed: no DVC run wrote it.
+    project.set_params(placement={"variants": ["before", "after"], "seeds": [2, 3, 4]})
+    (runs / "after-4.json").write_text(json.dumps({**honest, "seed": 4}))
+    refused(r"after-4.json: grids/placement/dvc.lock has no entry for it, so no DVC run of "
+            r"grids/placement/dvc.yaml is known to have written it; run its cell through DVC")
+
+
+# One record of each report, made malformed as a buggy or edited cell could write it, with its
+# lock entry rewritten to match (so that only the contents are wrong).
+MALFORMED = [
+    ("study", "reports/study/runs/before-0.json", ("landscape", "beta_median"), "x", r"landscape.beta_median = 'x'"),
+    ("sweep", "reports/sweep/runs/adam-0.01-before-0.json", ("landscape", "update_beta_median"), "x",
+     r"landscape.update_beta_median = 'x' is not a finite number or null"),
+    ("head", "reports/head/runs/sgd-0.1-before-0.json", ("fit_seconds",), "12", r"fit_seconds = '12'"),
+    ("norms", "reports/norms/runs/adam-0.01-none-35.json", ("fit_seconds",), float("nan"), r"fit_seconds = nan"),
+    ("batch", "reports/batch/runs/50-before-0.json", ("history", "val/accuracy"), [0.5],
+     r"history.val/accuracy = \[0.5\] has 1 values, not the 10"),
+    ("placement", "reports/placement/runs/after-5.json", ("history", "fit/accuracy"), "high",
+     r"history.fit/accuracy = 'high' is not a non-empty list of numbers"),
+]
+
+
+@pytest.mark.parametrize("grid, name, field, value, message", MALFORMED, ids=[case[0] for case in MALFORMED])
+def test_every_report_validates_all_its_records_before_it_writes(tmp_path, monkeypatch, grid, name, field, value,
+                                                                  message):
+    """The committed records, one of them malformed: the report refuses it in one line naming the
+    file and field, and has written nothing (before: metrics.json written, then a traceback, or
+    the value silently dropped)."""
+    import importlib
+
+    from stages.grids.sections import load_all
+
+    for path in [*ROOT.glob("reports/*/runs"), *ROOT.glob("grids/*/dvc.lock")]:
+        (tmp_path / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, tmp_path / path.relative_to(ROOT))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    record = json.loads(Path(name).read_text())
+    target = record
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    Path(name).write_text(json.dumps(record))
+    lock = Path(f"grids/{grid}/dvc.lock")
+    entries = yaml.safe_load(lock.read_text())
+    for stage in entries["stages"].values():
+        for out in stage.get("outs", []):
+            if out["path"] == name:
+                out["md5"] = hashlib.md5(Path(name).read_bytes()).hexdigest()
+    lock.write_text(yaml.safe_dump(entries))
+    module = importlib.import_module(f"stages.grids.{grid}")
+    with pytest.raises(InputFileError, match=rf"^{re.escape(name)}: {message}"):
+        module.report(load_all(module.PARAMS))
+    assert sorted(path.name for path in Path("reports", grid).iterdir()) == ["runs"]
+
+
+@pytest.mark.dvc
+@pytest.mark.parametrize("grid", GRIDS)
+def test_no_params_value_of_a_grid_runs_a_command(project, grid):
+    depend_on_checks(project)
+    project.set_params(study={"variants": ["before", "after", "none"], "seeds": [0, 1]})  # What placement needs.
+    document = yaml.safe_load((project.root / "params.yaml").read_text())
+    section = document[grid]["relu"] if grid == "map" else document[grid]
+    section["seeds"] = [HOSTILE, *section["seeds"]]
+    project.set_params(**{grid: document[grid]})
+    # Every cell of the grid (the report would first train other grids' cells that it reads).
+    done = project.dvc("repro", "--glob", f"grids/{grid}/dvc.yaml:*@*", check=False)
+    assert done.returncode != 0 and not (project.root / "PWNED").exists(), done.stdout + done.stderr
+    part = ".relu" if grid == "map" else ""
+    # Its own grid's check names the shell; another grid's check that DVC runs first (the batch
+    # report reads the study's cells) refuses the same value by type.
+    assert f"check: error: params.yaml: {grid}{part}.seeds[0] = \"{HOSTILE}\" " in done.stderr, done.stderr
+    assert "Running stage" not in done.stdout.split(f"grids/{grid}/dvc.yaml:check")[-1]  # No cell started.
+
+
+@pytest.mark.dvc
+def test_a_refused_typo_deletes_nothing_in_the_main_pipeline_and_a_grid(project):
+    depend_on_checks(project)
+    project.set_params(study={"variants": ["before"], "seeds": [0, 1]})
+    project.dvc("repro", "dvc.yaml", "grids/study/dvc.yaml:cell@before-0")
+    project.commit("trained")
+    status = project.dvc("status", "dvc.yaml", "grids/study/dvc.yaml").stdout
+    kept = outputs(project.root, "models", "reports/train", "reports/metrics.json", "data/prepared",
+                   "reports/study/runs", "reports/params.checked", "grids/study/params.checked")
+    done = project.dvc("exp", "run", "-S", "bn=After", check=False)
+    assert done.returncode != 0
+    assert ("check: error: params.yaml: bn = 'After' is not allowed; expected one of: after, before, frozen, "
+            "none, rescaled; nothing was run or removed; fix params.yaml, or put back the committed one with "
+            "`git checkout params.yaml` (bn: 'before' in the last commit, 'After' now)") in done.stderr, done.stderr
+    assert outputs(project.root, *kept) == kept
+    project.run("git", "checkout", "params.yaml")
+    assert project.dvc("status", "dvc.yaml", "grids/study/dvc.yaml").stdout == status
+    project.set_params(train={"epochs": 0})
+    done = project.dvc("repro", "grids/study/dvc.yaml", check=False)
+    assert done.returncode != 0 and "check: error: params.yaml: train.epochs = 0" in done.stderr, done.stderr
+    assert outputs(project.root, *kept) == kept
+
+
+@pytest.mark.dvc
+def test_a_remote_whose_listing_was_edited_is_refused_after_pull(project, tmp_path):
+    project.dvc("repro", "normalize")
+    remote = tmp_path / "remote"
+    project.dvc("remote", "add", "-d", "team", str(remote))
+    project.dvc("remote", "modify", "team", "verify", "true")
+    project.commit("prepared")
+    project.dvc("push")
+    assert project.run(sys.executable, str(ROOT / "tools/verify_pull.py")).returncode == 0
+    # Point train.npz, in the remote's listing of data/prepared, at the stored test split.
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
+    prepared = next(out for out in lock["stages"]["normalize"]["outs"] if out["path"] == "data/prepared")["md5"]
+    listing_path = remote / "files" / "md5" / prepared[:2] / prepared[2:]
+    entries = json.loads(listing_path.read_text())
+    test = next(entry["md5"] for entry in entries if entry["relpath"] == "test.npz")
+    listing_path.chmod(0o644)
+    listing_path.write_text(json.dumps([{**entry, "md5": test} if entry["relpath"] == "train.npz" else entry
+                                        for entry in entries]))
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project.root), str(clone)], check=True)
+    project.root, original = clone, project.root
+    try:
+        pulled = project.dvc("pull", "data/prepared", check=False)
+        assert pulled.returncode == 0  # What DVC's verify lets through.
+        done = project.run(sys.executable, str(ROOT / "tools/verify_pull.py"), check=False)
+    finally:
+        project.root = original
+    assert done.returncode == 1
+    assert re.fullmatch(r"verify_pull: error: data/prepared/train.npz: holds the same bytes \(md5 \w+\) as "
+                        r"data/prepared/test.npz, and data/prepared's files hash to \w+.dir, not the \w+.dir dvc.lock "
+                        r"records, so the listing DVC pulled for it was altered; do not use it: .*\n", done.stderr), done.stderr
+
+
+def test_the_check_names_the_first_committed_difference_in_a_list():
+    from stages.check import _first_difference
+
+    assert _first_difference({"a": {"seeds": [1, 2]}}, {"a": {"seeds": [1, "x"]}}, "") == ("a.seeds[1]", 2, "x")
+    assert _first_difference({"bn": "before"}, {"bn": "before"}, "") is None
+
+
+def test_the_committed_params_pass_every_check(tmp_path, monkeypatch):
+    from stages.check import main
+
+    for name in ("params.yaml",):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    main([])
+    for grid in GRIDS:
+        main(["--grid", grid])
+    assert (tmp_path / f"grids/{GRIDS[0]}/params.checked").read_text() == (
+        ROOT / f"grids/{GRIDS[0]}/params.checked").read_text()
+    assert read_all(tmp_path / "params.yaml").study.seeds == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: (root / "reports/study/metrics.json").write_text('{"before": {"test_acc'),
+     r"^answer: error: .*reports/study/metrics.json: is not valid JSON"),
+    (lambda root: (root / "reports/study/runs/frozen-0.json").write_text("[]"),
+     r"^answer: error: .*reports/study/runs/frozen-0.json: is not a JSON object"),
+    (lambda root: (root / "reports/study/metrics.json").write_text("{}"),
+     r"^answer: error: the answer block's reports lack 'comparisons' \(KeyError\); re-run the report stages"),
+], ids=["truncated metrics", "list-shaped record", "metrics without a key"])
+def test_answer_errors_are_one_line_from_anywhere(tmp_path, damage, message):
+    """A copy of the project's reports and code, run from another folder: one line, no traceback."""
+    root = tmp_path / "project"
+    for name in ("stages", "tools", "reports", "docs"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "README.md"):
+        shutil.copy(ROOT / name, root / name)
+    damage(root)
+    done = subprocess.run([sys.executable, str(root / "tools/answer.py")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and re.search(message, done.stderr) and done.stderr.count("\n") == 1, done.stderr
