@@ -199,54 +199,65 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-# --- grids: checked in every cell, before any data is read ----------------------------------------
+# --- grids: a cell checks it is one point of its grid, before any data is read -------------------
+
+THROUGH = "cells run through DVC: `dvc repro grids/{}/dvc.yaml`"
+
 
 @pytest.mark.parametrize("sections, arguments, message", [
-    ({"sweep": {"adam": {"variants": ["before"], "learning_rates": [0.001, 0.01]}}},
-     ("--grid", "sweep", "--bn", "before", "--seed", "0", "--optimizer", "adam", "--learning-rate", "0.01"),
-     "params.yaml: sweep.adam.learning_rates lists 0.001, the study's own rate (train.learning_rate): "
-     "the study's cells cover it; remove it from the sweep"),
     ({"placement": {"seeds": list(range(5, 605))}},
      ("--grid", "placement", "--bn", "before", "--seed", "5", "--no-probes"),
      "params.yaml: the placement grid has 1,200 cells; at most 1,000 are allowed (each trains for "
      "minutes): list fewer seeds or values in placement"),
-    ({"placement": {"seeds": [4, 5]}},
-     ("--grid", "placement", "--bn", "before", "--seed", "5", "--no-probes"),
-     "params.yaml: placement.seeds repeats study seed 4; the study already ran that cell, so remove "
-     "it from placement.seeds"),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "99"),
-     "this cell (before, 99) is not in the study grid (study.variants x study.seeds); cells run "
-     "through DVC: `dvc repro grids/study/dvc.yaml`"),
+     "this cell (before, 99) is not in the study grid: study.seeds lists [0, 1, 2, 3, 4]; " + THROUGH.format("study")),
     ({}, ("--grid", "sweep", "--bn", "after", "--seed", "0", "--optimizer", "sgd", "--learning-rate", "0.1"),
-     "this cell (after, 0, 0.1) is not in the sweep grid (sweep.sgd.variants x learning_rates x "
-     "sweep.seeds); cells run through DVC: `dvc repro grids/sweep/dvc.yaml`"),
+     "this cell (after, 0, 0.1) is not in the sweep grid: sweep.sgd.variants lists ['before', 'none', "
+     "'rescaled']; " + THROUGH.format("sweep")),
     ({}, ("--grid", "sweep", "--bn", "before", "--seed", "0", "--optimizer", "sgd"),
-     "a sweep cell needs --optimizer and --learning-rate (its point of the grid); cells run "
-     "through DVC: `dvc repro grids/sweep/dvc.yaml`"),
+     "a sweep cell needs --learning-rate (its point of the grid), which sweep.sgd.learning_rates lists; "
+     + THROUGH.format("sweep")),
     ({}, ("--grid", "study", "--bn", "before", "--seed", "0", "--learning-rate", "0.01"),
-     "--learning-rate sets a point of another grid (sweep, norms, head); a study cell trains at "
-     "params.yaml's train settings"),
+     "--learning-rate is not a setting of the study grid (study lists no learning_rates or learning_rate); "
+     + THROUGH.format("study")),
     ({"batch": {"batch_sizes": [100]}},
      ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "100", "--optimizer", "sgd"),
-     "--optimizer sets a point of another grid (sweep, norms, head); a batch cell trains at "
-     "params.yaml's train settings but --batch-size"),
+     "--optimizer is not a setting of the batch grid (batch lists no optimizers or optimizer); "
+     + THROUGH.format("batch")),
     ({"batch": {"batch_sizes": [100]}}, ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "250"),
-     "this cell (before, 0, 250) is not in the batch grid (batch.variants x seeds x batch_sizes); "
-     "cells run through DVC: `dvc repro grids/batch/dvc.yaml`"),
-    ({"batch": {"batch_sizes": [50, 100]}},
-     ("--grid", "batch", "--bn", "before", "--seed", "0", "--batch-size", "100"),
-     "params.yaml: batch.batch_sizes lists 50, the study's own batch size (train.batch_size): the "
-     "study's cells cover it; remove it from batch.batch_sizes"),
-    ({"study": {"seeds": [0]}}, ("--grid", "study", "--bn", "before", "--seed", "0"),
-     "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries"),
+     "this cell (before, 0, 250) is not in the batch grid: batch.batch_sizes lists [100]; " + THROUGH.format("batch")),
 ])
 def test_a_cell_refuses_a_bad_grid_before_reading_any_data(tmp_path, sections, arguments, message):
     """No data in the folder: a cell that got past its checks would fail on the missing data.
-    Before: the duplicate rate and the oversized grid trained for minutes, per cell."""
+    Before: the oversized grid trained for minutes, per cell."""
     cwd = workdir(tmp_path, statistics=None, splits=False, **sections)
     result = run_stage("cell", cwd, *arguments, "--record", "runs/x.json")
     assert result.returncode == 1
     assert result.stderr == f"cell: error: {message}\n"
+
+
+# The rules that span sections (a rate or seed another grid already trains) are the grid's check
+# stage's, which every cell depends on (stages/check.py): DVC runs it before any cell.
+@pytest.mark.parametrize("sections, grid, message", [
+    ({"sweep": {"adam": {"variants": ["before"], "learning_rates": [0.001, 0.01]}}}, "sweep",
+     "params.yaml: sweep.adam.learning_rates lists 0.001, the study's own rate (train.learning_rate): "
+     "the study's cells cover it; remove it from the sweep"),
+    ({"placement": {"seeds": [4, 5]}}, "placement",
+     "params.yaml: placement.seeds repeats study seed 4; the study already ran that cell, so remove "
+     "it from placement.seeds"),
+    ({"batch": {"batch_sizes": [50, 100]}}, "batch",
+     "params.yaml: batch.batch_sizes lists 50, the study's own batch size (train.batch_size): the "
+     "study's cells cover it; remove it from batch.batch_sizes"),
+    ({"study": {"seeds": [0]}}, "study",
+     "params.yaml: study.seeds = [0] is not allowed; expected a list of at least 2 entries"),
+])
+def test_a_grids_check_refuses_what_spans_sections(tmp_path, sections, grid, message):
+    cwd = workdir(tmp_path, statistics=None, splits=False, **sections)
+    result = run_stage("check", cwd, "--grid", grid)
+    assert result.returncode == 1
+    assert result.stderr == (f"check: error: {message}; nothing was run or removed; fix params.yaml, or put "
+                             "back the committed one with `git checkout params.yaml`\n")
+    assert not (cwd / "grids").exists()  # No marker: the cells stay blocked.
 
 
 @pytest.mark.dvc
@@ -285,7 +296,7 @@ def test_steps_per_execution_is_checked_before_the_data_is_read(tmp_path, comman
 @pytest.mark.skipif(os.path.exists("/dev/nvidiactl"), reason="filtered only without an NVIDIA driver")
 def test_tensorflow_starts_without_notices_on_a_machine_without_a_gpu(tmp_path):
     """Before: every stage printed five lines twice, one of them `failed call to cuInit`."""
-    script = ("import stages, keras, tensorflow as tf; tf.config.list_physical_devices('GPU'); "
+    script = ("import stages.trainer, keras, tensorflow as tf; tf.config.list_physical_devices('GPU'); "
               "import sys; print('our own line', file=sys.stderr)")
     env = {key: value for key, value in os.environ.items() if not key.startswith("TF_CPP")}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,

@@ -182,7 +182,7 @@ def test_study_matrix_is_cached_per_cell(project):
     first = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
     cells = sorted(s for s in first if s.startswith("grids/study/dvc.yaml:cell@"))
     assert cells == [f"grids/study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
-    assert "fetch" in first and "grids/study/dvc.yaml:compare" in first
+    assert "fetch" in first and "grids/study/dvc.yaml:report" in first
     record = json.loads((project.root / "reports/study/runs/none-1.json").read_text())
     assert (record["bn"], record["seed"]) == ("none", 1)
     assert set(record["metrics"]) == {"train", "test"} and len(record["history"]["val/accuracy"]) == 1
@@ -213,7 +213,7 @@ def test_study_matrix_is_cached_per_cell(project):
     second = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
     assert sorted(s for s in second if "cell@" in s) == [
         "grids/study/dvc.yaml:cell@before-2", "grids/study/dvc.yaml:cell@none-2"]
-    assert "grids/study/dvc.yaml:compare" in second and "normalize" not in second
+    assert "grids/study/dvc.yaml:report" in second and "normalize" not in second
     assert json.loads((project.root / "reports/study/metrics.json").read_text())["none"]["test_accuracy"]["n"] == 3
     assert stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout) == []
     # Toggling the main run's probe switch leaves the study's cells cached (they always probe).

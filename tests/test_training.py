@@ -218,8 +218,10 @@ def test_the_seed_decides_the_initial_weights_and_the_data_order(monkeypatch):
 @pytest.mark.float32
 def test_rescaled_variant_is_initialized_on_the_first_training_batch(tmp_path, monkeypatch):
     seen = []
-    real_init = experiment.data_dependent_init
-    monkeypatch.setattr(experiment, "data_dependent_init",
+    from stages.variants import rescaled  # The variant's own module runs the initialization.
+
+    real_init = rescaled.data_dependent_init
+    monkeypatch.setattr(rescaled, "data_dependent_init",
                         lambda model, images: seen.append(images) or real_init(model, images))
     train, test = split(200, 1), split(100, 2)
     train_params = dataclasses.replace(PARAMS.train, epochs=1, batch_size=50)
