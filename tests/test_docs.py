@@ -93,10 +93,13 @@ def study_cells(seeds=None, shift=None):
     """The committed study's cells (or some of their seeds), with `shift` {variant: points} added
     to those variants' test accuracies: a perturbed study whose summary claims can judge."""
     import dataclasses
+    from stages.analysis.binding import Recipe
     from stages.analysis.cells import collect
     from stages.grids.sections import read_all
-    study = read_all(ROOT / "params.yaml").study
-    cells = collect(ROOT / "reports" / "study" / "runs", study.variants, seeds or study.seeds)
+    params = read_all(ROOT / "params.yaml")
+    study = params.study
+    cells = collect(ROOT / "reports" / "study" / "runs", study.variants, seeds or study.seeds,
+                    Recipe.of(params.model, params.train))
     for variant, points in (shift or {}).items():
         cells[variant] = [dataclasses.replace(cell, metrics={**cell.metrics, "test": {
             **cell.metrics["test"], "accuracy": cell.metrics["test"]["accuracy"] + points / 100}})

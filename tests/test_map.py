@@ -120,7 +120,8 @@ def test_the_report_pairs_on_seed_keeps_diverged_runs_out_and_words_each_verdict
         for bn in ("before", "after"):
             write(placement_map.record_path("long", bn, seed), bn, seed, 0.78, parts["long"])
     cells, missing = placement_map.collect(parts)
-    assert len(missing) == 59 - 25 - 14
+    declared = sum(len(part.variants) * len(part.seeds) * len(part.learning_rates or [None]) for part in parts.values())
+    assert len(missing) == declared - 25 - 14
     rows = {name: placement_map.summarize_setting(setting, LOOKS, ALPHA, MARGIN) for name, setting in cells.items()}
     relu = rows["relu"]
     assert relu["diverged"] == 1 and relu["diverged_pairs"] == 1
@@ -145,3 +146,11 @@ def test_a_record_with_other_settings_than_its_part_is_refused(tmp_path, monkeyp
     write(placement_map.record_path("long", "after", 100), "after", 100, 0.78, parts["relu"])  # 10 epochs, relu.
     with pytest.raises(Exception, match=r"long-after-100.json: records .*epochs=10.*not the .*epochs=30"):
         placement_map.collect(parts)
+
+
+def test_the_momentum_setting_takes_the_rate_its_pilot_chose():
+    """params.yaml's momentum rate is the committed pilot's choice: the largest rate at which every
+    variant trained (reports/map/metrics.json, written by the map's report from the pilot's cells)."""
+    summary = json.loads((Path(__file__).parents[1] / "reports/map/metrics.json").read_text())
+    assert summary["pilot"]["chosen"] == COMMITTED["map"]["momentum"]["learning_rate"]
+    assert COMMITTED["map"]["momentum_none"]["learning_rate"] == COMMITTED["map"]["momentum"]["learning_rate"]

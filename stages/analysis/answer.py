@@ -111,6 +111,7 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         f"- **Before or after the activation?** {placement_answer(answer['placement'])} "
         f"({rows['before']} seeds of `before`, {rows['after']} of `after`; "
         "[reports/placement/placement.md](reports/placement/placement.md)).",
+        *([map_sentence(answer["map"])] if answer.get("map") else []),
         "- **Why?** ([docs/why.md](docs/why.md))",
         *(f"  - {line}" for line in why),
         "",
@@ -119,6 +120,19 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         "Where and when these cells ran: " + "; ".join(provenance(machines)) + ".",
     ]
     return "\n".join(lines)
+
+
+def map_sentence(settings: list[dict]) -> str:
+    """The placement map's line: each setting's after − before as its sequential rule words it."""
+    from stages.grids.map import wording
+
+    parts = []
+    for entry in settings:
+        look = entry["look"]
+        value = "" if look["look"] is None else f"{points(look['mean'])} points ({interval({'ci_low': look['low'], 'ci_high': look['high']})}), "
+        parts.append(f"{entry['label']}: {value}{wording(look, entry['looks'], entry['margin'])}")
+    return ("- **Does it hold elsewhere?** `after` − `before`, paired on seed under a sequential design "
+            "([docs/map.md](docs/map.md), [reports/map/map.md](reports/map/map.md)): " + "; ".join(parts) + ".")
 
 
 def rescaled_sentence(rescaled: dict, setting: dict) -> str:

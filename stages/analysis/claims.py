@@ -416,3 +416,17 @@ def main_run(metrics: dict, environment: dict[str, str]) -> dict:
             # report.md lists the record's values as Python writes them: a list as ['avx2', 'fma'].
             "features": re.findall(r"'([^']+)'", environment.get("cpu_features", "")),
             **{key: environment.get(key) for key in ("device", "tensorflow", "date", "git_commit")}}
+
+
+MAP_LABELS = {"relu": "ReLU", "momentum": "SGD + momentum 0.9", "long": "30 epochs"}
+
+
+def map_settings(summary: dict | None) -> list[dict]:
+    """Per setting of the placement map (reports/map/metrics.json), its sequential verdict (the
+    grid's own rule, stages/analysis/sequential.py) and design; [] before the map's report exists."""
+    if not summary:
+        return []
+    design = summary["design"]
+    return [{"setting": name, "label": MAP_LABELS.get(name, name), "look": row["placement"],
+             "looks": design["looks"], "margin": design["equivalence_margin"]}
+            for name, row in summary["settings"].items()]

@@ -136,7 +136,7 @@ def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float
             "pairs_same_machine": same_machine(cells, seeds), "diverged": sum(diverged(cell) for cell in runs),
             "diverged_pairs": dropped, "runs": len(runs), "gain": gains,
             "cell_minutes": round(sum(fit_seconds(cell.run) for cell in runs) / 60, 1),
-            "minutes_per_cell": round(float(np.median([fit_seconds(cell.run) for cell in runs])) / 60, 2)}
+            "minutes_per_cell": round(float(np.median([fit_seconds(cell.run) for cell in runs])) / 60, 2) if runs else None}
 
 
 def reference(placement_seeds: list[int], study_seeds: list[int], recipe: Recipe) -> dict:
@@ -173,13 +173,14 @@ def pilot(cells: dict) -> dict:
             "cell_minutes": round(sum(fit_seconds(cell.run) for cell in cells.values()) / 60, 1)}
 
 
-def summarize(cells: dict, design_params, reference_row: dict) -> dict:
+def summarize(cells: dict, design_params, reference_row: dict, settings: list[str]) -> dict:
+    """The design, the reference row, every declared setting (`settings`, in params.yaml's order,
+    those without a cell yet included) and the pilot."""
     looks, alpha, margin = design_params.looks, design_params.alpha, design_params.equivalence_margin
     return {"design": {"looks": looks, "alpha": alpha, "equivalence_margin": margin, "boundary": "O'Brien-Fleming (classic)",
                        "assumed_paired_sd": DESIGN_SD, "per_look": design(looks, alpha, margin, DESIGN_SD)},
             "reference": reference_row,
-            "settings": {name: summarize_setting(setting, looks, alpha, margin)
-                         for name, setting in cells.items() if name != PILOT},
+            "settings": {name: summarize_setting(cells.get(name, {}), looks, alpha, margin) for name in settings},
             "pilot": pilot(cells[PILOT]) if PILOT in cells else None}
 
 
@@ -316,8 +317,9 @@ def report(params) -> str:
 
     design_params, parts = map_design(params.map, params.model, params.train)
     cells, missing = collect(parts)
+    settings = list(dict.fromkeys(setting_of(name) for name in parts if name != PILOT))
     summary = summarize(cells, design_params, reference(params.placement.seeds, params.study.seeds,
-                                                        Recipe.of(params.model, params.train)))
+                                                        Recipe.of(params.model, params.train)), settings)
     markdown = render_markdown(summary, missing, parts)  # Everything computed before anything is written.
     write_json(OUT / "metrics.json", summary)
     figures.placement_map(summary, OUT / "figures" / "map.png")
