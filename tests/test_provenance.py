@@ -78,3 +78,24 @@ def test_the_numerics_fingerprint_is_stable_and_differs_where_results_differ():
         assert runs[onednn]["first"] == runs[onednn]["again"]
         assert len(runs[onednn]["first"]) == 17 and runs[onednn]["first"][8] == "-"
     assert (runs["1"]["first"] == runs["0"]["first"]) == (runs["1"]["loss"] == runs["0"]["loss"]), runs
+
+
+def test_a_stage_whose_code_changed_while_it_ran_publishes_nothing(tmp_path):
+    """DVC hashes a stage's code when the stage ends: an edit during training would be recorded
+    as the code that trained. The stage's snapshot of its code refuses to publish then."""
+    import shutil
+
+    import pytest
+
+    from stages.trainer.guard import ConcurrentChangeError, Snapshot
+    from stages.trainer.params import load_params
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    code = tmp_path / "model.py"
+    code.write_text("x = 1\n")
+    snapshot = Snapshot(load_params(("train",), tmp_path / "params.yaml"), [], code=[code])
+    snapshot.check()  # Nothing changed: publishes.
+    code.write_text("x = 2\n")
+    with pytest.raises(ConcurrentChangeError, match=r"model.py changed while this stage ran, so the code DVC "
+                                                     r"would record is not the code that trained; nothing was published"):
+        snapshot.check()
