@@ -27,14 +27,15 @@ import re
 import subprocess
 from pathlib import Path
 
+from stages.grids.sections import GRIDS
 from stages.trainer.cli import stage_main
 from stages.trainer.errors import ParamsError, quoted
 
 # What a value in a command may hold: numbers, names, paths. No quote, $, `, ;, |, &, space, newline.
 SHELL_SAFE = re.compile(r"[A-Za-z0-9_.+\-/:=]*")
 MAIN_SECTIONS = ("seed", "bn", "data", "normalize", "model", "train", "landscape")
-# Per grid: the sections its cells and its report's rules read (stages/grids/sections.check_grid),
-# besides its own section and how every cell trains (model, train, landscape).
+# Per grid: the other sections its rules read (stages/grids/sections.check_grid), besides its own
+# section and how every cell trains (model, train, landscape); a grid that reads none needs no entry.
 SPANS = {"study": (), "sweep": ("study",), "placement": ("study",), "norms": ("study", "sweep", "placement"),
          "head": (), "batch": ("study",), "map": ("placement", "study"), "rerun": ("placement", "study")}
 TRAINING = ("model", "train", "landscape")
@@ -46,14 +47,14 @@ HOW_BACK = ("nothing was run or removed; fix params.yaml, or put back the commit
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", choices=tuple(SPANS), help="check this grid (grids/<grid>/dvc.yaml)")
+    parser.add_argument("--grid", choices=GRIDS, help="check this grid (grids/<grid>/dvc.yaml)")
     return parser.parse_args(argv)
 
 
 def params_used(args: argparse.Namespace) -> tuple[str, ...]:
     if args.grid is None:
         return MAIN_SECTIONS
-    return tuple(dict.fromkeys((args.grid, *SPANS[args.grid], *TRAINING)))
+    return tuple(dict.fromkeys((args.grid, *SPANS.get(args.grid, ()), *TRAINING)))
 
 
 def marker(args: argparse.Namespace) -> Path:

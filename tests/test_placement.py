@@ -61,7 +61,7 @@ def test_equivalence_is_two_one_sided_tests_paired_where_seeds_are_shared_and_ma
 
 
 @pytest.mark.parametrize("before, after, verdict", [
-    (spread(0.760, 35), spread(0.770, 35), r"^bn=after is higher by 1\.00 points: -1\.00 points \(before − after\)"),
+    (spread(0.760, 35), spread(0.770, 35), r"^bn=after is higher by 1\.00 points: \+1\.00 points \(after − before\)"),
     (spread(0.760, 35), spread(0.7605, 35), r"^equivalent within ±0\.5 points \(TOST p = .*\): -0\.05 points"),
     (spread(0.760, 3, 0.02), spread(0.765, 3, 0.02), r"^undecided: neither a difference nor equivalence.*; "
                                                       r"add seeds to placement.seeds$"),

@@ -222,9 +222,13 @@ def per_seed_points(values: dict[str, list[float]], path: Path, ylabel: str, tit
     save(figure, path)
 
 
+TEST_LABELS = {"paired": "paired t", "welch": "Welch"}
+
+
 def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> None:
     """Left: every seed's test accuracy per variant, with the mean and its 95% CI. Right: the
-    difference of means with its 95% CI (Welch) and 90% CI (inside ±margin ⇔ equivalent, TOST)."""
+    difference of means with its 95% CI (the comparison's own test: paired on seed where the seeds
+    are shared, else Welch's) and 90% CI (inside ±margin ⇔ equivalent, TOST)."""
     figure, (points, difference) = plt.subplots(1, 2, figsize=(10, 4.2), width_ratios=[3, 2])
     for position, (variant, values) in enumerate(accuracy.items()):
         jitter = np.random.default_rng(position).uniform(-0.15, 0.15, len(values))  # Fixed: same figure each run.
@@ -245,7 +249,8 @@ def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> No
         difference.axvline(0, color="gray", linewidth=1)
         center = comparison["difference"] * 100
         for y, (low, high, label) in enumerate(((test["ci_low"], test["ci_high"], "90% CI (TOST)"),
-                                                (comparison["ci_low"], comparison["ci_high"], "95% CI (Welch)"))):
+                                                (comparison["ci_low"], comparison["ci_high"],
+                                                 "95% CI (" + TEST_LABELS.get(comparison.get("test"), "Welch") + ")"))):
             difference.errorbar(center, y, xerr=[[center - low * 100], [high * 100 - center]], fmt="o",
                                 capsize=5, color="black" if y else "tab:green", label=label)
         difference.set_yticks([0, 1], ["90% CI", "95% CI"])

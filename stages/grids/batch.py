@@ -33,7 +33,7 @@ def record_path(batch_size: int, bn: str, seed: int) -> Path:
 
 def grid_cells(batch: BatchParams, study: StudyParams, train) -> dict[Path, tuple[str, dict]]:
     """{record path: (DVC stage, expected settings)} of the batch grid's cells and of the study's
-    cells that stand for it at train.batch_size (the rules: params.check_batch): there every
+    cells that stand for it at train.batch_size (the rules: sections.check_batch): there every
     variant of the study's, as the comparisons' family is every variant trained at one setting
     (statistics.FAMILY), though the report shows only batch.variants."""
     check_batch(batch, study, train)

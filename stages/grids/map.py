@@ -43,13 +43,13 @@ def setting_of(part: str) -> str:
 
 def record_path(part: str, bn: str, seed: int, rate: float | None = None) -> Path:
     """reports/map/runs/<setting>-<bn>-<seed>.json; a pilot's records name their rate too."""
-    if rate is not None:
-        return RUNS / f"{part}-{rate:g}-{bn}-{seed}.json"
+    if rate is not None:  # As DVC's matrix writes the rate into the record's name: str().
+        return RUNS / f"{part}-{rate}-{bn}-{seed}.json"
     return RUNS / f"{setting_of(part)}-{bn}-{seed}.json"
 
 
 def stage(part: str, bn: str, seed: int, rate: float | None = None) -> str:
-    return f"{PIPELINE}:{part}@{bn}-{rate:g}-{seed}" if rate is not None else f"{PIPELINE}:{part}@{bn}-{seed}"
+    return f"{PIPELINE}:{part}@{bn}-{rate}-{seed}" if rate is not None else f"{PIPELINE}:{part}@{bn}-{seed}"
 
 
 def collect(parts: dict) -> tuple[dict[str, dict[tuple[str, int, float | None], Cell]], list[str]]:
@@ -78,10 +78,12 @@ def accuracy(cell: Cell) -> float:
     return float(cell.metrics["test"]["accuracy"])
 
 
-def paired(cells: dict, first: str, second: str) -> tuple[list[float], list[int], int]:
-    """first - second test accuracy over the seeds both have run (in seed order), leaving out a
-    pair where either run diverged; and those seeds, and the number of such diverged pairs."""
-    seeds = sorted({seed for (bn, seed, _) in cells if bn == first} & {seed for (bn, seed, _) in cells if bn == second})
+def paired(cells: dict, first: str, second: str, order: list[int] | None = None) -> tuple[list[float], list[int], int]:
+    """first - second test accuracy over the seeds both have run, in `order` (params.yaml's, so that
+    a seed added later never joins an earlier look; else by number), leaving out a pair where
+    either run diverged; and those seeds, and the number of such diverged pairs."""
+    both = {seed for (bn, seed, _) in cells if bn == first} & {seed for (bn, seed, _) in cells if bn == second}
+    seeds = [seed for seed in order if seed in both] if order is not None else sorted(both)
     kept, differences, dropped = [], [], 0
     for seed in seeds:
         one, other = cells[(first, seed, None)], cells[(second, seed, None)]
@@ -126,8 +128,9 @@ def machines(row: dict) -> str:
     return text + (f" ({row['unknown']} not recorded)" if row["unknown"] else "")
 
 
-def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float) -> dict:
-    differences, seeds, dropped = paired(cells, "after", "before")
+def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float,
+                      order: list[int] | None = None) -> dict:
+    differences, seeds, dropped = paired(cells, "after", "before", order)
     look = analyse(differences, looks, alpha, margin)
     gains = {f"{bn}_vs_none": interval(paired(cells, bn, "none")[0]) for bn in ("before", "after")
              if any(key[0] == "none" for key in cells)}
@@ -173,14 +176,15 @@ def pilot(cells: dict) -> dict:
             "cell_minutes": round(sum(fit_seconds(cell.run) for cell in cells.values()) / 60, 1)}
 
 
-def summarize(cells: dict, design_params, reference_row: dict, settings: list[str]) -> dict:
+def summarize(cells: dict, design_params, reference_row: dict, settings: dict[str, list[int]]) -> dict:
     """The design, the reference row, every declared setting (`settings`, in params.yaml's order,
     those without a cell yet included) and the pilot."""
     looks, alpha, margin = design_params.looks, design_params.alpha, design_params.equivalence_margin
     return {"design": {"looks": looks, "alpha": alpha, "equivalence_margin": margin, "boundary": "O'Brien-Fleming (classic)",
                        "assumed_paired_sd": DESIGN_SD, "per_look": design(looks, alpha, margin, DESIGN_SD)},
             "reference": reference_row,
-            "settings": {name: summarize_setting(cells.get(name, {}), looks, alpha, margin) for name in settings},
+            "settings": {name: summarize_setting(cells.get(name, {}), looks, alpha, margin, order)
+                         for name, order in settings.items()},
             "pilot": pilot(cells[PILOT]) if PILOT in cells else None}
 
 
@@ -201,8 +205,8 @@ def agreement(published: dict, row: dict | None) -> str:
         return "cannot tell yet (our setting is not decided)"
     lead = "after" if published["after"] > published["before"] else "before"
     if row["verdict"] == "equivalent":
-        return f"disagrees: ours is equivalent within the margin, theirs puts {lead} ahead by " \
-               f"{abs(published['after'] - published['before']) * 100:.1f} points in one run each"
+        return f"cannot compare: ours is equivalent within the margin; one run of each, theirs, " \
+               f"cannot tell its {abs(published['after'] - published['before']) * 100:.1f} points from seed noise"
     ours = "after" if row["mean"] > 0 else "before"
     return "agrees" + f" ({ours} ahead)" if ours == lead else f"disagrees (ours: {ours} ahead; theirs: {lead})"
 
@@ -260,7 +264,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
             f"{look['look'] or '–'} | {wording(look, looks, margin)} | "
             + " | ".join(f"{points(gain[key]['mean'])} {ci(gain[key])} (n={gain[key]['pairs']})" if key in gain else "not run"
                          for key in ("before_vs_none", "after_vs_none"))
-            + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | {row['minutes_per_cell']} |")
+            + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
     lines += ["", "## The sequential design (fixed before any map cell ran)", "",
               f"Looks at {', '.join(map(str, looks))} seed pairs per setting, two-sided α = {design_row['alpha']}, "
               f"classic O'Brien–Fleming boundaries for equal looks (not a spending function). Each boundary z "
@@ -302,7 +306,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
                   f"Pilot compute: {table['cell_minutes']} cell-minutes.", ""]
     lines += ["## Compute", "", "| setting | runs | cell-minutes (fit) | minutes per cell (median) |", "|---|---|---|---|"]
     for name, row in summary["settings"].items():
-        lines.append(f"| `{name}` | {row['runs']} | {row['cell_minutes']} | {row['minutes_per_cell']} |")
+        lines.append(f"| `{name}` | {row['runs']} | {row['cell_minutes']} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -317,7 +321,7 @@ def report(params) -> str:
 
     design_params, parts = map_design(params.map, params.model, params.train)
     cells, missing = collect(parts)
-    settings = list(dict.fromkeys(setting_of(name) for name in parts if name != PILOT))
+    settings = {name: part.seeds for name, part in parts.items() if name != PILOT and not name.endswith(GAIN_SUFFIX)}
     summary = summarize(cells, design_params, reference(params.placement.seeds, params.study.seeds,
                                                         Recipe.of(params.model, params.train)), settings)
     markdown = render_markdown(summary, missing, parts)  # Everything computed before anything is written.

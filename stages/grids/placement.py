@@ -84,14 +84,17 @@ def verdict(comparison: Comparison, test: Equivalence, missing: int = 0) -> str:
     seeds are missing, it is an interim look, and says so: testing again as seeds arrive and
     stopping at the first significant look would make a false difference likely, so the answer
     is the one at all of placement.seeds."""
-    first, second = comparison.first, comparison.second
-    interval = (f"{comparison.difference * 100:+.2f} points ({first} − {second}), {comparison.test} "
-                f"{CONFIDENCE:.0%} CI [{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}], "
+    # Oriented as the words read it: the higher variant first when one is detected higher.
+    sign = -1 if comparison.p_value < ALPHA and comparison.difference < 0 else 1
+    first, second = (comparison.first, comparison.second) if sign > 0 else (comparison.second, comparison.first)
+    low, high = sorted((sign * comparison.ci_low, sign * comparison.ci_high))
+    interval = (f"{sign * comparison.difference * 100:+.2f} points ({first} − {second}), {comparison.test} "
+                f"{CONFIDENCE:.0%} CI [{low * 100:+.2f}, {high * 100:+.2f}], "
                 f"{comparison.test} p = {comparison.p_value:.3g}")
     within = f"within ±{test.margin * 100:.2g} points (TOST p = {test.p_value:.3g})"
     interim = (f"interim, {missing} planned cells not yet run, so not the answer yet: " if missing else "")
     if comparison.p_value < ALPHA:
-        higher = first if comparison.difference > 0 else second
+        higher = first
         also = f", a difference {within}" if test.equivalent else ""
         return f"{interim}bn={higher} is higher by {abs(comparison.difference) * 100:.2f} points: {interval}{also}"
     if test.equivalent:

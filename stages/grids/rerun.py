@@ -59,9 +59,10 @@ def render_markdown(summary: dict, missing: list[str]) -> str:
         lines.append(f"| {row['bn']}, seed {row['seed']} | {row['original']:.4f} | {row['rerun']:.4f} | "
                      f"{row['difference'] * 100:+.2f} | {row['epoch_1_loss'][0]:.6f}, {row['epoch_1_loss'][1]:.6f} |")
     if summary["largest_difference"] is not None:
-        lines += ["", f"Largest distance from an original: {summary['largest_difference'] * 100:.2f} points: "
-                  "the spread that numerics alone produce, against which a difference between cells "
-                  "made on different machines or code versions is to be read.", ""]
+        lines += ["", f"Largest distance from an original: {summary['largest_difference'] * 100:.2f} points, "
+                  f"over {len(summary['cells'])} reruns whose machine or code version (below) differ from "
+                  "their originals' while params, seed and training code path are the same: a sample of how "
+                  "far those differences alone move one cell, not a bound.", ""]
     lines += ["## Where each ran", ""]
     for row in summary["cells"]:
         lines += [f"- {row['bn']}, seed {row['seed']}: original on {row['original_numerics']}; "

@@ -9,12 +9,13 @@ report before it reads a record, and by tests/test_params.py on the committed pa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.trainer.errors import ParamsError
 from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, ModelParams, Params, ParamsView, TrainParams, load_params,
-                                   parse_params, read_params, rule, with_overrides)
+                                   parse_params, read_document, rule, with_overrides)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class SweepParams:
 @dataclass(frozen=True)
 class PlacementParams:
     """Before or after the activation? Two variants at the study's settings, at more seeds than
-    the study, accuracies only (placement/dvc.yaml). The report pools these cells with the study's
+    the study, accuracies only (grids/placement/dvc.yaml). The report pools these cells with the study's
     cells of the same variants, so the seeds here continue study.seeds (check_placement)."""
     variants: list[str] = rule(choices=BN_PLACEMENTS, unique=True, min_items=2, max_items=2)
     seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=1000)
@@ -64,7 +65,7 @@ class RateGridParams:
 @dataclass(frozen=True)
 class HeadParams(RateGridParams):
     """The SGD head, tested: the listed variants with the dense head's input scaled to one RMS in
-    every variant (model.head_input_rms), head/dvc.yaml. The same seeds as the sweep's cells at
+    every variant (model.head_input_rms), grids/head/dvc.yaml. The same seeds as the sweep's cells at
     these rates pair each cell with one that differs only by the intervention."""
     head_input_rms: float = rule(min=1e-6, max=100)
 
@@ -73,7 +74,7 @@ class HeadParams(RateGridParams):
 class BatchParams:
     """The batch: the listed variants at other batch sizes than the study's (train.batch_size),
     with everything else as the study trains (train.optimizer and train.learning_rate unchanged),
-    batch/dvc.yaml. At train.batch_size the report takes the study's cells (check_batch)."""
+    grids/batch/dvc.yaml. At train.batch_size the report takes the study's cells (check_batch)."""
     batch_sizes: list[int] = rule(min=1, max=4096, non_empty=True, unique=True, max_items=10)
     variants: list[str] = rule(choices=BN_PLACEMENTS, non_empty=True, unique=True)
     seeds: list[int] = rule(min=0, max=2**31 - 1, non_empty=True, unique=True, max_items=100)
@@ -92,7 +93,7 @@ class AllParams(Params):
     study: StudyParams = rule()
     sweep: SweepParams = rule()
     placement: PlacementParams = rule()
-    # Scale invariance, watched: each layer's weight norm recorded over training (norms/dvc.yaml).
+    # Scale invariance, watched: each layer's weight norm recorded over training (grids/norms/dvc.yaml).
     # Its own seeds, so that no cell repeats a study or sweep cell (check_norms).
     norms: RateGridParams = rule()
     head: HeadParams = rule()
@@ -103,23 +104,35 @@ class AllParams(Params):
     rerun: MapCells = rule()
 
 
+def _known(raw: object) -> object:
+    """The document without the sections this module has no type for (mappings: the sections of
+    grids added since, which their own code checks), so that a new grid breaks no other report."""
+    if not isinstance(raw, dict):
+        return raw
+    typed = {field.name for field in dataclasses.fields(AllParams)}
+    return {key: value for key, value in raw.items() if key in typed or not isinstance(value, dict)}
+
+
 def load_all(keys, path: str | Path = "params.yaml") -> ParamsView:
     """Like load_params, with every grid's section typed and validated (a report's view)."""
-    return load_params(keys, path, schema=AllParams)
+    view = load_params(keys, path, schema=Params)  # The stages' own rules, and the declared keys.
+    return ParamsView(read_all(path), frozenset(view.declared_keys()), source=Path(path))
 
 
 def read_all(path: str | Path = "params.yaml") -> AllParams:
-    return read_params(path, schema=AllParams)
+    return parse_all(read_document(path), str(path))
 
 
 def parse_all(raw: object, source: str = "params.yaml") -> AllParams:
-    return parse_params(raw, source, schema=AllParams)
+    return parse_params(_known(raw), source, schema=AllParams)
 
 
 
 
 # The grids, each a folder grids/<name>/ with its dvc.yaml and a module stages/grids/<name>.py.
-GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map", "rerun")
+# A naming rule, as for the variants: a grid is a module here beside its folder grids/<name>/.
+GRIDS = tuple(sorted(path.stem for path in Path(__file__).parent.glob("*.py")
+                     if not path.stem.startswith("_") and path.stem != "sections"))
 
 
 def check_grid(params: AllParams, grid: str, source: str = "params.yaml") -> None:
@@ -251,6 +264,10 @@ def map_design(section: dict, model: ModelParams, train: TrainParams,
         if rates is not None and (not isinstance(rates, list) or not rates or "learning_rate" in raw):
             raise ParamsError(f"{source}: {where}.learning_rates must be a non-empty list, and replaces "
                               f"learning_rate")
+        for rate in rates or []:  # Each of a pilot's rates by train.learning_rate's own rule.
+            with_overrides(TrainParams, "train", train, {"optimizer": settings.get("optimizer", train.optimizer),
+                                                         "momentum": settings.get("momentum", train.momentum),
+                                                         "learning_rate": rate})
         part_model = with_overrides(ModelParams, "model", model,
                                     {k: v for k, v in settings.items() if k in MAP_SETTINGS["model"]})
         part_train = with_overrides(TrainParams, "train", train,
@@ -260,6 +277,11 @@ def map_design(section: dict, model: ModelParams, train: TrainParams,
                               [float(rate) for rate in rates] if rates else None, settings)
     if not parts:
         raise ParamsError(f"{source}: map has no parts; each setting is a mapping under map")
+    for name, part in parts.items():  # A setting's `none` must train as its before/after do.
+        twin = parts.get(name.removesuffix("_none")) if name.endswith("_none") else None
+        if twin is not None and part.settings != twin.settings:
+            raise ParamsError(f"{source}: map.{name} sets {part.settings}, map.{twin.name} {twin.settings}; "
+                              f"BN's gain pairs them, so give both the same settings")
     return design, parts
 
 

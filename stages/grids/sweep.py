@@ -44,7 +44,7 @@ def record_path(optimizer: str, rate: float, bn: str, seed: int) -> Path:
 
 def study_records(sweep, study, train, study_runs: Path) -> dict[Path, tuple[str, dict]]:
     """The study's records that stand for the sweep's cells at the study's optimizer and rate:
-    the stage that writes each, and what its record must say (the rules: params.check_sweep)."""
+    the stage that writes each, and what its record must say (the rules: sections.check_sweep)."""
     check_sweep(sweep, study, train)
     part = getattr(sweep, train.optimizer)
     return {study_runs / f"{bn}-{seed}.json": (f"grids/study/dvc.yaml:cell@{bn}-{seed}",
