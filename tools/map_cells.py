@@ -3,8 +3,9 @@
 `dvc repro grids/map/dvc.yaml` runs a matrix variant by variant (every `before`, then every
 `after`), so an interrupted run leaves unpaired cells, and cells of one pair may end up on two
 machines, whose float32 numerics differ by up to ~0.3 points a cell. This runs each part's cells
-in the order of its seeds, both variants of a seed one after the other (`dvc repro -s` of each
-cell, so a cell already done is skipped and a stopped run resumes where it stopped), the parts in
+in the order of its seeds, both variants of a seed one after the other (`dvc repro` of each cell,
+which runs the grid's check and prepares the data first where needed, skips a cell already done,
+and so resumes a stopped run where it stopped), the parts in
 the order given (default: params.yaml's). With --commit, each finished cell's record and lock
 entry are committed at once. The report says which pairs ran on one machine (their records'
 numerics fingerprints).
@@ -57,15 +58,16 @@ def main(argv=None) -> int:
                 [sys.executable, "-m", "dvc", "status", name], cwd=ROOT, capture_output=True, text=True).stdout:
             continue
         print(f"map_cells: {name}", flush=True)
-        done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-s", name], cwd=ROOT)
+        done = subprocess.run([sys.executable, "-m", "dvc", "repro", name], cwd=ROOT)
         if done.returncode != 0:
             print(f"map_cells: error: {name} failed (exit {done.returncode}); run again to resume", file=sys.stderr)
             return done.returncode
         if args.commit:
             lock = ROOT / PIPELINE.replace("dvc.yaml", "dvc.lock")
             subprocess.run(["git", "add", str(record), str(lock)], cwd=ROOT, check=True)
-            subprocess.run(["git", "commit", "-q", "-m", f"Map grid on real CIFAR-10: cell {name.split(':')[1]} "
-                            "(record and lock entry)"], cwd=ROOT, check=True)
+            if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=ROOT).returncode:  # Else nothing new.
+                subprocess.run(["git", "commit", "-q", "-m", f"Map grid on real CIFAR-10: cell {name.split(':')[1]} "
+                                "(record and lock entry)"], cwd=ROOT, check=True)
     return 0
 
 
