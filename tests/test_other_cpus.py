@@ -23,7 +23,7 @@ KERNELS = {
     "onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
 }
 # A convolution, so that oneDNN creates a primitive and says which instruction set it uses.
-CONVOLVE = ("import stages, tensorflow as tf; "
+CONVOLVE = ("import stages.trainer, tensorflow as tf; "
             "tf.nn.conv2d(tf.ones((1, 8, 8, 3)), tf.ones((3, 3, 3, 4)), 1, 'SAME')")
 
 
@@ -46,7 +46,12 @@ def test_the_cap_reaches_onednn():
 @tensorflow_only
 @pytest.mark.parametrize("setting", KERNELS.values(), ids=KERNELS.keys())
 def test_float32_comparisons_hold_with_other_kernels(setting):
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "float32 and not dvc",
+    # bfloat16 under an AVX2 cap is left out: on a CPU with AVX-512 BF16 the cap makes oneDNN refuse
+    # its bfloat16 BatchNorm primitive ("could not create a primitive descriptor"), where a real
+    # AVX2-only CPU never takes that path (TensorFlow sees no bfloat16 support there); float32, the
+    # numerics every result uses, is what these reruns check.
+    names = ["-k", "not bfloat16"] if "ONEDNN_MAX_CPU_ISA" in setting else []
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "float32 and not dvc", *names,
                              "-p", "no:cacheprovider", "tests"], cwd=ROOT, capture_output=True, text=True,
                             env=environment(setting), timeout=PATIENCE_SECONDS)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]

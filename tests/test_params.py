@@ -127,10 +127,11 @@ MISTAKES = {
     "empty url": ("data.url", "  ", "data.url = '  ' is not allowed; expected a non-empty string"),
     "unknown top-level key": ("sead", 0,
                               "unknown key sead; allowed keys in the top level: seed, bn, data, "
-                              "normalize, model, train, landscape, study, sweep, placement, norms, head, batch"),
+                              "normalize, model, train, landscape, study, sweep, placement, norms, head, batch, "
+                              "map, rerun"),
     "unknown nested key": ("train.epoch", 10,
                            "unknown key train.epoch; allowed keys in train: epochs, batch_size, "
-                           "optimizer, learning_rate, deterministic, precision, device, tf32, "
+                           "optimizer, learning_rate, momentum, deterministic, precision, device, tf32, "
                            "jit_compile, steps_per_execution"),
     "missing top-level key": ("bn", DELETE, "missing key bn"),
     "missing nested key": ("model.kernel_size", DELETE, "missing key model.kernel_size"),

@@ -69,7 +69,8 @@ def test_full_repro_and_bn_experiment(project):
     project.commit("baseline results")
 
     experiment = project.dvc("exp", "run", "-S", "bn=after")
-    assert stages_run(experiment.stdout) == ["train", "evaluate", "report"]
+    # The params check first (bn changed), then the stages that depend on bn.
+    assert stages_run(experiment.stdout) == ["check", "train", "evaluate", "report"]
     assert "bn=after" in (root / "reports/report.md").read_text()
     # The README's comparison: experiment, bn, seed, precision, test accuracy and loss in 80 columns.
     lines = project.run(sys.executable, "tools/runs.py").stdout.splitlines()

@@ -59,7 +59,8 @@ def test_a_fresh_clone_pulls_the_results_and_reruns_nothing(shared, tmp_path):
 
     # An experiment is applied and checked out without a word about the (absent) study.
     experiment = collaborator.dvc("exp", "run", "-S", "bn=none")
-    assert stages_run(experiment.stdout) == ["train", "evaluate", "report"]
+    # The params check first (bn changed), then the stages that depend on bn.
+    assert stages_run(experiment.stdout) == ["check", "train", "evaluate", "report"]
     (name,) = collaborator.dvc("exp", "list", "--name-only").stdout.split()
     collaborator.run("git", "checkout", "-q", "--", ".")
     quiet(collaborator.dvc("checkout"))

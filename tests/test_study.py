@@ -160,7 +160,8 @@ def test_a_cell_becomes_a_point_of_the_sweep_figures():
 def test_one_divergence_rule_for_every_record():
     """diverged_history, on every committed record: it agrees with the landscape probe's flag
     wherever a record has one, and with "the last loss is not finite" (the rule unprobed grids
-    used) on every record but the one that blew up and stayed finite."""
+    used) on every record but those that blew up and stayed finite (their loss grew, their
+    accuracy is at chance): the sweep's SGD 0.3 `before` seed 0 was the first such record."""
     from stages.analysis.cells import diverged_history
     disagree = []
     for path in sorted((ROOT / "reports").glob("*/runs/*.json")):
@@ -168,11 +169,13 @@ def test_one_divergence_rule_for_every_record():
         rule = diverged_history(record["history"])
         probe = (record.get("landscape") or {}).get("diverged")
         assert probe is None or probe == rule, path
-        if rule != (not math.isfinite(record["history"]["fit/loss"][-1])):
+        losses = record["history"]["fit/loss"]
+        if rule != (not math.isfinite(losses[-1])):
             disagree.append(path.relative_to(ROOT).as_posix())
+            assert rule and losses[-1] > losses[0], path  # Finite, but it blew up.
         if rule:  # A diverged run ends at chance.
             assert record["metrics"]["test"]["accuracy"] <= 0.11, path
-    assert disagree == ["reports/sweep/runs/sgd-0.3-before-0.json"]
+    assert "reports/sweep/runs/sgd-0.3-before-0.json" in disagree
     assert diverged_history({"fit/loss": [2.3, 2.3, 2.3]}) and diverged_history({"fit/loss": [2.0, float("inf"), 1.0]})
     assert not diverged_history({"fit/loss": [2.0, 1.999]}) and not diverged_history({"fit/loss": [2.3]})
 
