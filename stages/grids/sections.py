@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.trainer.errors import ParamsError
-from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, ModelParams, Params, ParamsView, TrainParams, load_params,
+from stages.trainer.params import (BN_PLACEMENTS, OPTIMIZERS, ModelParams, Params, ParamsView, TrainParams,
                                    parse_params, read_document, rule, with_overrides)
 
 
@@ -115,8 +115,9 @@ def _known(raw: object) -> object:
 
 def load_all(keys, path: str | Path = "params.yaml") -> ParamsView:
     """Like load_params, with every grid's section typed and validated (a report's view)."""
-    view = load_params(keys, path, schema=Params)  # The stages' own rules, and the declared keys.
-    return ParamsView(read_all(path), frozenset(view.declared_keys()), source=Path(path))
+    # read_all checks every rule load_params would (AllParams holds the stages' own sections), so
+    # the file is read once.
+    return ParamsView(read_all(path), frozenset(keys), source=Path(path))
 
 
 def read_all(path: str | Path = "params.yaml") -> AllParams:
