@@ -354,7 +354,7 @@ def placement_map(summary: dict, path: Path) -> None:
     placement.axvspan(-margin, margin, color="tab:green", alpha=0.15, label=f"equivalence margin ±{margin:g}")
     placement.axvline(0, color="gray", linewidth=1)
     placement.set_yticks(range(len(rows)), labels)
-    placement.invert_yaxis()
+    placement.set_ylim(len(rows) - 0.5, -0.5)  # Top row first, with room for its two gain bars.
     placement.set(xlabel="after − before, test accuracy points",
                   title="Before or after the activation, per setting\n(reference: 95% CI; map: look-adjusted CI)")
     placement.legend(fontsize=8, loc="lower right")
