@@ -157,10 +157,15 @@ def placement_answer(placement: dict) -> str:
     if not placement["settled"]:
         return placement["verdict"][0].upper() + placement["verdict"][1:] + "."
     higher, lower = placement["higher"], placement["lower"]
+    found = (f"{higher.capitalize()}: `{higher}` − `{lower}` = "
+             f"{points(placement['difference'])} points (95% CI {interval(placement)}, "
+             f"{placement['test']} p = {placement['p_value']:.2g}), detected")
+    if placement.get("uncertain"):
+        # The direction holds in every group; the pooled size does not, so no size-based reading.
+        return (f"{found}; its size is uncertain: {placement['uncertain']}, so "
+                f"{points(placement['difference'])} is not one settled number")
     scale = {"under_half": "less than half", "about": "about", "times": f"{placement['ratio']:.0f} times"}
-    return (f"{higher.capitalize()}: `{higher}` − `{lower}` = "
-            f"{points(placement['difference'])} points (95% CI {interval(placement)}, "
-            f"{placement['test']} p = {placement['p_value']:.2g}), detected; {scale[placement['scale']]} one seed's "
+    return (f"{found}; {scale[placement['scale']]} one seed's "
             f"spread (std {placement['std_low'] * 100:.2f}–{placement['std_high'] * 100:.2f} points): one run of each, "
             f"on different seeds, puts `{higher}` ahead {placement['ahead']:.0%} of the time")
 

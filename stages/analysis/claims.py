@@ -17,6 +17,7 @@ import numpy as np
 import scipy.stats
 from statsmodels.stats.weightstats import ttost_paired
 
+from stages.analysis import consistency
 from stages.analysis.cells import diverged_history, oriented
 from stages.analysis.plotting import VARIANT_ORDER
 from stages.analysis.statistics import ALPHA, CONFIDENCE, compare_all, describe
@@ -99,7 +100,12 @@ def placement(summary: dict) -> dict:
     ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / math.hypot(*stds))
     ratio = abs(comparison["difference"]) / max(stds)  # The lead in units of one seed's spread.
     scale = "under_half" if ratio < 0.5 else "about" if ratio <= 2 else "times"
-    return {"settled": True, "test": comparison["test"], "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
+    # The cells' own agreement (stages/analysis/consistency.py): where groups of cells run apart
+    # disagree, the direction stands but the pooled size is not one number.
+    checked = summary.get("consistency")
+    uncertain = (consistency.why(checked, f"{higher} − {lower}", sign)
+                 if checked and not checked["consistent"] else None)
+    return {"settled": True, "uncertain": uncertain, "test": comparison["test"], "higher": higher, "lower": lower, "difference": sign * comparison["difference"],
             "ci_low": low, "ci_high": high, "p_value": comparison["p_value"], "std_low": min(stds),
             "std_high": max(stds), "ahead": ahead, "ratio": ratio, "scale": scale, "seeds": seeds}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from stages.analysis import consistency
 from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell
 from stages.analysis.records import fit_seconds
@@ -123,6 +124,12 @@ def same_machine(cells: dict, seeds: list[int]) -> dict:
             "unknown": sum(one is None or other is None for one, other in pairs), "pairs": len(pairs)}
 
 
+def agreeing(cells: dict, seeds: list[int]) -> dict:
+    """Whether the pairs that ran apart (numerics, day, code, run order) agree on after − before."""
+    return consistency.check(((cells[("after", seed, None)], cells[("before", seed, None)]) for seed in seeds),
+                             "after − before")
+
+
 def machines(row: dict) -> str:
     text = f"{row['same']} of {row['pairs']}"
     return text + (f" ({row['unknown']} not recorded)" if row["unknown"] else "")
@@ -135,7 +142,7 @@ def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float
     gains = {f"{bn}_vs_none": interval(paired(cells, bn, "none")[0]) for bn in ("before", "after")
              if any(key[0] == "none" for key in cells)}
     runs = list(cells.values())
-    return {"placement": look.as_dict(), "paired_sd_all": float(np.std(differences, ddof=1)) if len(differences) > 1 else None,
+    return {"placement": look.as_dict(), "consistency": agreeing(cells, seeds), "paired_sd_all": float(np.std(differences, ddof=1)) if len(differences) > 1 else None,
             "pairs_same_machine": same_machine(cells, seeds), "diverged": sum(diverged(cell) for cell in runs),
             "diverged_pairs": dropped, "runs": len(runs), "gain": gains,
             "cell_minutes": round(sum(fit_seconds(cell.run) for cell in runs) / 60, 1),
@@ -158,7 +165,7 @@ def reference(placement_seeds: list[int], study_seeds: list[int], recipe: Recipe
         if path.is_file():
             cells[("none", seed, None)] = load_cell(path, "grids/study/dvc.yaml", recipe, bn="none", seed=seed)
     differences, seeds, dropped = paired(cells, "after", "before")
-    return {"placement": interval(differences), "diverged_pairs": dropped,
+    return {"placement": interval(differences), "diverged_pairs": dropped, "consistency": agreeing(cells, seeds),
             "gain": {f"{bn}_vs_none": interval(paired(cells, bn, "none")[0]) for bn in ("before", "after")},
             "pairs_same_machine": same_machine(cells, seeds)}
 
@@ -247,15 +254,16 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     if missing:
         lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`python tools/map_cells.py`, or "
                   f"`dvc repro {PIPELINE}`).", ""]
-    lines += ["| setting | pairs | after − before | CI | look | verdict | before − none | after − none | diverged | pairs on one machine | min/cell |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| setting | pairs | after − before | CI | look | verdict | before − none | after − none | diverged | pairs on one machine | cells run apart agree | min/cell |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ref = summary["reference"]
     lines.append(f"| reference (ELU, Adam 1e-3, 10 epochs; placement grid) | {ref['placement']['pairs']} | "
                  f"{points(ref['placement']['mean'])} | {ci(ref['placement'])} (95%) | fixed | "
                  f"{'detected' if (ref['placement']['ci_low'] or 0) > 0 or (ref['placement']['ci_high'] or 0) < 0 else 'no difference detected'} | "
                  f"{points(ref['gain']['before_vs_none']['mean'])} {ci(ref['gain']['before_vs_none'])} | "
                  f"{points(ref['gain']['after_vs_none']['mean'])} {ci(ref['gain']['after_vs_none'])} | "
-                 f"{ref['diverged_pairs']} pairs | {machines(ref['pairs_same_machine'])} | – |")
+                 f"{ref['diverged_pairs']} pairs | {machines(ref['pairs_same_machine'])} | "
+                 f"{consistency.in_a_word(ref['consistency'])} | – |")
     for name, row in summary["settings"].items():
         look = row["placement"]
         gain = row["gain"]
@@ -264,7 +272,8 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
             f"{look['look'] or '–'} | {wording(look, looks, margin)} | "
             + " | ".join(f"{points(gain[key]['mean'])} {ci(gain[key])} (n={gain[key]['pairs']})" if key in gain else "not run"
                          for key in ("before_vs_none", "after_vs_none"))
-            + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
+            + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | "
+            f"{consistency.in_a_word(row['consistency'])} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
     lines += ["", "## The sequential design (fixed before any map cell ran)", "",
               f"Looks at {', '.join(map(str, looks))} seed pairs per setting, two-sided α = {design_row['alpha']}, "
               f"classic O'Brien–Fleming boundaries for equal looks (not a spending function). Each boundary z "

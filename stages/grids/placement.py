@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
+from stages.analysis import consistency
 from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, compare
 from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell, trained_description, welch_interval
@@ -114,7 +115,8 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
                                                             sum(diverged(cell) for cell in runs)),
                                       "seeds": [cell.seed for cell in runs]}
                             for variant, runs in cells.items()},
-               "equivalence_margin": margin, "comparison": None, "equivalence": None, "verdict": None}
+               "equivalence_margin": margin, "comparison": None, "equivalence": None, "verdict": None,
+               "consistency": None}
     counts = {variant: (len(runs), summary["variants"][variant]["diverged"]) for variant, runs in cells.items()}
     broken = [f"{variant}: {k} of {n} diverged" for variant, (n, k) in counts.items() if k]
     if broken:
@@ -124,9 +126,15 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
     else:
         comparison = compare(first, accuracy[first], second, accuracy[second])
         test = equivalence(accuracy[first], accuracy[second], margin)
+        by_seed = {variant: {cell.seed: cell for cell in runs} for variant, runs in cells.items()}
+        shared = sorted(set(by_seed[first]) & set(by_seed[second]))
         summary.update(comparison={**asdict(comparison), "ci_half_width": (comparison.ci_high - comparison.ci_low) / 2},
                        equivalence={**asdict(test), "p_value": test.p_value, "equivalent": test.equivalent},
-                       verdict=verdict(comparison, test, missing))
+                       verdict=verdict(comparison, test, missing),
+                       consistency=consistency.check(((by_seed[first][seed], by_seed[second][seed]) for seed in shared),
+                                                     f"{first} − {second}"))
+        if not summary["consistency"]["consistent"]:
+            summary["verdict"] += "; its size is uncertain: the cells that ran apart disagree (see below)"
     return summary
 
 
@@ -166,6 +174,8 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
     lines += ["Every cell: the study's setting (params.yaml `model`, `train`), one seed each; seeds "
               "in study.seeds come from the study's cells, the rest from grids/placement/dvc.yaml's. "
               "![every seed's test accuracy, and the difference's CI](figures/placement.png)", ""]
+    if summary["consistency"]:
+        lines += consistency.render(summary["consistency"])
     if missing:
         lines += [f"## Cells not yet run ({len(missing)})", "",
                   "The numbers above are over the cells that have run. Train the rest with "
