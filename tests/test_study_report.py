@@ -90,7 +90,9 @@ def test_markdown_tables_verdicts_and_environment():
     assert "3 variants × 3 seeds, 2 epochs each. Cells: mean ± std [min, max] over seeds." in lines
     assert ("| before | 3 | 0.7200 ± 0.0200 [0.7000, 0.7400] | 0.8500 ± 0.0500 [0.8000, 0.9000] | "
             "0.8300 ± 0.0300 [0.8000, 0.8600] |") in lines
-    assert ("| before − none | +11.00 | [+8.52, +13.48] | 0.00274 | 0.00461 | 3.26 | 90 | paired | "
+    # Minimum detectable: 5.667 sds of the per-seed difference (1 point) at 3 pairs and alpha 0.05/3
+    # (three pairs in the family: tests/test_study.py checks that root's power).
+    assert ("| before − none | +11.00 | [+8.52, +13.48] | 0.00274 | 0.00461 | 5.67 | 120 | paired | "
             "[+6.84, +15.16] | 0.00366 |") in lines
     assert ("- before vs none: before is higher than none (before − none +11.00 points, paired 95% CI "
             "[+8.52, +13.48], p = 0.00274, Holm-adjusted p = 0.00461)") in lines

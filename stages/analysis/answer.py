@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from stages.analysis.cells import accuracy_text
 from stages.analysis import claims
-from stages.analysis.statistics import ALPHA, FAMILY
+from stages.analysis.statistics import ALPHA, FAMILY, POWER
 from stages.grids import batch as batch_grid
 from stages.grids import head as head_grid
 
@@ -103,7 +103,7 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         f"On CIFAR-10, with the reference notebook's net and training ({setting_text(setting)}), test accuracy. "
         f"Every comparison is paired on seed where both arms ran the same seeds (else Welch's), with p "
         f"Holm-adjusted over {FAMILY}; a verdict is *detected*, *equivalent*, *no difference detected* (with what "
-        f"the test could have detected) or *not tested* (fewer than {claims.MIN_RUNS} runs per arm).",
+        f"the test could have detected: {POWER:.0%} power at α over the family's number of pairs) or *not tested* (fewer than {claims.MIN_RUNS} runs per arm).",
         "",
         f"- **{'BN helps.' if helps['detected'] else 'Does BN help?'}** Over "
         f"the same net without BN, BN before the activation: {judgement(before)}; after it: {judgement(after)} "
@@ -314,7 +314,6 @@ def sweep_block(sweep: dict, findings: dict) -> str:
                  "accuracy, `before` − `none`: "
                  + (judgement(claims.judged(sgd_gains[found["rate"]])) if found["rate"] in sgd_gains else "not compared")
                  + ")" for found in findings["sgd_lower"]]
-    smallest, largest = findings["detectable"]
     lines += ["", "Test accuracy after 10 epochs, mean ± std over n seeds. What the numbers say:", "",
               f"- **Adam, BN − `none` at each rate**, `before`: {gain('adam', 'before')}; "
               f"`after`: {gain('adam', 'after')}.",
@@ -325,10 +324,9 @@ def sweep_block(sweep: dict, findings: dict) -> str:
               f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",
               *([f"- **`frozen` keeps** (its share of `before` − `none`): {shares('frozen')}."]
                 if findings["shares"]["frozen"] else []),
-              "- **Placement:** `before` − `after` " + ", ".join(f"{points(pair['difference'])} at {rate} (Holm p = {pair['p_holm']:.2g})"
-                                                             for rate, pair in findings["placement"])
-              + f"; the smallest difference these seeds detect is {smallest * 100:.2f} to "
-                f"{largest * 100:.2f} points (the placement study settles it at 1e-3: "
+              "- **Placement:** `before` − `after` "
+              + judged_at_rates([(rate, claims.judged(pair)) for rate, pair in findings["placement"]])
+              + " (the placement study answers it at 1e-3 with more seeds: "
                 "[reports/placement/placement.md](../reports/placement/placement.md)).",
               f"- **β along the real update Δ** (median over training, mean over seeds; Adam) {beta}.",
               f"- **SGD, where Δ = −lr·g and β along Δ is the paper's β:** BN's β is {'; '.join(sgd_lower)}."]

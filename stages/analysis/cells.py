@@ -68,6 +68,7 @@ def comparison_row(c: Comparison) -> dict:
     where the arms share their seeds) difference, interval, p-values and power, and Welch's beside."""
     return {"test": c.test, "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
             "p_value": c.p_value, "p_holm": c.p_holm, "minimum_detectable": c.minimum_detectable,
+            "detectable_alpha": c.detectable_alpha,
             "seeds_to_detect_target": c.seeds_to_detect_target, "sizes": list(c.sizes),
             "welch_ci_low": c.welch_ci_low, "welch_ci_high": c.welch_ci_high, "welch_p": c.welch_p}
 
@@ -85,7 +86,8 @@ def pairs_table(compared: list[tuple[str, str, dict]], setting: str, lead: str =
     lines = [f"{lead} in test accuracy (points), 95% CI of the paired t-test on seed where both variants "
              f"ran the same seeds (else Welch's), Holm-adjusted p over the family ({FAMILY}: here "
              f"each {setting}'s variants with two seeds or more and no diverged run), the smallest difference "
-             "these seeds could detect (80% power), and Welch's interval beside:", ""]
+             f"these seeds could detect ({POWER:.0%} power at α / the family's number of pairs, the level Holm's "
+             "first step tests at, so the adjusted test has at least that power), and Welch's interval beside:", ""]
     if not compared:
         return lines + [f"No pair yet: no two variants at one {setting} have two seeds each without a diverged run."]
     lines += [f"| {setting} | pair | test | difference | 95% CI | Holm p | minimum detectable | Welch 95% CI |",
@@ -361,7 +363,8 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         f"p-values are Holm-adjusted over the family ({FAMILY}: here the {len(comparisons)} pairs; the CIs "
         "are not adjusted); a difference "
         f"counts as detected when the adjusted p < {1 - CONFIDENCE:.2f}. Minimum detectable: the "
-        f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads; "
+        f"smallest true difference found with {POWER:.0%} power at these seed counts and spreads, at "
+        f"α / {len(comparisons)} (Holm's first step: the adjusted test has at least that power); "
         f"seeds for {TARGET_DIFFERENCE * 100:.1f}: per variant, to detect {TARGET_DIFFERENCE * 100:.1f} "
         "points with that power.", "",
         f"| pair | difference (points) | 95% CI | p-value | Holm p | minimum detectable (points) | "

@@ -295,13 +295,12 @@ def code_versions(commits: list[str], history: dict[str, tuple[str, str]]) -> li
 def sweep_findings(sweep: dict) -> dict:
     """What docs/why.md says under the sweep's table: BN's gains per optimizer and rate, the
     Holm-significant pairs, `rescaled`'s and `frozen`'s shares of BN's gain, `before` − `after`
-    and the smallest difference those seeds detect, the diverged runs, β along the update with
+    at each Adam rate, the diverged runs, β along the update with
     Adam, and how much lower BN's β is with SGD."""
     variants = [variant for variant in VARIANT_ORDER  # Those the sweep has, in the figures' order.
                 if any(variant in cell for rates in sweep.values() for cell in rates.values())]
     placements = [(rate, cell["comparisons"]["before_vs_after"]) for rate, cell in sweep["adam"].items()
                   if "before_vs_after" in (cell.get("comparisons") or {})]
-    detectable = [pair["minimum_detectable"] for _, pair in placements if pair["minimum_detectable"] is not None]
     sgd_lower = []
     for rate, cell in sweep["sgd"].items():
         beta = {v: cell[v]["landscape"].get("beta_median", {}).get("mean") for v in ("before", "none") if v in cell}
@@ -315,7 +314,7 @@ def sweep_findings(sweep: dict) -> dict:
                         for optimizer, rates in sweep.items() for rate, cell in rates.items()
                         for name, pair in (cell.get("comparisons") or {}).items() if verdict(pair) == "detected"],
         "shares": {variant: shares(sweep, variant) for variant in ("rescaled", "frozen")},
-        "placement": placements, "detectable": (min(detectable), max(detectable)),
+        "placement": placements,
         "diverged": [(variant, cell[variant]["diverged"], cell[variant]["runs"]) for cell in sweep["sgd"].values()
                      for variant in variants if variant in cell and cell[variant]["diverged"]],
         "worst_sgd": max(sweep["sgd"], key=float),

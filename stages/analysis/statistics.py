@@ -18,7 +18,6 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestPower
 
 # The one multiple-comparison rule: Holm's adjustment over a family, and the family is every pair
 # of the variants trained at one setting (one optimizer, learning rate, batch size, number of
@@ -60,8 +59,8 @@ class Comparison:
     # Holm-adjusted over the comparisons made together (compare_all); alone, the p-value itself.
     p_holm: float
     sizes: tuple[int, int]
-    # At POWER and ALPHA, for these sizes and the observed spreads; None where no seed varies
-    # (no spread: a test can detect nothing, or anything).
+    # At POWER and `detectable_alpha`, for these sizes and the observed spreads; None where no seed
+    # varies (no spread: a test can detect nothing, or anything).
     minimum_detectable: float | None
     seeds_to_detect_target: int | None  # Per variant, for TARGET_DIFFERENCE; None: > MAX_SEEDS.
     # "paired" (on seed: the fields above are the paired t-test's, and Welch's stand beside them)
@@ -70,6 +69,10 @@ class Comparison:
     welch_ci_low: float | None = None
     welch_ci_high: float | None = None
     welch_p: float | None = None
+    # The level of the power analysis: ALPHA alone; in a family of m pairs, ALPHA / m, the level
+    # at which Holm's first step tests, so a difference of minimum_detectable is detected by the
+    # Holm-adjusted test with at least POWER (Holm rejects whenever ALPHA / m does).
+    detectable_alpha: float = ALPHA
 
     @property
     def detectable(self) -> bool:
@@ -99,7 +102,8 @@ class Comparison:
                 f"{TARGET_DIFFERENCE * 100:.1f} points would take {seeds}")
 
 
-def welch(first_name: str, first: Sequence[float], second_name: str, second: Sequence[float]) -> Comparison:
+def welch(first_name: str, first: Sequence[float], second_name: str, second: Sequence[float],
+          alpha: float = ALPHA) -> Comparison:
     """Difference of means with Welch's t confidence interval and two-sided p-value (SciPy's), and
     the power analysis for the observed spreads.
 
@@ -112,8 +116,9 @@ def welch(first_name: str, first: Sequence[float], second_name: str, second: Seq
                          f"{first_name} and {len(b)} for {second_name}. Add seeds to study.seeds")
     difference = float(a.mean() - b.mean())
     spreads = (float(a.std(ddof=1)), len(a), float(b.std(ddof=1)), len(b))
-    power_analysis = {"sizes": (len(a), len(b)), "minimum_detectable": minimum_detectable_difference(*spreads),
-                      "seeds_to_detect_target": seeds_to_detect(TARGET_DIFFERENCE, spreads[0], spreads[2])}
+    power_analysis = {"sizes": (len(a), len(b)), "detectable_alpha": alpha,
+                      "minimum_detectable": minimum_detectable_difference(*spreads, alpha=alpha),
+                      "seeds_to_detect_target": seeds_to_detect(TARGET_DIFFERENCE, spreads[0], spreads[2], alpha=alpha)}
     if spreads[0] == spreads[2] == 0.0:  # Both samples constant: the difference is exact.
         p_value = 1.0 if difference == 0.0 else 0.0
         return Comparison(first_name, second_name, difference, difference, difference, p_value, p_value,
@@ -131,18 +136,20 @@ def divergence_test(diverged_first: int, runs_first: int, diverged_second: int, 
     return float(stats.fisher_exact(table).pvalue)
 
 
-def paired(first_name: str, first: Sequence[float], second_name: str, second: Sequence[float]) -> Comparison:
+def paired(first_name: str, first: Sequence[float], second_name: str, second: Sequence[float],
+           alpha: float = ALPHA) -> Comparison:
     """The mean of first − second over seeds (the two in the same seed order) with the paired
     t-test's confidence interval and two-sided p-value (SciPy's) and its power analysis; Welch's
     interval and p beside them (welch_*)."""
     a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    independent = welch(first_name, a, second_name, b)
+    independent = welch(first_name, a, second_name, b, alpha)
     beside = {"test": "paired", "welch_ci_low": independent.ci_low, "welch_ci_high": independent.ci_high,
               "welch_p": independent.p_value}
     differences = a - b
     difference, spread = float(differences.mean()), float(differences.std(ddof=1))
-    power_analysis = {"sizes": (len(a), len(b)), "minimum_detectable": paired_minimum_detectable(spread, len(a)),
-                      "seeds_to_detect_target": paired_seeds_to_detect(TARGET_DIFFERENCE, spread)}
+    power_analysis = {"sizes": (len(a), len(b)), "detectable_alpha": alpha,
+                      "minimum_detectable": paired_minimum_detectable(spread, len(a), alpha=alpha),
+                      "seeds_to_detect_target": paired_seeds_to_detect(TARGET_DIFFERENCE, spread, alpha=alpha)}
     if spread == 0.0:  # Every seed's difference the same: the difference is exact.
         p_value = 1.0 if difference == 0.0 else 0.0
         return Comparison(first_name, second_name, difference, difference, difference, p_value, p_value,
@@ -153,24 +160,35 @@ def paired(first_name: str, first: Sequence[float], second_name: str, second: Se
                       float(test.pvalue), float(test.pvalue), **power_analysis, **beside)
 
 
-def compare(first_name: str, first, second_name: str, second) -> Comparison:
+def compare(first_name: str, first, second_name: str, second, alpha: float = ALPHA) -> Comparison:
     """Two variants' values: paired on seed where both are {seed: value} over the same seeds (two
-    or more), Welch's test otherwise (lists, or seeds that differ)."""
+    or more), Welch's test otherwise (lists, or seeds that differ); `alpha`: the level of the power
+    analysis (compare_all's)."""
     if isinstance(first, dict) and isinstance(second, dict) and set(first) == set(second) and len(first) >= 2:
         seeds = sorted(first)
-        return paired(first_name, [first[seed] for seed in seeds], second_name, [second[seed] for seed in seeds])
+        return paired(first_name, [first[seed] for seed in seeds], second_name, [second[seed] for seed in seeds], alpha)
     values = [list(sample.values()) if isinstance(sample, dict) else sample for sample in (first, second)]
-    return welch(first_name, values[0], second_name, values[1])
+    return welch(first_name, values[0], second_name, values[1], alpha)
 
 
 def paired_minimum_detectable(spread: float, pairs: int, target_power: float = POWER,
                               alpha: float = ALPHA) -> float | None:
     """The smallest true mean difference the paired t-test detects with `target_power` over
-    `pairs` seeds, if the differences' std is `spread` (statsmodels' one-sample t power)."""
+    `pairs` seeds, if the differences' std is `spread`: the root of power() (one-sample t on the
+    differences, pairs − 1 degrees of freedom), bracketed and found by Brent's method.
+
+    Our own root rather than statsmodels' TTestPower.solve_power, which returns wrong roots without
+    a warning at small alpha and few pairs: at 3 pairs and alpha 0.05/3 it gives an effect of 4.29
+    (or 4.12, or 5.14, as alpha moves in its 8th digit), where the power is 0.61, not 0.80, and its
+    power function gives nan there; the root is 5.67 (tests/test_study.py checks it by simulation)."""
     if spread == 0.0:
         return None
-    effect = TTestPower().solve_power(nobs=pairs, alpha=alpha, power=target_power, alternative="two-sided")
-    return float(effect * spread)
+    standard_error, dof = spread / math.sqrt(pairs), pairs - 1
+    high = standard_error
+    while power(high, standard_error, dof, alpha) < target_power:
+        high *= 2
+    return float(optimize.brentq(lambda d: power(d, standard_error, dof, alpha) - target_power,
+                                 0.0, high, xtol=1e-12 * standard_error))
 
 
 def paired_seeds_to_detect(difference: float, spread: float, target_power: float = POWER,
@@ -195,8 +213,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 def compare_all(samples: dict) -> list[Comparison]:
     """Every pair of variants, in the order given (each compared as `compare` says: paired where
-    both are {seed: value} over the same seeds), with Holm-adjusted p-values over all pairs."""
-    comparisons = [compare(a, samples[a], b, samples[b]) for a, b in itertools.combinations(samples, 2)]
+    both are {seed: value} over the same seeds), with Holm-adjusted p-values over all pairs, and
+    the power analysis at ALPHA / (number of pairs), the level that Holm's test guarantees."""
+    pairs = list(itertools.combinations(samples, 2))
+    level = ALPHA / max(len(pairs), 1)
+    comparisons = [compare(a, samples[a], b, samples[b], level) for a, b in pairs]
     adjusted = holm([c.p_value for c in comparisons])
     return [dataclasses.replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
 
