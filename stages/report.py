@@ -40,9 +40,10 @@ def main(argv=None) -> None:
     out = paths.FIGURES
     figures.sample_grid(train.images, train.labels, out / "samples.png")
     history = {name: np.asarray(values) for name, values in run["history"].items()}
+    setting = f"bn={run['bn']}, seed {run['seed']}, {run['train']['epochs']} epochs"
     figures.training_curves(history, out / "curves.png", f"bn={run['bn']}")
-    figures.confusion_matrix(actual, predicted, out / "confusion.png")
-    figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png")
+    figures.confusion_matrix(actual, predicted, out / "confusion.png", setting)
+    figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png", setting)
     landscape_csv = paths.TRAIN_LOG / "plots" / "landscape.csv"
     landscape = None
     if run["landscape"]:  # The probe's CSV (landscape.LandscapeProbe.write_csv), column by column.

@@ -85,3 +85,14 @@ def test_the_head_figure_counts_diverged_runs_instead_of_drawing_them(tmp_path, 
 def test_every_variant_keeps_its_colour():
     colours = [figures.variant_color(variant) for variant in ("before", "after", "none", "rescaled")]
     assert len(set(colours)) == 4 and figures.variant_color("none") == colours[2]
+
+
+def test_the_main_runs_confusion_and_per_class_figures_name_the_run(tmp_path, drawn):
+    """Compared side by side across `dvc exp run -S bn=...`, each figure says which run it shows."""
+    actual = np.arange(10).repeat(3)
+    run_figures.confusion_matrix(actual, actual[::-1], tmp_path / "confusion.png", "bn=after, seed 3, 10 epochs")
+    run_figures.per_class_accuracy({f"class {k}": 0.5 for k in range(10)}, tmp_path / "per_class.png",
+                                   "bn=after, seed 3, 10 epochs")
+    for name in ("confusion.png", "per_class.png"):
+        title, xlabel, ylabel = drawn[name][0]
+        assert title.endswith("bn=after, seed 3, 10 epochs") and xlabel and ylabel, (name, title)

@@ -39,14 +39,16 @@ def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> N
         axis.legend()
     save(figure, path)
 
-def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path, setting: str) -> None:
+    """Test images by actual and predicted class; `setting` names the run (variant, seed) in the title."""
     counts = np.zeros((len(CLASS_NAMES),) * 2, dtype=int)
     np.add.at(counts, (actual, predicted), 1)
     figure, axis = plt.subplots(figsize=(7, 6))
     image = axis.imshow(counts, cmap="Blues")
     figure.colorbar(image, ax=axis, fraction=0.046, label="test images")
     ticks = np.arange(len(CLASS_NAMES))
-    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="test confusion matrix")
+    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual",
+             title=f"Test confusion matrix, {setting}")
     axis.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
     axis.set_yticklabels(CLASS_NAMES)
     for (row, column), count in np.ndenumerate(counts):
@@ -54,12 +56,13 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path) -> N
         axis.text(column, row, count, ha="center", va="center", fontsize=7, color=color)
     save(figure, path)
 
-def per_class_accuracy(accuracy: dict[str, float], path: Path) -> None:
+def per_class_accuracy(accuracy: dict[str, float], path: Path, setting: str) -> None:
+    """Test accuracy per class; `setting` names the run (variant, seed) in the title."""
     figure, axis = plt.subplots(figsize=(8, 3.5))
     names = list(accuracy)
     bars = axis.bar(names, [accuracy[n] for n in names], color="tab:blue")
     axis.bar_label(bars, fmt="%.2f", fontsize=8)
-    axis.set(ylim=(0, 1), ylabel="test accuracy", title="per-class test accuracy")
+    axis.set(ylim=(0, 1), xlabel="class", ylabel="test accuracy", title=f"Test accuracy per class, {setting}")
     axis.tick_params(axis="x", rotation=45)
     save(figure, path)
 
