@@ -24,7 +24,10 @@ def main(argv=None) -> None:
     # Inputs are checked before TensorFlow is imported: a broken file fails in a second.
     from stages.trainer.cifar import load_split
     from stages.analysis.records import check_model_file
+    from stages.trainer.inputs import verify
 
+    verify("train", paths.MODEL)  # The model and data as dvc.lock records them (a tampered pull is refused).
+    verify("normalize", paths.PREPARED)
     check_model_file(paths.MODEL)
     train, test = load_split(paths.TRAIN_SPLIT), load_split(paths.TEST_SPLIT)
 

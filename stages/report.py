@@ -30,6 +30,10 @@ def main(argv=None) -> None:
     from stages.trainer.model import batch_norm_layers, non_trainable_count
     from stages.analysis.records import check_model_file, read_json
 
+    from stages.trainer.inputs import verify
+
+    verify("train", paths.MODEL)  # The model and data as dvc.lock records them (a tampered pull is refused).
+    verify("normalize", paths.PREPARED)
     metrics = read_json(paths.METRICS, "evaluate")
     run = read_json(paths.RUN_RECORD, "train")
     train = load_split(paths.TRAIN_SPLIT)

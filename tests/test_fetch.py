@@ -429,7 +429,9 @@ def test_ctrl_c_mid_download_is_one_line_and_leaves_nothing(project, server):
     _, stderr = process.communicate(timeout=PATIENCE_SECONDS)
     assert process.returncode == 130, stderr
     assert stderr.splitlines()[-1] == ("fetch: interrupted (Ctrl-C); outputs are only replaced "
-                                       "once complete, so run it again to finish")
+                                       "once complete, so run it again to finish; if DVC ran it, DVC had "
+                                       "removed its committed outputs first: `git checkout -- reports/` puts "
+                                       "back committed records and reports, `dvc checkout` the model and data")
     assert "Traceback" not in stderr
     assert not temp.exists()
     assert sorted(os.listdir(project.root / "data" / "raw")) == [".gitignore"]

@@ -400,7 +400,9 @@ def run_decorated(error: BaseException):
      "demo: error: data/stats.json: Read-only file system; the file system is read-only; run from "
      "a writable copy of the project", 1),
     (KeyboardInterrupt(),
-     "demo: interrupted (Ctrl-C); outputs are only replaced once complete, so run it again to finish",
+     "demo: interrupted (Ctrl-C); outputs are only replaced once complete, so run it again to finish; if DVC "
+     "ran it, DVC had removed its committed outputs first: `git checkout -- reports/` puts back committed "
+     "records and reports, `dvc checkout` the model and data",
      130),
 ])
 def test_expected_errors_become_one_line(capsys, error, line, code):
@@ -606,7 +608,10 @@ def test_a_sigterm_that_c_code_swallows_still_stops_the_stage(tmp_path, capsys):
     assert stopped.value.code == 128 + signal.SIGTERM
     assert not target.exists() and list(tmp_path.iterdir()) == []
     assert capsys.readouterr().err == ("demo: stopped (SIGTERM, or the process that started it died); "
-                                       "outputs are only replaced once complete, so run it again to finish\n")
+                                       "outputs are only replaced once complete, so run it again to finish; "
+                                       "if DVC ran it, DVC had removed its committed outputs first: `git "
+                                       "checkout -- reports/` puts back committed records and reports, `dvc "
+                                       "checkout` the model and data\n")
     # The next stage in this process starts afresh, and the hooks are the interpreter's again.
     assert sys.excepthook is sys.__excepthook__
 

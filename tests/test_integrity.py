@@ -203,8 +203,20 @@ def test_a_remote_whose_listing_was_edited_is_refused_after_pull(project, tmp_pa
         pulled = project.dvc("pull", "data/prepared", check=False)
         assert pulled.returncode == 0  # What DVC's verify lets through.
         done = project.run(sys.executable, str(ROOT / "tools/verify_pull.py"), check=False)
+        # Without that command: `dvc repro train` rebuilds the data, as DVC finds the pulled listing
+        # "not in cache"; where DVC does not look upstream (`-s`, or the stage run by hand), the
+        # stage that reads the data checks it first and trains nothing.
+        project.dvc("pull", check=False)
+        status = project.dvc("status", "normalize", check=False)
+        trained = project.dvc("repro", "-s", "train", check=False)
     finally:
         project.root = original
+    assert "not in cache:       data/prepared" in status.stdout, status.stdout
+    assert trained.returncode != 0 and not (clone / "models" / "model.keras").exists()
+    assert re.search(r"train: error: data/prepared/train.npz: holds the same bytes \(md5 \w+\) as data/prepared/test.npz"
+                     r".*; it is not what `normalize` wrote or what was pulled for it, so nothing was read; rebuild "
+                     r"it with `dvc repro -f -s normalize`, or pull it again from a remote you trust\n",
+                     trained.stdout + trained.stderr), trained.stdout + trained.stderr
     assert done.returncode == 1
     assert re.fullmatch(r"verify_pull: error: data/prepared/train.npz: holds the same bytes \(md5 \w+\) as "
                         r"data/prepared/test.npz, and data/prepared's files hash to \w+.dir, not the \w+.dir dvc.lock "
@@ -250,3 +262,36 @@ def test_answer_errors_are_one_line_from_anywhere(tmp_path, damage, message):
     damage(root)
     done = subprocess.run([sys.executable, str(root / "tools/answer.py")], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and re.search(message, done.stderr) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_stage_refuses_a_model_or_data_that_is_not_what_dvc_lock_records(tmp_path, monkeypatch):
+    """stages/trainer/inputs.py: the model `evaluate` and `report` read, and the data every training
+    stage reads, against the lock entry of the stage that wrote them; nothing to compare, nothing refused."""
+    from dvc_data.hashfile.hash import file_md5
+
+    from stages.trainer.errors import InputFileError
+    from stages.trainer.inputs import listing, listing_md5, md5_file, verify
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    model = Path("models/model.keras")
+    model.write_bytes(b"the trained model")
+    for name in ("train.npz", "test.npz"):
+        (Path("data/prepared") / name).write_bytes(name.encode() * 100)
+    assert md5_file(model) == file_md5(str(model))  # DVC's own md5 of a file.
+    verify("train", model)  # No dvc.lock: a stage run without DVC has nothing to compare with.
+    lock = {"schema": "2.0", "stages": {
+        "train": {"outs": [{"path": "models/model.keras", "md5": md5_file(model)}]},
+        "normalize": {"outs": [{"path": "data/prepared", "md5": listing_md5(listing(Path("data/prepared")))}]}}}
+    Path("dvc.lock").write_text(yaml.safe_dump(lock))
+    verify("train", model)
+    verify("normalize", Path("data/prepared"))
+    model.write_bytes(b"another model")
+    with pytest.raises(InputFileError, match=r"^models/model.keras: md5 \w+, but dvc.lock records \w+; it is not "
+                                             r"what `train` wrote or what was pulled for it, so nothing was read; "
+                                             r"rebuild it with `dvc repro -f -s train`"):
+        verify("train", model)
+    Path("data/prepared/train.npz").write_bytes(Path("data/prepared/test.npz").read_bytes())
+    with pytest.raises(InputFileError, match=r"^data/prepared/train.npz: holds the same bytes .* as data/prepared/test.npz"):
+        verify("normalize", Path("data/prepared"))

@@ -154,7 +154,9 @@ def test_sigterm_stops_a_cell_like_ctrl_c(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     assert stderr.splitlines()[-1] == ("cell: stopped (SIGTERM, or the process that started it "
                                        "died); outputs are only replaced once complete, so run it "
-                                       "again to finish")
+                                       "again to finish; if DVC ran it, DVC had removed its committed "
+                                       "outputs first: `git checkout -- reports/` puts back committed records "
+                                       "and reports, `dvc checkout` the model and data")
     assert "Traceback" not in stderr
     assert os.listdir(scratch) == []
     assert not (cwd / "runs").exists()

@@ -16,8 +16,7 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.scm import SCMError
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # Its sibling tools.
-from verify_pull import md5_file  # noqa: E402
+from stages.trainer.inputs import md5_file
 
 
 def run_entries(runs: str) -> list[tuple[str, str]]:

@@ -16,50 +16,10 @@ as such, not failed. Cell records (`cache: false`, in git) are bound to the lock
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
-
-def md5_file(path: Path) -> str:
-    """The md5 DVC records for a file in dvc.lock: DVC's own function, so the two cannot disagree."""
-    from dvc_data.hashfile.hash import file_md5
-
-    return file_md5(str(path))
-
-
-def listing(folder: Path) -> list[dict]:
-    """The folder's files as DVC 3 lists a directory: md5 and relative path, by path."""
-    return sorted(({"md5": md5_file(path), "relpath": path.relative_to(folder).as_posix()}
-                   for path in folder.rglob("*") if path.is_file()), key=lambda entry: entry["relpath"])
-
-
-def listing_md5(entries: list[dict]) -> str:
-    """What dvc_data's Tree.digest computes: the md5 of the sorted listing as JSON, plus `.dir`."""
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
-
-
-def check_output(path: Path, expected: str) -> str | None:
-    """None if `path` holds what dvc.lock's `expected` md5 says; else why not, in one line."""
-    if not expected.endswith(".dir"):
-        found = md5_file(path)
-        return None if found == expected else f"{path}: md5 {found}, but dvc.lock records {expected}"
-    entries = listing(path)
-    found = listing_md5(entries)
-    if found == expected:
-        return None
-    # DVC keeps no pulled listing to compare with, so name what a swapped entry leaves behind: a
-    # file with the very bytes of another file of the same directory.
-    first_with = {}
-    for entry in entries:
-        if entry["md5"] in first_with:
-            return (f"{path / entry['relpath']}: holds the same bytes (md5 {entry['md5']}) as "
-                    f"{path / first_with[entry['md5']]}, and {path}'s files hash to {found}, not the "
-                    f"{expected} dvc.lock records, so the listing DVC pulled for it was altered")
-        first_with[entry["md5"]] = entry["relpath"]
-    files = ", ".join(f"{entry['relpath']} {entry['md5']}" for entry in entries)
-    return f"{path}: its files ({files}) hash to {found}, but dvc.lock records {expected}, so one of them was replaced"
+from stages.trainer.inputs import mismatch
 
 
 def cached_outputs(root: Path) -> list[tuple[Path, str]]:
@@ -88,7 +48,7 @@ def main(argv=None) -> None:
         if not path.exists():
             absent.append(str(path))
             continue
-        problem = check_output(path, expected)
+        problem = mismatch(path, expected)
         if problem:
             raise SystemExit(f"verify_pull: error: {problem}; do not use it: pull again from a remote you trust "
                              "(`dvc pull --force`), or rebuild it (`dvc repro`)")

@@ -311,7 +311,11 @@ def load_prepared(train_params, probing: bool) -> tuple[dict, Split, Split]:
     """What `train` and every cell read of `normalize`'s outputs: the statistics, then the train and
     test splits. In between, steps_per_execution is checked against the epoch's steps, which the
     statistics' count gives, before the larger files are read; not when probing, because the probe
-    runs one step per call whatever steps_per_execution says."""
+    runs one step per call whatever steps_per_execution says. First, both are checked against
+    what dvc.lock records for `normalize` (inputs.verify: a tampered pull is refused)."""
+    from stages.trainer.inputs import verify
+
+    verify("normalize", paths.PREPARED, paths.STATISTICS)
     statistics = load_statistics(paths.STATISTICS)
     if not probing:
         check_steps_per_execution(train_params.steps_per_execution,

@@ -42,6 +42,11 @@ from stages.trainer.errors import BnlabError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process stopped by Ctrl-C.
 EXIT_TERMINATED = 128 + signal.SIGTERM
+# What a stopped stage says: DVC removes a stage's outputs before it starts the stage's command, so
+# a stage stopped under `dvc repro` has lost its committed outputs; they come back without training.
+RECOVERY = ("so run it again to finish; if DVC ran it, DVC had removed its committed outputs first: "
+            "`git checkout -- reports/` puts back committed records and reports, `dvc checkout` the "
+            "model and data")
 PARENT_POLL_SECONDS = 0.1  # How soon an orphaned stage notices; the check itself costs microseconds.
 
 
@@ -81,11 +86,11 @@ def stage_main(name: str):
                 fail(name, describe_os_error(error))
             except KeyboardInterrupt:
                 print(f"{name}: interrupted (Ctrl-C); outputs are only replaced once complete, "
-                      "so run it again to finish", file=sys.stderr)
+                      f"{RECOVERY}", file=sys.stderr)
                 raise SystemExit(EXIT_INTERRUPTED) from None
             except Terminated:
                 print(f"{name}: stopped (SIGTERM, or the process that started it died); outputs are "
-                      "only replaced once complete, so run it again to finish", file=sys.stderr)
+                      f"only replaced once complete, {RECOVERY}", file=sys.stderr)
                 raise SystemExit(EXIT_TERMINATED) from None
 
         return run

@@ -68,13 +68,9 @@ def git_state(files: list[Path], root: Path = ROOT) -> dict:
 
 def data() -> dict:
     """md5 of each prepared input, as DVC hashes a file."""
-    def md5(path: Path) -> str:
-        hasher = hashlib.md5()
-        with path.open("rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                hasher.update(block)
-        return hasher.hexdigest()
-    return {str(path): md5(path) for path in (paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.STATISTICS)}
+    from stages.trainer.inputs import md5_file
+
+    return {str(path): md5_file(path) for path in (paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.STATISTICS)}
 
 
 def numerics_fingerprint(model_params, statistics: dict, precision: str) -> str:
