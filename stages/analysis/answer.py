@@ -261,7 +261,7 @@ def provenance(machines: list[dict]) -> list[str]:
                             f"{versions[0]} and {len(versions) - 1} later versions"))
         else:
             lines.append(f"{machine['cells']} cells on {machine['device']}, {backend}, committed {when} (these records "
-                         "predate recording the date, code version and instruction sets)")
+                         "do not name their date, code version or instruction sets)")
     return lines
 
 
