@@ -2,15 +2,17 @@
 
     python bench/mutations.py                 # every mutation; prints a markdown table
     python bench/mutations.py --only batch_norm --only landscape   # those whose area or name match
+    python bench/mutations.py --area batch --area head   # those of these areas (exactly)
     python bench/mutations.py --list          # the mutations, without running anything
 
 Each mutation is an exact snippet of one source file and its replacement. Before planting anything
 the script checks that every snippet occurs exactly once, and stops with the list of those that do
 not: a code change must update this file rather than quietly shrink what it measures.
 
-The tests run in a temporary copy of the tree (tracked and untracked files, without data/, models/
-and reports/), with `python -m pytest -x -m "not dvc"` on the test files named for the mutation's
-area. The unmutated copy must pass those tests first. A mutation is caught when a test fails;
+The tests run in a temporary copy of the tree (tracked and untracked files, without data/ and
+models/; with reports/, whose committed records and reports some tests recompute, and a git clone
+that shares this repository's history, which the README's provenance line reads), with
+`python -m pytest -x -m "not dvc"` on the tests named for the mutation's area. The unmutated copy must pass those tests first. A mutation is caught when a test fails;
 the table names the first one. Exit status 1 if any mutation survived.
 """
 
@@ -28,8 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ("data/", "models/", "reports/")  # DVC outputs: large, and no test reads them.
+OUTPUTS = ("data/", "models/")  # DVC outputs: large, and no test reads them.
 TIMEOUT_SECONDS = 600
+
+
+def committed(grid: str) -> str:
+    """The test that the grid's committed report is what the code writes from its records."""
+    return f"tests/test_reports_guards.py::test_every_committed_report_is_what_the_code_writes_from_its_records[{grid}]"
+
 
 # The tests that guard each area of the experiment.
 TESTS = {
@@ -41,6 +49,17 @@ TESTS = {
     "study": ("tests/test_study.py", "tests/test_study_report.py"),
     "landscape": ("tests/test_training.py", "tests/test_landscape.py"),
     "report": ("tests/test_report.py",),
+    "frozen": ("tests/test_frozen.py",),
+    "head": ("tests/test_head.py", committed("head"), "tests/test_docs.py"),
+    "norms": ("tests/test_norms.py", committed("norms"), "tests/test_docs.py"),
+    "batch": ("tests/test_batch.py", committed("batch"), "tests/test_docs.py"),
+    "tables": ("tests/test_tables_guards.py", "tests/test_study.py::test_one_divergence_rule_for_every_record",
+               "tests/test_sweep.py", "tests/test_study_report.py", "tests/test_head.py",
+               "tests/test_reports_guards.py"),
+    "answer": ("tests/test_answer_guards.py", "tests/test_docs.py"),
+    "map": ("tests/test_map.py", committed("map")),
+    "timings": ("tests/test_timings_guards.py", "tests/test_report.py", "tests/test_study_report.py",
+                "tests/test_reports_guards.py", "tests/test_docs.py"),
 }
 
 
@@ -82,18 +101,22 @@ MUTATIONS = [
              ("BN epsilon not passed on",
               "epsilon=params.bn_epsilon",
               "epsilon=1e-3"),
-             ("convolution bias kept in front of BN",
-              "use_bias=bn in WITHOUT_BN",
-              "use_bias=True"),
-             ("bn=after normalizes before the activation",
-              "return [conv, activation, norm, pool]",
-              "return [conv, norm, activation, pool]"),
              ("non-monotonic activation pooled first",
-              "pool_first = params.activation in MONOTONIC_ACTIVATIONS",
-              "pool_first = True"),
+              "block.block(conv, norm, activation, pool, params.activation in MONOTONIC_ACTIVATIONS)",
+              "block.block(conv, norm, activation, pool, True)"),
              ("per-channel input scaled by the variance",
               "variance=std**2",
               "variance=std"),
+             ),
+    *planted("model", "stages/variants/before.py",
+             ("convolution bias kept in front of BN",
+              "CONV_BIAS = False",
+              "CONV_BIAS = True"),
+             ),
+    *planted("model", "stages/variants/after.py",
+             ("bn=after normalizes before the activation",
+              "return [conv, activation, norm, pool]",
+              "return [conv, norm, activation, pool]"),
              ),
     # --- the fused BatchNorm ---------------------------------------------------------------------
     *planted("batch_norm", "stages/trainer/batch_norm.py",
@@ -119,8 +142,8 @@ MUTATIONS = [
     # --- training --------------------------------------------------------------------------------
     *planted("training", "stages/trainer/training.py",
              ("learning rate ignored",
-              "optimizers[params.optimizer](learning_rate=params.learning_rate)",
-              "optimizers[params.optimizer]()"),
+              "optimizers[params.optimizer](learning_rate=params.learning_rate, **extra)",
+              "optimizers[params.optimizer](**extra)"),
              ("optimizer ignored",
               "optimizer=optimizers[params.optimizer](",
               'optimizer=optimizers["adam"]('),
@@ -136,12 +159,14 @@ MUTATIONS = [
              ("data order ignores the seed",
               "generator = np.random.default_rng(seed)",
               "generator = np.random.default_rng(0)"),
-             ("short last batch dropped",
-              "return -(-num_examples // batch_size)",
-              "return num_examples // batch_size"),
              ("step -> (epoch, batch) swapped",
               "epoch, batch = divmod(step, steps_per_epoch)",
               "batch, epoch = divmod(step, steps_per_epoch)"),
+             ),
+    *planted("training", "stages/trainer/params.py",
+             ("short last batch dropped",
+              "return -(-examples // batch_size)",
+              "return examples // batch_size"),
              ),
     # --- what train and every study cell run, and the stages' settings ------------------------
     *planted("stages", "stages/trainer/experiment.py",
@@ -157,8 +182,8 @@ MUTATIONS = [
              ),
     *planted("stages", "stages/cell.py",
              ("--learning-rate not taken from the command line",
-              'OVERRIDABLE = ("optimizer", "learning_rate")',
-              'OVERRIDABLE = ("optimizer",)'),
+              '"train": ("epochs", "optimizer", "learning_rate", "momentum", "batch_size")}',
+              '"train": ("epochs", "optimizer", "momentum", "batch_size")}'),
              ("cell scores the splits swapped",
               "metrics, _ = evaluate(model, train, test)",
               "metrics, _ = evaluate(model, test, train)"),
@@ -199,9 +224,9 @@ MUTATIONS = [
              ("Student's pooled t-test instead of Welch's",
               "stats.ttest_ind(a, b, equal_var=False)",
               "stats.ttest_ind(a, b, equal_var=True)"),
-             ("Holm multiplies by the rank",
-              "min(1.0, (len(p_values) - rank) * p_values[index])",
-              "min(1.0, (rank + 1) * p_values[index])"),
+             ("Bonferroni instead of Holm",
+              'multipletests(list(p_values), alpha=ALPHA, method="holm")',
+              'multipletests(list(p_values), alpha=ALPHA, method="bonferroni")'),
              ("detection ignores Holm's correction",
               "return self.p_holm < ALPHA",
               "return self.p_value < ALPHA"),
@@ -214,8 +239,8 @@ MUTATIONS = [
              ),
     *planted("study", "stages/analysis/cells.py",
              ("variants compared on train accuracy",
-              'accuracy = {v: [run.metrics["test"]["accuracy"]',
-              'accuracy = {v: [run.metrics["train"]["accuracy"]'),
+              'accuracy = {v: {run.seed: run.metrics["test"]["accuracy"]',
+              'accuracy = {v: {run.seed: run.metrics["train"]["accuracy"]'),
              ("table columns swapped",
               'f"{cell(v, \'test_loss\')} | {cell(v, \'train_accuracy\')} |"',
               'f"{cell(v, \'train_accuracy\')} | {cell(v, \'test_loss\')} |"'),
@@ -223,7 +248,7 @@ MUTATIONS = [
               "cells = [html.escape(c.strip()) for c in",
               "cells = [c.strip() for c in"),
              ),
-    *planted("study", "stages/compare.py",
+    *planted("study", "stages/grids/study.py",
              ("landscape curves averaged over steps, not seeds",
               "np.mean([run[name] for run in runs], axis=0)",
               "np.mean([run[name] for run in runs], axis=1)"),
@@ -260,6 +285,287 @@ MUTATIONS = [
               "{metrics[s]['loss']:.4f} | {metrics[s]['accuracy']:.4f}",
               "{metrics[s]['accuracy']:.4f} | {metrics[s]['loss']:.4f}"),
              ),
+    # --- bn=frozen: BN that normalizes by the batch, then with the statistics of the freeze ----------
+    *planted("frozen", "stages/variants/frozen.py",
+             ("frozen normalizes after the activation",
+              "return [conv, norm, *((pool, activation) if pool_first else (activation, pool))]",
+              "return [conv, activation, norm, pool]"),
+             ("frozen keeps the convolution bias",
+              "CONV_BIAS = False",
+              "CONV_BIAS = True"),
+             ("freeze one step late",
+              "FreezeBatchNorm(params.bn_freeze_after_steps, train_images)",
+              "FreezeBatchNorm(params.bn_freeze_after_steps + 1, train_images)"),
+             ),
+    *planted("frozen", "stages/trainer/batch_norm.py",
+             ("frozen again at every later step",
+              "if self._step == self.after_steps:",
+              "if self._step >= self.after_steps:"),
+             ("a frozen layer still normalizes by the batch",
+              "training=training and not self.frozen",
+              "training=training"),
+             ("training step not traced again at the freeze",
+              "self.model.make_train_function(force=True)",
+              "self.model.make_train_function()"),
+             ("freeze sets the Bessel-corrected variance",
+              "return np.asarray(mean), np.asarray(m2 / count)",
+              "return np.asarray(mean), np.asarray(m2 / (count - 1))"),
+             ("statistics batches combined without the between-batch term",
+              "m2 = m2 + batch_m2 + delta**2 * count * len(values) / total",
+              "m2 = m2 + batch_m2"),
+             ("mean gap in variances, not standard deviations",
+              "np.abs(moving_mean - mean) / np.sqrt(variance + layer.epsilon)",
+              "np.abs(moving_mean - mean) / (variance + layer.epsilon)"),
+             ),
+    # --- the SGD head grid, and what the answer says of it ---------------------------------------
+    *planted("head", "stages/grids/head.py",
+             ("paired difference kept where the twin diverged",
+              'if other is not None and not run["diverged"] and not other["diverged"]:',
+              'if other is not None and not run["diverged"]:'),
+             ("paired difference as without − with",
+              'entry["differences"].append(run["test_accuracy"] - other["test_accuracy"])',
+              'entry["differences"].append(other["test_accuracy"] - run["test_accuracy"])'),
+             ("head input RMS: the largest seed's, not the mean",
+              '"rms_before": float(np.mean(entry["rms_before"]))',
+              '"rms_before": float(np.max(entry["rms_before"]))'),
+             ("pooled divergence counts `none` too",
+              'names = [bn for bn in variants if bn not in (reference, "comparisons") and bn in without]',
+              'names = [bn for bn in variants if bn != "comparisons" and bn in without]'),
+             ("pooled 'without' counts the intervention's runs",
+              '("without", without, "diverged")',
+              '("without", variants, "diverged")'),
+             ("BN − none worded from none − BN",
+              'pair = oriented(variants.get("comparisons") or {}, bn, "none")',
+              'pair = oriented(variants.get("comparisons") or {}, "none", bn)'),
+             ),
+    *planted("head", "stages/analysis/claims.py",
+             ("the answer's twin is `none`'s",
+              '"without": head["without"].get(rate, {}).get("before")',
+              '"without": head["without"].get(rate, {}).get("none")'),
+             ),
+    *planted("head", "stages/analysis/answer.py",
+             ("pooled divergence 'detected' above alpha",
+              'change = "detected" if pooled["p"] < ALPHA else "no difference detected"',
+              'change = "detected" if pooled["p"] > ALPHA else "no difference detected"'),
+             ),
+    # --- the norms grid (scale invariance), and what the answer says of it -------------------------
+    *planted("norms", "stages/grids/norms.py",
+             ("joint norm summed, not root of the summed squares",
+              "norm = np.sqrt((weights ** 2).sum(axis=0))",
+              "norm = weights.sum(axis=0)"),
+             ("last epoch's window two epochs long",
+              'window = series["step"] > series["step"][-1] * (epochs - 1) / epochs',
+              'window = series["step"] > series["step"][-1] * (epochs - 2) / epochs'),
+             ("growth from the last probe, not the last epoch's median",
+              '"norm_growth": _rounded(end_norm / norm[0])',
+              '"norm_growth": _rounded(norm[-1] / norm[0])'),
+             ("diverged seeds averaged",
+              'if not seed["diverged"] and seed[group][key] is not None]',
+              'if seed[group][key] is not None]'),
+             ("step ratio inverted in the verdict",
+              "({step / base_step:.2f}× bn={reference}'s",
+              "({base_step / step:.2f}× bn={reference}'s"),
+             ),
+    *planted("norms", "stages/analysis/claims.py",
+             ("scale invariance holds on either sign",
+              '"holds": growth["before"] > growth["none"] and ratio < 1',
+              '"holds": growth["before"] > growth["none"] or ratio < 1'),
+             ("one seed counts as tested",
+              'return {"rates": rates, "seeds": seeds, "tested": seeds >= MIN_RUNS}',
+              'return {"rates": rates, "seeds": seeds, "tested": seeds >= 1}'),
+             ("effective step vs `none` inverted",
+              '"versus": end / reference if end is not None and reference else None',
+              '"versus": reference / end if end is not None and reference else None'),
+             ),
+    *planted("norms", "stages/analysis/answer.py",
+             ("'at every rate' where any rate holds",
+              'where = ("at every rate" if not no else "at no rate" if not yes',
+              'where = ("at every rate" if yes else "at no rate" if not yes'),
+             ),
+    # --- the batch grid (fitting or generalization), and what the answer says of it ----------------
+    *planted("batch", "stages/grids/batch.py",
+             ("gap as test − train",
+              '"gap": train - test}',
+              '"gap": test - train}'),
+             ("diverged runs averaged",
+              "kept = [values(cell) for cell in runs if not diverged(cell)]",
+              "kept = [values(cell) for cell in runs]"),
+             ("Holm's family only the shown variants",
+              "for bn, runs in comparable.items()})",
+              "for bn, runs in comparable.items() if bn in kept_variants})"),
+             ("gain split as none − BN",
+              'comparison = compare("first", first, "second", second)',
+              'comparison = compare("second", second, "first", first)'),
+             ("compared although `none` diverged",
+              'if entry[bn]["diverged"] or entry.get(REFERENCE, {}).get("diverged"):',
+              'if entry[bn]["diverged"]:'),
+             ),
+    *planted("batch", "stages/analysis/claims.py",
+             ("'narrows' from the interval's lower end",
+              '"narrowed": [size for size in split if split[size]["gap"]["ci_high"] < 0]',
+              '"narrowed": [size for size in split if split[size]["gap"]["ci_low"] < 0]'),
+             ("fitting from the train gain's sign, not its interval",
+              '"fitting": [size for size in split if split[size]["train_accuracy"]["ci_low"] > 0]',
+              '"fitting": [size for size in split if split[size]["train_accuracy"]["difference"] > 0]'),
+             ("a split at one batch size",
+              "if len(split) < 2:",
+              "if len(split) < 1:"),
+             ),
+    *planted("batch", "stages/analysis/answer.py",
+             ("'it is fitting' where any detected gain is",
+              'fitting = bool(detected) and all(size in batch["fitting"]',
+              'fitting = bool(detected) and any(size in batch["fitting"]'),
+             ),
+    # --- the tables every grid report shares (stages/analysis/cells.py) ------------------------
+    *planted("tables", "stages/analysis/cells.py",
+             ("oriented flips the difference, not its interval",
+              '"ci_low": -pair["ci_high"], "ci_high": -pair["ci_low"]',
+              '"ci_low": -pair["ci_low"], "ci_high": -pair["ci_high"]'),
+             ("n counts the diverged runs",
+              "else f\"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']})\")",
+              "else f\"{entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['runs']})\")"),
+             ("runs leaves out the diverged ones",
+              '"runs": len(values) + diverged_runs',
+              '"runs": len(values)'),
+             ("pairs table in fractions, not points",
+              "{100 * c['difference']:+.2f}",
+              "{c['difference']:+.2f}"),
+             ("Holm p kept as the raw p",
+              '"p_value": c.p_value, "p_holm": c.p_holm,',
+              '"p_value": c.p_value, "p_holm": c.p_value,'),
+             ("a run stuck at its first loss is not diverged",
+              "losses[-1] >= losses[0]",
+              "losses[-1] > losses[0]"),
+             ("a variant with a diverged run compared",
+              "if len(runs) == len(cells[v]) and len(runs) >= 2}",
+              "if len(runs) >= 2}"),
+             ),
+    *planted("tables", "stages/grids/sweep.py",
+             ("sweep compares a variant with a diverged run",
+              'if len(values) >= 2 and not entry[bn]["diverged"]}',
+              "if len(values) >= 2}"),
+             ),
+    # --- the answer's wording: claims.py decides, answer.py words ------------------------------
+    *planted("answer", "stages/analysis/claims.py",
+             ("'not tested' decided by the larger arm",
+              'if min(pair["sizes"]) < MIN_RUNS:',
+              'if max(pair["sizes"]) < MIN_RUNS:'),
+             ("detected on the unadjusted p",
+              'if pair["p_holm"] < ALPHA:',
+              'if pair["p_value"] < ALPHA:'),
+             ("two runs per arm tested",
+              "MIN_RUNS = 3",
+              "MIN_RUNS = 2"),
+             ("'BN helps' when either gain is detected",
+              '"detected": before["verdict"] == after["verdict"] == "detected"}',
+              '"detected": "detected" in (before["verdict"], after["verdict"])}'),
+             ("'at every rate' when any rate is detected",
+              'all(pair["verdict"] == "detected" for _, pair in rates)',
+              'any(pair["verdict"] == "detected" for _, pair in rates)'),
+             ("'less than half' from the interval's lower end",
+              '"under_half": seeds >= MIN_RUNS and high < 0.5',
+              '"under_half": seeds >= MIN_RUNS and low < 0.5'),
+             ("bootstrap interval at 90%",
+              "np.percentile(ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])",
+              "np.percentile(ratios, [100 * (1 - CONFIDENCE), 100 * CONFIDENCE])"),
+             ("before − frozen compared the other way round",
+              'against = oriented(study["comparisons"], "before", "frozen")',
+              'against = oriented(study["comparisons"], "frozen", "before")'),
+             ("TOST with a one-sided margin",
+              "-margin, margin)",
+              "0, margin)"),
+             ("diverged study runs in the per-seed accuracies",
+              'if not diverged_history(record["history"]):\n            accuracy.setdefault(',
+              'if True:\n            accuracy.setdefault('),
+             ("placement's lead 'under half a spread' below one spread",
+              'scale = "under_half" if ratio < 0.5 else',
+              'scale = "under_half" if ratio < 1 else'),
+             ("'ahead' from one arm's spread",
+              'ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / math.hypot(*stds))',
+              'ahead = scipy.stats.norm.cdf(abs(comparison["difference"]) / max(stds))'),
+             ("high-rate family keeps a variant that diverged",
+              'if len(runs.get(bn, [])) >= 2 and not diverged.get(bn)]',
+              'if len(runs.get(bn, [])) >= 2]'),
+             ("freeze gap: the smallest seed's",
+              '"mean_gap": max(mean for mean, _ in worst)',
+              '"mean_gap": min(mean for mean, _ in worst)'),
+             ),
+    *planted("answer", "stages/analysis/answer.py",
+             ("'detected' quotes the raw p as Holm's",
+              "detected (Holm p = {pair['p_holm']:.2g})",
+              "detected (Holm p = {pair['p_value']:.2g})"),
+             ("'enough' without equivalence",
+              'if against["verdict"] == "equivalent" else ""',
+              'if against["verdict"] != "detected" else ""'),
+             ("'BN helps.' from `before` alone",
+              "'BN helps.' if helps['detected'] else",
+              "'BN helps.' if helps['before']['verdict'] == 'detected' else"),
+             ),
+    # --- the placement map (sequential, paired on seed) --------------------------------------------
+    *planted("map", "stages/grids/map.py",
+             ("a pair kept where `before` diverged",
+              "if diverged(one) or diverged(other):",
+              "if diverged(one):"),
+             ("placement as before − after",
+              'differences, seeds, dropped = paired(cells, "after", "before", order)',
+              'differences, seeds, dropped = paired(cells, "before", "after", order)'),
+             ("the pilot chooses the smallest rate that trained",
+              '"chosen": trained[-1] if trained else None',
+              '"chosen": trained[0] if trained else None'),
+             ("agreement read from the wrong sign",
+              'ours = "after" if row["mean"] > 0 else "before"',
+              'ours = "after" if row["mean"] < 0 else "before"'),
+             ),
+    *planted("map", "stages/analysis/sequential.py",
+             ("equivalent when one end is inside the margin",
+              "elif -margin < low and high < margin:",
+              "elif -margin < low or high < margin:"),
+             ),
+    # --- timings: fit time per cell, cell-minutes, the main run's fit time ------------------------
+    *planted("timings", "stages/trainer/training.py",
+             ("fit time includes model.fit's set-up",
+              '"fit_seconds": round(sum(log.epoch_seconds), 3)',
+              '"fit_seconds": round(time.perf_counter() - start, 3)'),
+             ("epoch timer started once, at the start of training",
+              "def on_epoch_begin(self, epoch, logs=None):\n        self._start",
+              "def on_train_begin(self, logs=None):\n        self._start"),
+             ),
+    *planted("timings", "stages/analysis/records.py",
+             ("fit time read as model.fit's total",
+              'return run["fit_seconds"] if "fit_seconds" in run else',
+              'return run["total_seconds"] if "fit_seconds" in run else'),
+             ("older records' fit time: the longest epoch",
+              'round(sum(run["history"]["epoch_seconds"]), 3)',
+              'round(max(run["history"]["epoch_seconds"]), 3)'),
+             ),
+    *planted("timings", "stages/analysis/cells.py",
+             ("study's fit time in hours, labelled minutes",
+              "for runs in cells.values() for run in runs) / 60",
+              "for runs in cells.values() for run in runs) / 3600"),
+             ),
+    *planted("timings", "stages/grids/map.py",
+             ("minutes per cell: the mean, not the median",
+              '"minutes_per_cell": round(float(np.median([fit_seconds(cell.run) for cell in runs])) / 60, 2)',
+              '"minutes_per_cell": round(float(np.mean([fit_seconds(cell.run) for cell in runs])) / 60, 2)'),
+             ("cell-minutes in hours",
+              '"cell_minutes": round(sum(fit_seconds(cell.run) for cell in runs) / 60, 1)',
+              '"cell_minutes": round(sum(fit_seconds(cell.run) for cell in runs) / 3600, 1)'),
+             ),
+    *planted("timings", "stages/grids/head.py",
+             ("head cells' minutes counted in hours",
+              "minutes = sum(fit_seconds(cell.run) for cell in cells) / 60",
+              "minutes = sum(fit_seconds(cell.run) for cell in cells) / 3600"),
+             ),
+    *planted("timings", "stages/analysis/answer.py",
+             ("fit s per cell: mean ± min",
+              "{row['fit_seconds']['mean']:.0f} ± {row['fit_seconds']['std']:.0f}",
+              "{row['fit_seconds']['mean']:.0f} ± {row['fit_seconds']['min']:.0f}"),
+             ),
+    *planted("timings", "stages/report.py",
+             ("main run's fit time: model.fit's total",
+              'f"- fit time (sum of the epochs): {fit_seconds(run):.1f} s "',
+              'f"- fit time (sum of the epochs): {run[\'total_seconds\']:.1f} s "'),
+             ),
 ]
 
 
@@ -277,13 +583,18 @@ def check_snippets(root: Path, mutations: list[Mutation]) -> None:
 
 
 def copy_tree(destination: Path) -> None:
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                            capture_output=True, check=True).stdout.splitlines()
-    for name in listed:
+    """The working tree as it is (uncommitted changes included) in `destination`, a clone that
+    shares this repository's objects: HEAD and the history are this one's, the files the tree's."""
+    def git(*args: str, cwd: Path = ROOT) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, text=True, capture_output=True, check=True).stdout
+
+    git("clone", "-q", "--shared", "--no-checkout", str(ROOT), str(destination))
+    for name in git("ls-files", "-co", "--exclude-standard").splitlines():
         source = ROOT / name
         if source.is_file() and not name.startswith(OUTPUTS):
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
+    git("reset", "-q", cwd=destination)  # The index at HEAD, the files as copied.
 
 
 def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, str]:
@@ -310,12 +621,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", default=[],
                         help="run the mutations whose area or name contains this")
+    parser.add_argument("--area", action="append", default=[], choices=sorted(TESTS),
+                        help="run the mutations of this area (its exact name)")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument("--tests", nargs="+", help="run these test files instead of each area's")
     args = parser.parse_args()
-    mutations = [m for m in MUTATIONS if not args.only or any(o in f"{m.area} {m.name}" for o in args.only)]
+    mutations = [m for m in MUTATIONS if (not args.only or any(o in f"{m.area} {m.name}" for o in args.only))
+                 and (not args.area or m.area in args.area)]
     if not mutations:
-        raise SystemExit(f"mutations: none matches --only {' '.join(args.only)}; see --list")
+        raise SystemExit(f"mutations: none matches --only {' '.join(args.only)} --area {' '.join(args.area)}; "
+                         "see --list")
     check_snippets(ROOT, mutations)
     if args.list:
         for mutation in mutations:

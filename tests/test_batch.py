@@ -164,3 +164,28 @@ def test_one_pair_has_one_adjusted_p_in_every_committed_report():
     for name, pair in batch.items():
         assert pair["p_holm"] == study[name]["p_holm"] == sweep[name]["p_holm"], name
     assert set(sweep) == set(study) and batch
+
+
+def split_entry(test, train, gap, p_holm):
+    """One batch size of the batch report's summary: `before` − `none`, each measure (difference,
+    ci_low, ci_high) in fractions, and the test accuracy's Holm p."""
+    def measure(values):
+        return dict(zip(("difference", "ci_low", "ci_high"), values), test="paired", p_value=p_holm,
+                    minimum_detectable=0.01)
+    return {"split": {"before": {"test_accuracy": measure(test), "train_accuracy": measure(train), "gap": measure(gap)}},
+            "comparisons": {"before_vs_none": {**measure(test), "p_holm": p_holm, "sizes": [3, 3]}}}
+
+
+def test_the_gain_is_fitting_only_where_every_detected_gain_gains_train_accuracy_detectably():
+    from stages.analysis import answer, claims
+    fitting = split_entry((0.03, 0.01, 0.05), (0.04, 0.02, 0.06), (0.01, -0.01, 0.03), 0.001)
+    # Train accuracy up by 2 points, but its interval includes 0: not a detected fitting gain.
+    unsure = split_entry((0.03, 0.01, 0.05), (0.02, -0.01, 0.05), (-0.01, -0.03, 0.01), 0.001)
+    assert claims.batch_split({"250": fitting}) is None  # One batch size: nothing to split by size.
+    both = claims.batch_split({"50": unsure, "250": fitting})
+    assert (both["detected"], both["fitting"], both["narrowed"]) == (["50", "250"], ["250"], [])
+    sentence = answer.batch_sentence(both)
+    assert "it is fitting" not in sentence and sentence.endswith("widens (CI above 0) at no batch size.")
+    assert answer.batch_sentence(claims.batch_split({"50": fitting, "250": fitting})).endswith(
+        "where the gain is detected (50, 250), it is fitting: train accuracy gains detectably and the gap does "
+        "not narrow.")

@@ -103,3 +103,31 @@ def test_the_probe_measures_the_frozen_loss_after_the_freeze(tmp_path):
     probed, _ = probe._gradient(weights, non_trainable, pixels, labels)
     # The probe's compiled loss is the frozen network's (traced again at the freeze), not BN's.
     np.testing.assert_allclose(float(probed), float(expected), rtol=1e-5)
+
+
+def test_the_freeze_sets_each_layers_exact_input_statistics_and_reports_the_gaps(monkeypatch):
+    """freeze_batch_norm on a net small enough to work by hand: the first BN sees the images
+    themselves, so its statistics must be theirs, per channel, mean and biased variance (what BN
+    in training mode computes), combined exactly over several statistics batches (here of 2
+    images); the second BN's are those of its input under the first one frozen. The gaps it
+    reports are the replaced moving averages' distance from them: in the statistics' standard
+    deviations for the mean, as |log| of the ratio for the variance (docs/why.md quotes both)."""
+    monkeypatch.setattr(batch_norm, "STATISTICS_BATCH", 2)
+    images = np.random.default_rng(0).normal(3.0, 2.0, (5, 2, 2, 3)).astype(np.float32)  # Batches 2, 2, 1.
+    first = FreezableBatchNormalization(epsilon=1e-3, name="first")
+    second = FreezableBatchNormalization(epsilon=1e-3, name="second")
+    model = keras.Sequential([keras.Input((2, 2, 3)), first, keras.layers.Dense(2, name="mix"), second])
+    moving_mean, moving_variance = np.array([0.5, 1.0, 2.0]), np.array([1.0, 2.0, 4.0])
+    first.moving_mean.assign(moving_mean.astype("float32"))
+    first.moving_variance.assign(moving_variance.astype("float32"))
+    found = batch_norm.freeze_batch_norm(model, images)
+    values = images.astype(np.float64).reshape(-1, 3)
+    mean, variance = values.mean(axis=0), values.var(axis=0)
+    np.testing.assert_allclose(np.asarray(first.moving_mean), mean, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(first.moving_variance), variance, rtol=1e-6)
+    assert found["layers"]["first"] == pytest.approx({
+        "mean_gap_in_stds": np.max(np.abs(moving_mean - mean) / np.sqrt(variance + 1e-3)),
+        "log_variance_ratio": np.max(np.abs(np.log((moving_variance + 1e-3) / (variance + 1e-3))))}, rel=1e-5)
+    mixed = keras.ops.convert_to_numpy(model.get_layer("mix")(first(images, training=False))).astype(np.float64)
+    np.testing.assert_allclose(np.asarray(second.moving_variance), mixed.reshape(-1, 2).var(axis=0), rtol=1e-5)
+    assert first.frozen and second.frozen and list(found["layers"]) == ["first", "second"]

@@ -154,3 +154,19 @@ def test_the_momentum_setting_takes_the_rate_its_pilot_chose():
     summary = json.loads((Path(__file__).parents[1] / "reports/map/metrics.json").read_text())
     assert summary["pilot"]["chosen"] == COMMITTED["map"]["momentum"]["learning_rate"]
     assert COMMITTED["map"]["momentum_none"]["learning_rate"] == COMMITTED["map"]["momentum"]["learning_rate"]
+
+
+def test_the_pilot_chooses_the_largest_rate_at_which_every_variant_trained():
+    from stages.analysis.cells import Cell
+
+    def pilot_cell(bn, rate, diverged=False):
+        losses = [2.0, float("nan") if diverged else 1.0]
+        return Cell(bn, 99, {"test": {"accuracy": 0.1 if diverged else 0.7}}, {"fit/loss": np.array(losses)}, None,
+                    {"fit_seconds": 90.0, "history": {"fit/loss": losses}}, {})
+
+    # 0.01 and 0.03 train every variant; at 0.1 `before` diverges.
+    cells = {(bn, 99, rate): pilot_cell(bn, rate, diverged=(bn, rate) == ("before", 0.1))
+             for rate in (0.01, 0.03, 0.1) for bn in ("before", "after", "none")}
+    table = placement_map.pilot(cells)
+    assert table["chosen"] == 0.03 and table["cell_minutes"] == 13.5
+    assert table["rates"]["0.1"]["before"] == {"test_accuracy": 0.1, "diverged": True}

@@ -159,3 +159,44 @@ def test_norms_pipeline_records_weight_norms_and_reports_them(project):
     assert set(summary["0.01"]) == {"before", "none"}
     assert (project.root / "reports/norms/figures/weight_norms.png").stat().st_size > 0
     assert "## adam, learning rate 0.01" in (project.root / "reports/norms/norms.md").read_text()
+
+
+def seed_summary(growth: float, step_end: float, diverged: bool = False, accuracy: float = 0.7) -> dict:
+    """One seed as summarize_cell gives it: conv kernels growing ×growth, ending at step_end."""
+    conv = {"norm_start": 10.0, "norm_end": 10.0 * growth, "norm_growth": growth, "effective_step_start": 0.1,
+            "effective_step_end": step_end}
+    return {"test_accuracy": accuracy, "train_accuracy": accuracy + 0.1, "diverged": diverged, "conv": conv,
+            "head": {**conv, "norm_growth": 1.5}}
+
+
+def test_a_diverged_seed_is_counted_and_left_out_of_every_mean():
+    from stages.analysis import claims
+    from stages.grids.norms import mean_over_seeds, trained_accuracy
+    summary = {"0.01": {"before": {"35": seed_summary(2.0, 0.01), "36": seed_summary(4.0, 0.03),
+                                   "37": seed_summary(100.0, 5.0, diverged=True, accuracy=0.1)},
+                        "none": {seed: seed_summary(1.5, 0.04) for seed in ("35", "36", "37")}}}
+    before = summary["0.01"]["before"]
+    assert mean_over_seeds(before, "conv", "norm_growth") == 3.0
+    assert (trained_accuracy(before)["n"], trained_accuracy(before)["diverged"]) == (2, 1)
+    assert verdicts(summary, "adam") == ["adam 0.01, bn=before: conv kernels ×3.00 over training (bn=none: ×1.50); "
+                                         "effective step in the last epoch 0.02 (0.50× bn=none's 0.04)"]
+    row = claims.norms_rows(summary)[0]
+    assert (row["growth"], row["end"], row["versus"]) == (3.0, 0.02, 0.5)
+
+
+def test_scale_invariance_holds_only_where_bn_outgrows_none_and_takes_smaller_steps():
+    """With three seeds the answer reads the norms: 'they outgrow `none`'s and take smaller
+    relative steps' where both hold, and names the rates where either fails."""
+    from stages.analysis import answer, claims
+
+    def rate(before_growth, before_step):
+        return {"before": {s: seed_summary(before_growth, before_step) for s in ("35", "36", "37")},
+                "none": {s: seed_summary(2.0, 0.04) for s in ("35", "36", "37")}}
+
+    # 0.001: BN's kernels grow less (a smaller step alone is not scale invariance); 0.01: both hold.
+    scale = claims.scale_invariance({"0.001": rate(1.5, 0.02), "0.01": rate(4.0, 0.02)})
+    assert [entry["holds"] for entry in scale["rates"]] == [False, True] and scale["tested"]
+    assert answer.scale_sentence(scale).endswith("they outgrow `none`'s and take smaller relative steps at 0.01, "
+                                                 "not at 0.001 (means over seeds, no test).")
+    assert "at every rate" in answer.scale_sentence(claims.scale_invariance({"0.01": rate(4.0, 0.02)}))
+    assert "at no rate" in answer.scale_sentence(claims.scale_invariance({"0.01": rate(4.0, 0.05)}))

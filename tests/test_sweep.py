@@ -181,3 +181,12 @@ def test_seeds_without_spread_have_no_minimum_detectable_difference():
     assert pair["minimum_detectable"] is None  # Stored as null in metrics.json, not 0.
     assert ("| 0.01 | before − none | paired | +0.00 | [+0.00, +0.00] | 1 | – | [+0.00, +0.00] |"
             in render_markdown(summarize(runs), {}, 1.0, []))
+
+
+def test_a_variant_with_a_diverged_run_is_left_out_of_the_comparisons_though_two_seeds_trained():
+    runs = [run(bn, seed, 0.70 + seed / 100 + offset) for bn, offset in (("before", 0.0), ("rescaled", -0.05))
+            for seed in range(3)]
+    runs += [run("none", 0, 0.60), run("none", 1, 0.62), run("none", 2, 0.1, diverged=True)]
+    entry = summarize(runs)["adam"]["0.01"]
+    assert list(entry["comparisons"]) == ["before_vs_rescaled"]
+    assert (entry["none"]["n"], entry["none"]["diverged"]) == (2, 1)
