@@ -216,6 +216,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.first_repro: str | None = None  # A trained_project's: what its first `dvc repro` printed.
         bin_dir = str(Path(sys.executable).parent)  # So dvc's `python -m stages.X` is this venv.
         self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"],
                     "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -244,10 +245,20 @@ class Project:
         self.run("git", "commit", "-q", "-m", message)
 
 
-@pytest.fixture
-def project(tmp_path, tiny_archive) -> Project:
-    """The project (tracked files only) in a fresh git repo, set up for a 1-epoch run on tiny data."""
-    root = tmp_path / "project"
+# The tiny project's net and probe: two blocks of few filters, a small head, two step sizes. The
+# DVC tests check the pipeline (which stages run, what they write and refuse), not the net, which
+# tests/test_model.py and tests/test_training.py check as committed; most of a trained stage's
+# time is TensorFlow tracing the net and, in a probed cell, the probe's passes over it (one per
+# step size and along the update), so this makes each trained stage of the suite about a fifth
+# cheaper.
+TINY_MODEL = {"filters": [8, 16], "dense_units": 32}
+TINY_MODEL_LAYERS = ("conv1", "bn1", "conv2", "bn2", "dense", "probabilities")  # Its layers with weights.
+TINY_STEP_SIZES = [0.5, 2.0]
+
+
+def new_project(root: Path, archive: Path, md5: str) -> Project:
+    """The project (tracked files only) in a fresh git repo at `root`, set up for a 1-epoch run on
+    the tiny `archive`."""
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
                              capture_output=True, check=True).stdout.split()
     for name in tracked:
@@ -260,12 +271,39 @@ def project(tmp_path, tiny_archive) -> Project:
             shutil.copy2(source, root / name)
     project = Project(root)
     project.run("git", "init", "-q")
-    archive, md5 = tiny_archive
     project.set_params(data={"url": str(archive), "md5": md5},
                        normalize={"records_per_file": RECORDS_PER_FILE},
+                       model=TINY_MODEL,
                        train={"epochs": 1, "batch_size": 50},
-                       landscape={"every_steps": 2},
+                       landscape={"every_steps": 2, "step_sizes": TINY_STEP_SIZES},
                        study={"variants": ["before", "none"], "seeds": [0, 1]},
                        batch={"batch_sizes": [25], "variants": ["before", "none"], "seeds": [0]})
     project.commit("project copy")
+    return project
+
+
+@pytest.fixture
+def project(tmp_path, tiny_archive) -> Project:
+    """The project (tracked files only) in a fresh git repo, set up for a 1-epoch run on tiny data."""
+    return new_project(tmp_path / "project", *tiny_archive)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Project, str]:
+    """A `project` in which `dvc repro` has run the main pipeline, and what that run printed: built
+    once for the tests that start from trained results, which each take a copy (trained_project)."""
+    folder = tmp_path_factory.mktemp("trained")
+    archive = folder / "cifar-10-binary.tar.gz"
+    project = new_project(folder / "project", archive, build_archive(archive))
+    return project, project.dvc("repro").stdout
+
+
+@pytest.fixture
+def trained_project(trained, tmp_path) -> Project:
+    """A copy of its own of the `trained` project: `project` after its first `dvc repro`, the
+    results not yet committed. `first_repro` is what that `dvc repro` printed."""
+    source, output = trained
+    shutil.copytree(source.root, tmp_path / "project", symlinks=True)
+    project = Project(tmp_path / "project")
+    project.first_repro = output
     return project
