@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import keras
@@ -30,6 +32,117 @@ tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow
 # this; the bound is generous because a machine shared with a training can take tens of seconds
 # to start Python and TensorFlow.
 PATIENCE_SECONDS = 600
+
+
+class BackgroundSession:
+    """Another pytest session in a fresh process, over `arguments` with `env` (another Keras
+    backend, other CPU kernels), whose result a test checks.
+
+    Such a session takes minutes, most of them on one core, while the rest of the suite mostly
+    waits on one core too (DVC and the stages it starts). So a session whose test is selected
+    starts in the background as soon as collection ends (pytest_collection_finish below), one
+    such session at a time, and its test runs last (pytest_collection_modifyitems) and only waits
+    for it: the same session, checked the same way, beside the suite instead of after it."""
+
+    def __init__(self, arguments: list[str], env: dict) -> None:
+        self.arguments, self.env = arguments, env
+        self.done = threading.Event()
+        self.process: subprocess.Popen | None = None
+        self.completed: subprocess.CompletedProcess | None = None
+        self.cancelled = False
+
+    def run(self) -> None:
+        """Run the session to its end, unless the suite has ended meanwhile (then do nothing)."""
+        # Its own scratch folder: the session's tmp_path base (so that it never cleans up the
+        # outer session's), and JAX's compilation cache (so that the programs its tests compile
+        # alike, the same model's training step above all, are compiled once).
+        with tempfile.TemporaryDirectory(prefix="bnlab-session-") as scratch, \
+                tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+            env = {**self.env, "JAX_COMPILATION_CACHE_DIR": str(Path(scratch) / "jax-cache"),
+                   "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+            command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                       f"--basetemp={Path(scratch) / 'tmp'}", *self.arguments]
+            with BACKGROUND.lock:  # Not started once the suite has stopped the queue.
+                if not self.cancelled:
+                    self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
+                                                    text=True)
+            if self.process is not None:
+                try:
+                    returncode = self.process.wait(timeout=BACKGROUND_PATIENCE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    returncode = self.process.wait()
+                stdout.seek(0)
+                stderr.seek(0)
+                self.completed = subprocess.CompletedProcess(command, returncode, stdout.read(), stderr.read())
+        self.done.set()
+
+    def result(self) -> subprocess.CompletedProcess:
+        """The finished session: waited for if it is running or queued, run here if it never was
+        queued (a test selected by itself after all, or -p no:... without the hooks)."""
+        if not BACKGROUND.queued(self):
+            self.run()
+        self.done.wait()
+        assert self.completed is not None, "the suite ended before this session could run"
+        return self.completed
+
+
+class BackgroundQueue:
+    """The background sessions of this run, one after another in one thread."""
+
+    def __init__(self) -> None:
+        self.sessions: list[BackgroundSession] = []
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def queued(self, session: BackgroundSession) -> bool:
+        return session in self.sessions
+
+    def start(self, sessions: list[BackgroundSession]) -> None:
+        self.sessions = sessions
+        if sessions:
+            self.thread = threading.Thread(target=lambda: [session.run() for session in sessions], daemon=True)
+            self.thread.start()
+
+    def stop(self) -> None:
+        """At the end of the suite (a failure with -x, Ctrl-C): no session outlives it."""
+        with self.lock:
+            for session in self.sessions:
+                session.cancelled = True
+                if session.process is not None and session.process.poll() is None:
+                    session.process.kill()
+
+
+BACKGROUND = BackgroundQueue()
+# A whole session: bounded like any wait in the suite, if far more loosely.
+BACKGROUND_PATIENCE_SECONDS = 3 * PATIENCE_SECONDS
+
+
+def background_session(item: pytest.Item) -> BackgroundSession | None:
+    """The session a test checks (its `background` mark), unless a true skipif skips it (the JAX
+    session's own copy of tests/test_backends.py, say)."""
+    mark = item.get_closest_marker("background")
+    if mark is None or any(skip.args and skip.args[0] is True for skip in item.iter_markers("skipif")):
+        return None
+    return mark.args[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Tests that wait for a background session run last, in their own order: meanwhile the rest
+    # of the suite runs beside the sessions.
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    sessions = [background_session(item) for item in session.items]
+    BACKGROUND.start(list(dict.fromkeys(found for found in sessions if found is not None)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    BACKGROUND.stop()
 
 
 def output_and_input_gradient(function, inputs: np.ndarray, loss_weights: np.ndarray):
@@ -103,6 +216,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.first_repro: str | None = None  # A trained_project's: what its first `dvc repro` printed.
         bin_dir = str(Path(sys.executable).parent)  # So dvc's `python -m stages.X` is this venv.
         self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"],
                     "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -131,10 +245,20 @@ class Project:
         self.run("git", "commit", "-q", "-m", message)
 
 
-@pytest.fixture
-def project(tmp_path, tiny_archive) -> Project:
-    """The project (tracked files only) in a fresh git repo, set up for a 1-epoch run on tiny data."""
-    root = tmp_path / "project"
+# The tiny project's net and probe: two blocks of few filters, a small head, two step sizes. The
+# DVC tests check the pipeline (which stages run, what they write and refuse), not the net, which
+# tests/test_model.py and tests/test_training.py check as committed; most of a trained stage's
+# time is TensorFlow tracing the net and, in a probed cell, the probe's passes over it (one per
+# step size and along the update), so this makes each trained stage of the suite about a fifth
+# cheaper.
+TINY_MODEL = {"filters": [8, 16], "dense_units": 32}
+TINY_MODEL_LAYERS = ("conv1", "bn1", "conv2", "bn2", "dense", "probabilities")  # Its layers with weights.
+TINY_STEP_SIZES = [0.5, 2.0]
+
+
+def new_project(root: Path, archive: Path, md5: str) -> Project:
+    """The project (tracked files only) in a fresh git repo at `root`, set up for a 1-epoch run on
+    the tiny `archive`."""
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
                              capture_output=True, check=True).stdout.split()
     for name in tracked:
@@ -147,12 +271,39 @@ def project(tmp_path, tiny_archive) -> Project:
             shutil.copy2(source, root / name)
     project = Project(root)
     project.run("git", "init", "-q")
-    archive, md5 = tiny_archive
     project.set_params(data={"url": str(archive), "md5": md5},
                        normalize={"records_per_file": RECORDS_PER_FILE},
+                       model=TINY_MODEL,
                        train={"epochs": 1, "batch_size": 50},
-                       landscape={"every_steps": 2},
+                       landscape={"every_steps": 2, "step_sizes": TINY_STEP_SIZES},
                        study={"variants": ["before", "none"], "seeds": [0, 1]},
                        batch={"batch_sizes": [25], "variants": ["before", "none"], "seeds": [0]})
     project.commit("project copy")
+    return project
+
+
+@pytest.fixture
+def project(tmp_path, tiny_archive) -> Project:
+    """The project (tracked files only) in a fresh git repo, set up for a 1-epoch run on tiny data."""
+    return new_project(tmp_path / "project", *tiny_archive)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Project, str]:
+    """A `project` in which `dvc repro` has run the main pipeline, and what that run printed: built
+    once for the tests that start from trained results, which each take a copy (trained_project)."""
+    folder = tmp_path_factory.mktemp("trained")
+    archive = folder / "cifar-10-binary.tar.gz"
+    project = new_project(folder / "project", archive, build_archive(archive))
+    return project, project.dvc("repro").stdout
+
+
+@pytest.fixture
+def trained_project(trained, tmp_path) -> Project:
+    """A copy of its own of the `trained` project: `project` after its first `dvc repro`, the
+    results not yet committed. `first_repro` is what that `dvc repro` printed."""
+    source, output = trained
+    shutil.copytree(source.root, tmp_path / "project", symlinks=True)
+    project = Project(tmp_path / "project")
+    project.first_repro = output
     return project

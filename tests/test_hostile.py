@@ -522,12 +522,12 @@ def output_hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.dvc
-def test_a_refused_run_costs_nothing(project):
+def test_a_refused_run_costs_nothing(trained_project):
     """`dvc repro` with `bn: middle` and `dvc exp run -S bn=sideways`: the check stage, which
     `train` depends on, refuses the value before DVC removes any output (before the check, DVC
     had deleted the trained model by then). `git checkout params.yaml` puts the params back, and
     nothing runs again."""
-    project.dvc("repro", "train")
+    project = trained_project  # Trained by `dvc repro`: every stage's results.
     project.commit("results")
     before = output_hashes(project.root)
     assert len(before) >= 9

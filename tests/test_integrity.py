@@ -156,7 +156,8 @@ def test_no_params_value_of_a_grid_runs_a_command(project, grid):
 
 
 @pytest.mark.dvc
-def test_a_refused_typo_deletes_nothing_in_the_main_pipeline_and_a_grid(project):
+def test_a_refused_typo_deletes_nothing_in_the_main_pipeline_and_a_grid(trained_project):
+    project = trained_project  # The main pipeline trained by `dvc repro`.
     depend_on_checks(project)
     project.set_params(study={"variants": ["before"], "seeds": [0, 1]})
     project.dvc("repro", "dvc.yaml", "grids/study/dvc.yaml:cell@before-0")

@@ -14,6 +14,7 @@ from stages.cell import check_args, parse_args
 from stages.trainer.errors import InputFileError, ParamsError
 from stages.grids.norms import collect, record_path, render_markdown, summarize, trajectories, verdicts
 from stages.grids.sections import parse_all as parse_params
+from conftest import TINY_MODEL_LAYERS
 from locks import recipe, write_bound
 
 COMMITTED = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
@@ -153,7 +154,7 @@ def test_norms_pipeline_records_weight_norms_and_reports_them(project):
     assert "grids/norms/dvc.yaml:report" in ran
     record = json.loads((project.root / "reports/norms/runs/adam-0.01-before-35.json").read_text())
     weights = {key for key in record["probes"] if key.startswith("weight_norm/")}
-    assert weights == {f"weight_norm/{layer}" for layer in LAYERS}
+    assert weights == {f"weight_norm/{layer}" for layer in TINY_MODEL_LAYERS}  # The tiny project's net.
     assert all(value > 0 for key in weights for value in record["probes"][key])
     summary = json.loads((project.root / "reports/norms/metrics.json").read_text())
     assert set(summary["0.01"]) == {"before", "none"}

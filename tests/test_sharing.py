@@ -7,6 +7,7 @@ the study's cells and a third collects them from the run-cache without training 
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -28,17 +29,22 @@ def quiet(result: subprocess.CompletedProcess) -> None:
     assert "WARNING" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-@pytest.fixture
-def shared(project, tmp_path) -> Project:
-    """The project with a default remote in a shared folder, committed as the README says."""
+def add_remote(project: Project, tmp_path) -> Project:
+    """`project` with a default remote in a shared folder, as the README says (not committed)."""
     project.dvc("remote", "add", "-d", "team", str(tmp_path / "remote"))
-    project.commit("team remote")
     return project
 
 
-def test_a_fresh_clone_pulls_the_results_and_reruns_nothing(shared, tmp_path):
-    shared.dvc("repro")
-    shared.commit("results")
+@pytest.fixture
+def shared(project, tmp_path) -> Project:
+    """The project with a default remote in a shared folder, committed as the README says."""
+    add_remote(project, tmp_path).commit("team remote")
+    return project
+
+
+def test_a_fresh_clone_pulls_the_results_and_reruns_nothing(trained_project, tmp_path):
+    shared = add_remote(trained_project, tmp_path)  # After `dvc repro`: the results of every stage.
+    shared.commit("results and the team remote")
     shared.dvc("push", "--run-cache")
 
     collaborator = clone(shared, tmp_path / "collaborator")
@@ -74,13 +80,23 @@ def test_two_machines_split_the_study_and_a_third_only_compares(shared, tmp_path
     shared.commit("prepared data")
     shared.dvc("push")
 
-    for machine, variant in (("a", "before"), ("b", "none")):
+    def train(machine: str, variant: str) -> tuple[Project, list[str], list[str]]:
+        """One machine's share: its clone trains `variant`'s cells. The clone, the stages that
+        ran, and the cells that should have."""
         worker = clone(shared, tmp_path / machine)
         worker.dvc("pull", "--with-deps", "normalize")
         cells = [f"grids/study/dvc.yaml:cell@{variant}-{seed}" for seed in (0, 1)]
-        # Each cell, after its grid's check (stages/check.py), which DVC runs first.
-        assert sorted(stage for stage in stages_run(worker.dvc("repro", *cells).stdout) if "@" in stage) == cells
-        worker.run(sys.executable, "tools/push_run_cache.py")
+        return worker, stages_run(worker.dvc("repro", *cells).stdout), cells
+
+    # The two machines train at the same time, as two machines would (each clone has its own
+    # workspace), then push to the run-cache.
+    with ThreadPoolExecutor(max_workers=2) as machines:
+        shares = [machines.submit(train, machine, variant) for machine, variant in (("a", "before"), ("b", "none"))]
+        for share in shares:
+            worker, ran, cells = share.result()
+            # Each cell, after its grid's check (stages/check.py), which DVC runs first.
+            assert sorted(stage for stage in ran if "@" in stage) == cells
+            worker.run(sys.executable, "tools/push_run_cache.py")
 
     collector = clone(shared, tmp_path / "collector")
     collector.dvc("pull", "--run-cache", "--with-deps", "normalize")
