@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.error
 import time
+import types
+import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -128,9 +129,13 @@ def server():
 
 @pytest.fixture
 def sleeps(monkeypatch) -> list[float]:
-    """Retries back off with time.sleep: record the waits instead of sleeping."""
+    """Retries back off with time.sleep: record the waits instead of sleeping.
+
+    Only the download module's `time` is replaced, not `time.sleep` itself: the suite's background
+    sessions wait on their subprocesses in a thread (Popen.wait polls with time.sleep), and a
+    global patch would record their waits here too."""
     waits: list[float] = []
-    monkeypatch.setattr(download.time, "sleep", waits.append)
+    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
     return waits
 
 
