@@ -288,6 +288,14 @@ def project(tmp_path, tiny_archive) -> Project:
     return new_project(tmp_path / "project", *tiny_archive)
 
 
+def copy_of(source: Project, first_repro: str, root: Path) -> Project:
+    """A copy of its own of a session's prepared project (git history and DVC cache included)."""
+    shutil.copytree(source.root, root, symlinks=True)
+    project = Project(root)
+    project.first_repro = first_repro
+    return project
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> tuple[Project, str]:
     """A `project` in which `dvc repro` has run the main pipeline, and what that run printed: built
@@ -302,8 +310,30 @@ def trained(tmp_path_factory) -> tuple[Project, str]:
 def trained_project(trained, tmp_path) -> Project:
     """A copy of its own of the `trained` project: `project` after its first `dvc repro`, the
     results not yet committed. `first_repro` is what that `dvc repro` printed."""
-    source, output = trained
-    shutil.copytree(source.root, tmp_path / "project", symlinks=True)
-    project = Project(tmp_path / "project")
-    project.first_repro = output
-    return project
+    return copy_of(*trained, tmp_path / "project")
+
+
+# The study as the grid tests need it: the variants the other grids compare with it (placement's
+# after, the batch grid's and the sweep's before and none), two seeds each.
+TINY_STUDY = {"variants": ["before", "after", "none"], "seeds": [0, 1]}
+
+
+@pytest.fixture(scope="session")
+def studied(tmp_path_factory) -> tuple[Project, str]:
+    """A `project` in which `dvc repro grids/study/dvc.yaml` has trained the study's cells
+    (TINY_STUDY), committed, and what that run printed. The grids that read the study's records
+    (sweep, batch, placement) start from a copy (studied_project) instead of each training the
+    same six cells again; tests/test_dvc_graph.py checks that a fresh clone trains them first."""
+    folder = tmp_path_factory.mktemp("studied")
+    archive = folder / "cifar-10-binary.tar.gz"
+    project = new_project(folder / "project", archive, build_archive(archive))
+    project.set_params(study=TINY_STUDY)
+    output = project.dvc("repro", "grids/study/dvc.yaml").stdout
+    project.commit("the study's cells")
+    return project, output
+
+
+@pytest.fixture
+def studied_project(studied, tmp_path) -> Project:
+    """A copy of its own of the `studied` project; `first_repro` is what its study run printed."""
+    return copy_of(*studied, tmp_path / "project")

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx
 import pytest
 import yaml
 from dvc.dependency.param import ParamsDependency
@@ -45,13 +46,18 @@ def variant_of(command: str) -> str | None:
 
 
 def all_stages():
+    """Each stage with what it declares, and each stage's upstream: the stages `dvc repro` of it
+    runs first (in DVC's graph, an edge goes from a stage to the stage whose output it reads)."""
     with Repo(str(ROOT)) as repo:
         bn = yaml.safe_load((ROOT / "params.yaml").read_text())["bn"]  # The main pipeline's variant.
+        graph = repo.index.graph
+        upstream = {stage.addressing: {found.addressing for found in networkx.descendants(graph, stage)}
+                    for stage in repo.index.stages}
         return [(stage.addressing, stage.cmd, *declared(stage), variant_of(stage.cmd) or bn)
-                for stage in repo.index.stages]
+                for stage in repo.index.stages], upstream
 
 
-STAGES = all_stages()
+STAGES, UPSTREAM = all_stages()
 GRIDS = ("study", "sweep", "placement", "norms", "head", "batch", "map", "rerun")
 
 
@@ -74,6 +80,17 @@ def test_stage_declares_exactly_the_code_and_params_it_runs(name, command, code,
     assert sorted(code) == sorted(expected_code(command, bn)), \
         f"{name}: code deps (`python tools/stage_deps.py` prints them)"
     assert sorted(params) == sorted(expected_params), f"{name}: params"
+
+
+@pytest.mark.parametrize("grid", ["sweep", "batch", "placement", "map", "rerun"])
+def test_a_report_that_reads_the_studys_records_has_every_study_cell_upstream(grid):
+    """So `dvc repro grids/<grid>/dvc.yaml` in a fresh clone trains the study's cells first. The
+    grid tests start from a project whose study has run (conftest's `studied`): this is where
+    the dependency itself is checked, on the graph DVC runs."""
+    study_cells = {name for name, *_ in STAGES if name.startswith("grids/study/dvc.yaml:cell@")}
+    assert len(study_cells) > 10
+    assert study_cells <= UPSTREAM[f"grids/{grid}/dvc.yaml:report"]
+    assert not study_cells & UPSTREAM["grids/norms/dvc.yaml:report"]  # Reads no study record.
 
 
 def test_the_import_walk_finds_nested_and_function_level_imports():

@@ -208,10 +208,11 @@ def test_one_divergence_rule_for_every_record():
 
 
 @pytest.mark.dvc
-def test_study_matrix_is_cached_per_cell(project):
-    first = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
+def test_study_matrix_is_cached_per_cell(studied_project):
+    project = studied_project  # `dvc repro grids/study/dvc.yaml` has run in a fresh project.
+    first = stages_run(project.first_repro)
     cells = sorted(s for s in first if s.startswith("grids/study/dvc.yaml:cell@"))
-    assert cells == [f"grids/study/dvc.yaml:cell@{v}-{s}" for v in ("before", "none") for s in (0, 1)]
+    assert cells == [f"grids/study/dvc.yaml:cell@{v}-{s}" for v in ("after", "before", "none") for s in (0, 1)]
     assert "fetch" in first and "grids/study/dvc.yaml:report" in first
     record = json.loads((project.root / "reports/study/runs/none-1.json").read_text())
     assert (record["bn"], record["seed"]) == ("none", 1)
@@ -237,7 +238,6 @@ def test_study_matrix_is_cached_per_cell(project):
     # The study's numbers stay out of the main tables.
     shown = json.loads(project.dvc("metrics", "show", "--json").stdout)
     assert not [path for path in shown[""]["data"] if "study" in path]
-    project.commit("two seeds")
 
     project.set_params(study={"variants": ["before", "none"], "seeds": [0, 1, 2]})
     second = stages_run(project.dvc("repro", "grids/study/dvc.yaml").stdout)
