@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import keras
@@ -34,115 +33,49 @@ tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow
 PATIENCE_SECONDS = 600
 
 
-class BackgroundSession:
+class PytestSession:
     """Another pytest session in a fresh process, over `arguments` with `env` (another Keras
-    backend, other CPU kernels), whose result a test checks.
-
-    Such a session takes minutes, most of them on one core, while the rest of the suite mostly
-    waits on one core too (DVC and the stages it starts). So a session whose test is selected
-    starts in the background as soon as collection ends (pytest_collection_finish below), one
-    such session at a time, and its test runs last (pytest_collection_modifyitems) and only waits
-    for it: the same session, checked the same way, beside the suite instead of after it."""
+    backend, other CPU kernels), whose result a test checks. Such a test is marked `session`: it
+    runs first, so that with several workers (pyproject.toml's `-n`) the minutes it takes, most
+    of them one process compiling, pass beside the rest of the suite instead of after it."""
 
     def __init__(self, arguments: list[str], env: dict) -> None:
         self.arguments, self.env = arguments, env
-        self.done = threading.Event()
-        self.process: subprocess.Popen | None = None
-        self.completed: subprocess.CompletedProcess | None = None
-        self.cancelled = False
 
-    def run(self) -> None:
-        """Run the session to its end, unless the suite has ended meanwhile (then do nothing)."""
+    def run(self) -> subprocess.CompletedProcess:
         # Its own scratch folder: the session's tmp_path base (so that it never cleans up the
         # outer session's), and JAX's compilation cache (so that the programs its tests compile
-        # alike, the same model's training step above all, are compiled once).
-        with tempfile.TemporaryDirectory(prefix="bnlab-session-") as scratch, \
-                tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        # alike, the same model's training step above all, are compiled once). One process
+        # (`-n 0`): it is one of the outer run's workers' tests already.
+        with tempfile.TemporaryDirectory(prefix="bnlab-session-") as scratch:
             env = {**self.env, "JAX_COMPILATION_CACHE_DIR": str(Path(scratch) / "jax-cache"),
                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-            command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+            command = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider",
                        f"--basetemp={Path(scratch) / 'tmp'}", *self.arguments]
-            with BACKGROUND.lock:  # Not started once the suite has stopped the queue.
-                if not self.cancelled:
-                    self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
-                                                    text=True)
-            if self.process is not None:
-                try:
-                    returncode = self.process.wait(timeout=BACKGROUND_PATIENCE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    returncode = self.process.wait()
-                stdout.seek(0)
-                stderr.seek(0)
-                self.completed = subprocess.CompletedProcess(command, returncode, stdout.read(), stderr.read())
-        self.done.set()
-
-    def result(self) -> subprocess.CompletedProcess:
-        """The finished session: waited for if it is running or queued, run here if it never was
-        queued (a test selected by itself after all, or -p no:... without the hooks)."""
-        if not BACKGROUND.queued(self):
-            self.run()
-        self.done.wait()
-        assert self.completed is not None, "the suite ended before this session could run"
-        return self.completed
+            return subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True,
+                                  timeout=SESSION_PATIENCE_SECONDS)
 
 
-class BackgroundQueue:
-    """The background sessions of this run, one after another in one thread."""
-
-    def __init__(self) -> None:
-        self.sessions: list[BackgroundSession] = []
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-
-    def queued(self, session: BackgroundSession) -> bool:
-        return session in self.sessions
-
-    def start(self, sessions: list[BackgroundSession]) -> None:
-        self.sessions = sessions
-        if sessions:
-            self.thread = threading.Thread(target=lambda: [session.run() for session in sessions], daemon=True)
-            self.thread.start()
-
-    def stop(self) -> None:
-        """At the end of the suite (a failure with -x, Ctrl-C): no session outlives it."""
-        with self.lock:
-            for session in self.sessions:
-                session.cancelled = True
-                if session.process is not None and session.process.poll() is None:
-                    session.process.kill()
-
-
-BACKGROUND = BackgroundQueue()
 # A whole session: bounded like any wait in the suite, if far more loosely.
-BACKGROUND_PATIENCE_SECONDS = 3 * PATIENCE_SECONDS
+SESSION_PATIENCE_SECONDS = 3 * PATIENCE_SECONDS
 
 
-def background_session(item: pytest.Item) -> BackgroundSession | None:
-    """The session a test checks (its `background` mark), unless a true skipif skips it (the JAX
-    session's own copy of tests/test_backends.py, say)."""
-    mark = item.get_closest_marker("background")
-    if mark is None or any(skip.args and skip.args[0] is True for skip in item.iter_markers("skipif")):
-        return None
-    return mark.args[0]
-
-
+@pytest.hookimpl(tryfirst=True)  # Before xdist's own, which reads the groups set here.
 def pytest_collection_modifyitems(session, config, items):
-    # Tests that wait for a background session run last, in their own order: meanwhile the rest
-    # of the suite runs beside the sessions.
-    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
-
-
-def pytest_collection_finish(session):
-    if session.config.option.collectonly:
-        return
-    sessions = [background_session(item) for item in session.items]
-    BACKGROUND.start(list(dict.fromkeys(found for found in sessions if found is not None)))
-
-
-def pytest_sessionfinish(session, exitstatus):
-    BACKGROUND.stop()
+    """Longest first, so that no worker is left with a long test at the end: the whole-session
+    reruns, then the tests that share one session's trained project (each such group on one
+    worker, which builds that project once: pyproject.toml's `--dist loadgroup`), then the rest.
+    The sort is stable: within each kind, the collection order."""
+    def kind(item: pytest.Item) -> int:
+        if item.get_closest_marker("session"):
+            return 0
+        for order, fixture in enumerate(SHARED_PROJECTS, start=1):
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(fixture))
+                return order
+        return len(SHARED_PROJECTS) + 1
+    items.sort(key=kind)
 
 
 def output_and_input_gradient(function, inputs: np.ndarray, loss_weights: np.ndarray):
@@ -304,6 +237,10 @@ def trained(tmp_path_factory) -> tuple[Project, str]:
     archive = folder / "cifar-10-binary.tar.gz"
     project = new_project(folder / "project", archive, build_archive(archive))
     return project, project.dvc("repro").stdout
+
+
+# The session-scoped projects tests copy, largest first (see pytest_collection_modifyitems).
+SHARED_PROJECTS = ("studied_project", "trained_project")
 
 
 @pytest.fixture

@@ -131,9 +131,8 @@ def server():
 def sleeps(monkeypatch) -> list[float]:
     """Retries back off with time.sleep: record the waits instead of sleeping.
 
-    Only the download module's `time` is replaced, not `time.sleep` itself: the suite's background
-    sessions wait on their subprocesses in a thread (Popen.wait polls with time.sleep), and a
-    global patch would record their waits here too."""
+    Only the download module's `time` is replaced, not `time.sleep` itself: a global patch would
+    record every other thread's waits too (Popen.wait with a timeout polls with time.sleep)."""
     waits: list[float] = []
     monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
     return waits

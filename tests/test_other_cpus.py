@@ -7,8 +7,8 @@ marked `float32` compare computations that may run different kernels, with toler
 from float32 rounding (tests/float32.py). Here they run once more in a fresh process with oneDNN
 capped at AVX2 kernels (an AVX-512 machine then computes as an AVX2-only one does; on an AVX2
 machine nothing changes), and once with oneDNN off. To try another cap by hand:
-`ONEDNN_MAX_CPU_ISA=SSE41 python -m pytest -m float32`. The reruns run in the background beside the
-rest of the suite (conftest.BackgroundSession); their tests, last, check how they ended.
+`ONEDNN_MAX_CPU_ISA=SSE41 python -m pytest -m float32`. The reruns run first, beside the rest of the
+suite on the other workers (conftest.PytestSession).
 """
 
 import os
@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import PATIENCE_SECONDS, ROOT, BackgroundSession, tensorflow_only
+from conftest import PATIENCE_SECONDS, ROOT, PytestSession, tensorflow_only
 
 KERNELS = {
     "onednn-avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "1"},
@@ -44,23 +44,23 @@ def test_the_cap_reaches_onednn():
     assert isa and "AVX2" in isa[0] and "512" not in isa[0] and "AMX" not in isa[0], isa
 
 
-def rerun(setting: dict) -> BackgroundSession:
+def rerun(setting: dict) -> PytestSession:
     # bfloat16 under an AVX2 cap is left out: on a CPU with AVX-512 BF16 the cap makes oneDNN refuse
     # its bfloat16 BatchNorm primitive ("could not create a primitive descriptor"), where a real
     # AVX2-only CPU never takes that path (TensorFlow sees no bfloat16 support there); float32, the
     # numerics every result uses, is what these reruns check.
     names = ["-k", "not bfloat16"] if "ONEDNN_MAX_CPU_ISA" in setting else []
-    return BackgroundSession(["-q", "-m", "float32 and not dvc", *names, "tests"], environment(setting))
+    return PytestSession(["-q", "-m", "float32 and not dvc", *names, "tests"], environment(setting))
 
 
 RERUNS = {name: rerun(setting) for name, setting in KERNELS.items()}
 
 
 @tensorflow_only
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.background(RERUNS[name]), id=name)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.session, id=name)
                                   for name in KERNELS])
 def test_float32_comparisons_hold_with_other_kernels(name):
-    result = RERUNS[name].result()
+    result = RERUNS[name].run()
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, f"{KERNELS[name]}: {summary}\n{result.stdout[-6000:]}"
     assert " passed" in summary and "deselected" in summary, summary
