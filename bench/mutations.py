@@ -601,8 +601,10 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, str]:
     """('passed' | 'failed' | 'timeout', first failing test or '')."""
     # No bytecode: a restored file must never be shadowed by its mutant's cached .pyc.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", "-m", "not dvc",
-               *tests]
+    # One process (`-n 0`, not pyproject's one worker per core): `-x` stops at the first failure
+    # at once, and a few test files do not pay for starting workers.
+    command = [sys.executable, "-m", "pytest", "-n", "0", "-x", "-q", "-rfE", "-p", "no:cacheprovider",
+               "-m", "not dvc", *tests]
     try:
         done = subprocess.run(command, cwd=root, env=env, text=True, capture_output=True,
                               timeout=TIMEOUT_SECONDS)
