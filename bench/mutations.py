@@ -12,7 +12,7 @@ not: a code change must update this file rather than quietly shrink what it meas
 The tests run in a temporary copy of the tree (tracked and untracked files, without data/ and
 models/; with reports/, whose committed records and reports some tests recompute, and a git clone
 that shares this repository's history, which the README's provenance line reads), with
-`python -m pytest -x -m "not dvc"` on the tests named for the mutation's area. The unmutated copy must pass those tests first. A mutation is caught when a test fails;
+`python -m pytest -n 0 -x -m "not dvc"` on the tests named for the mutation's area. The unmutated copy must pass those tests first. A mutation is caught when a test fails;
 the table names the first one. Exit status 1 if any mutation survived.
 """
 

@@ -31,6 +31,10 @@ from stages.trainer.batch_norm import FusedBatchNormalization
 from stages.trainer.cifar import CLASS_NAMES, Split, load_split
 from stages.trainer.params import ModelParams
 
+# The module's trained fixtures (`base`, `overridden`, `batch_sized`) are built once per process:
+# its tests share one xdist worker (pyproject.toml's `--dist loadgroup`) so that no other builds them.
+pytestmark = pytest.mark.xdist_group("splits_and_overrides")
+
 RECORDS_PER_FILE = 40
 SETTINGS = {
     "model": {"filters": [8, 16], "kernel_size": 5, "activation": "relu", "dense_units": 32,
