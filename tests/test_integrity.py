@@ -296,3 +296,73 @@ def test_a_stage_refuses_a_model_or_data_that_is_not_what_dvc_lock_records(tmp_p
     Path("data/prepared/train.npz").write_bytes(Path("data/prepared/test.npz").read_bytes())
     with pytest.raises(InputFileError, match=r"^data/prepared/train.npz: holds the same bytes .* as data/prepared/test.npz"):
         verify("normalize", Path("data/prepared"))
+
+
+SHELL_ACTIVE = ["$(touch PWNED)", "`touch PWNED`", "0; touch PWNED", "0\ntouch PWNED", "0 | touch PWNED",
+                "0 && touch PWNED", "x'y", 'x"y', "0 #"]
+# One string field of each kind that a grid's dvc.yaml interpolates into its cells' commands.
+FIELDS = [("study", ("seeds", 0)), ("study", ("variants", 0)), ("sweep", ("adam", "variants", 0)),
+          ("placement", ("seeds", 0)), ("norms", ("optimizer",)), ("head", ("optimizer",)),
+          ("head", ("head_input_rms",)), ("batch", ("batch_sizes", 0)), ("map", ("momentum", "optimizer")),
+          ("map", ("relu", "activation")), ("rerun", ("seeds", 0))]
+
+
+@pytest.mark.parametrize("value", SHELL_ACTIVE, ids=["dollar-paren", "backticks", "semicolon", "newline", "pipe",
+                                                     "ampersands", "single-quote", "double-quote", "space"])
+@pytest.mark.parametrize("grid, field", FIELDS, ids=[f"{grid}.{'.'.join(map(str, field))}" for grid, field in FIELDS])
+def test_a_value_a_shell_acts_on_is_refused_in_every_field_a_command_gets(tmp_path, monkeypatch, capsys, grid, field,
+                                                                          value):
+    """The check stage's shell rule, for each kind of character and each kind of field (seeds,
+    variants, optimizer, activation, head scale, batch size): one line naming the field and the
+    character, and no marker written. (test_no_params_value_of_a_grid_runs_a_command runs the
+    quote case through real DVC in every grid.)"""
+    from stages.check import main
+
+    document = yaml.safe_load((ROOT / "params.yaml").read_text())
+    holder = document[grid]
+    for key in field[:-1]:
+        holder = holder[key]
+    holder[field[-1]] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.chdir(tmp_path)
+    where = grid + "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in field)
+    with pytest.raises(SystemExit) as refused:
+        main(["--grid", grid])
+    message = capsys.readouterr().err
+    assert refused.value.code != 0 and message.count("\n") == 1, message  # One line (a newline is shown as \n).
+    assert message.startswith(f"check: error: params.yaml: {where} = ") and "which a shell acts on" in message, message
+    assert "nothing was run or removed" in message
+    assert not (tmp_path / "grids").exists() and not (tmp_path / "PWNED").exists()
+
+
+def test_a_record_whose_lock_entry_ran_another_seed_or_read_other_data_is_refused(tmp_path, monkeypatch):
+    """binding.check_locked past the md5: a lock entry rewritten to name a record's bytes under
+    another cell's command, and a record whose data digest is not the statistics its cell read."""
+    from stages.analysis.binding import check_locked
+
+    monkeypatch.chdir(tmp_path)
+    record_path = Path("reports/placement/runs/after-3.json")
+    record_path.parent.mkdir(parents=True)
+    record = {"seed": 3, "data": {"data/stats.json": "a" * 32}}
+    record_path.write_text(json.dumps(record))
+    md5 = hashlib.md5(record_path.read_bytes()).hexdigest()
+
+    def lock(seed: int, statistics: str) -> None:
+        entry = {"cmd": f"python -m stages.cell --grid placement --bn 'after' --seed '{seed}' --no-probes",
+                 "deps": [{"path": "data/stats.json", "md5": statistics}],
+                 "outs": [{"path": str(record_path), "md5": md5}]}
+        Path("grids/placement").mkdir(parents=True, exist_ok=True)
+        Path("grids/placement/dvc.lock").write_text(yaml.safe_dump({"schema": "2.0",
+                                                                    "stages": {f"cell@after-{seed}": entry}}))
+
+    lock(3, "a" * 32)
+    check_locked(record_path, md5, record, "grids/placement/dvc.yaml")  # The pair DVC wrote.
+    lock(4, "a" * 32)
+    with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: seed = 3, but "
+                                             r"grids/placement/dvc.lock's cell@after-4 ran --seed '4'; "
+                                             r"`git checkout -- .* grids/placement/dvc.lock` puts back"):
+        check_locked(record_path, md5, record, "grids/placement/dvc.yaml")
+    lock(3, "b" * 32)
+    with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: data.data/stats.json = "
+                                             r"'a{32}', but grids/placement/dvc.lock's cell@after-3 read b{32}; "):
+        check_locked(record_path, md5, record, "grids/placement/dvc.yaml")

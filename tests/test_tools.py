@@ -1,5 +1,6 @@
 """tools/runs.py: the comparison table, read from git as `dvc exp` keeps the runs; tools/push_run_cache.py."""
 
+import hashlib
 import json
 import re
 import runpy
@@ -108,3 +109,30 @@ def test_push_run_cache_failures_are_one_line(tmp_path, monkeypatch, remote, arg
         main(arguments)
     assert re.search(message, str(caught.value), re.I), caught.value
     assert "\n" not in str(caught.value)
+
+
+def test_push_run_cache_refuses_an_object_that_is_missing_or_altered_in_the_local_cache(tmp_path, monkeypatch):
+    """check_objects, which push() runs before uploading anything: an object named by a run-cache
+    entry must be in the local cache with the bytes its name says (DVC's own cache, real objects)."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "tracked.txt").write_text("data")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "tracked.txt"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    check_objects = runpy.run_path(str(RUNS.parent / "push_run_cache.py"))["check_objects"]
+    value = hashlib.md5(b"data").hexdigest()
+    with Repo(str(tmp_path)) as repo:
+        check_objects(repo, [HashInfo("md5", value)])  # Intact: nothing refused.
+        with pytest.raises(SystemExit, match=rf"^push_run_cache: the run-cache names object {'0' * 32}, which the "
+                                             r"local cache lacks; .*nothing was uploaded$"):
+            check_objects(repo, [HashInfo("md5", "0" * 32)])
+        path = Path(repo.cache.local.oid_to_path(value))
+        path.chmod(0o644)
+        path.write_text("tampered")
+        with pytest.raises(SystemExit, match=rf"^push_run_cache: .*{value[2:]}: its bytes hash to "
+                                             rf"{hashlib.md5(b'tampered').hexdigest()}, not the {value} it is stored "
+                                             r"as, so it was altered in the local cache; nothing was uploaded"):
+            check_objects(repo, [HashInfo("md5", value)])
