@@ -44,8 +44,10 @@ def main(argv=None) -> None:
     out = paths.FIGURES
     figures.sample_grid(train.images, train.labels, out / "samples.png")
     history = {name: np.asarray(values) for name, values in run["history"].items()}
-    setting = f"bn={run['bn']}, seed {run['seed']}, {run['train']['epochs']} epochs"
-    figures.training_curves(history, out / "curves.png", f"bn={run['bn']}")
+    train = run["train"]
+    setting = (f"bn={run['bn']}, seed {run['seed']}, {train['epochs']} epochs, "
+               f"{train['optimizer'].capitalize()} {train['learning_rate']:g}, batch {train['batch_size']}")
+    figures.training_curves(history, out / "curves.png", setting)
     figures.confusion_matrix(actual, predicted, out / "confusion.png", setting)
     figures.per_class_accuracy(metrics["test"]["per_class_accuracy"], out / "per_class.png", setting)
     landscape_csv = paths.TRAIN_LOG / "plots" / "landscape.csv"

@@ -9,7 +9,7 @@ moving.
 
 from __future__ import annotations
 
-from stages.analysis.cells import accuracy_text
+from stages.analysis.cells import accuracy_text, setting_text
 from stages.analysis import claims
 from stages.analysis.statistics import ALPHA, FAMILY, POWER
 from stages.grids import batch as batch_grid
@@ -74,12 +74,6 @@ def judgement(pair: dict) -> str:
 
 def judged_at_rates(found: list[tuple[str, dict]]) -> str:
     return "; ".join(f"at {rate} {judgement(pair)}" for rate, pair in found)
-
-
-def setting_text(setting: dict) -> str:
-    """The study's training, as params.yaml's train section says it."""
-    return (f"{setting['epochs']} epochs, batch {setting['batch_size']}, {setting['optimizer'].capitalize()} "
-            f"{setting['learning_rate']:g}, {setting['precision']}")
 
 
 def readme_answer(answer: dict, machines: list[dict]) -> str:

@@ -260,6 +260,12 @@ def check_contents(record: dict, path: Path, fix: str) -> None:
         refuse("environment", record["environment"], "is not a mapping")
 
 
+def setting_text(setting: dict) -> str:
+    """A grid's training in words, from a train section (params.yaml's, or a record's)"""
+    return (f"{setting['epochs']} epochs, batch {setting['batch_size']}, {setting['optimizer'].capitalize()} "
+            f"{setting['learning_rate']:g}, {setting['precision']}")
+
+
 def diverged_history(history: dict) -> bool:
     """Whether a run diverged, by the one rule every grid uses: a training loss of some epoch is
     not finite, or (with two epochs or more) the last epoch's mean training loss is not below

@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.ticker
 import numpy as np
 
+from stages.analysis.cells import diverged_history
 from stages.analysis.plotting import plt, save, variant_color
 
 
@@ -57,7 +58,7 @@ def accuracy_vs_learning_rate(runs: list[dict], path: Path) -> None:
         axis.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance (10 classes)")
         axis.scatter([], [], marker="x", color="black", label="diverged run")
         axis.set(xscale="log", xlabel="learning rate (log scale)", ylabel="final test accuracy",
-                 title=f"{optimizer}: dots = seeds, line = mean over seeds")
+                 title=f"{optimizer}: dots = seeds, line = mean over the seeds that trained")
         _label_rates(axis, {run["learning_rate"] for run in optimizer_runs})
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
@@ -158,22 +159,29 @@ def update_beta_over_training(runs: list[dict], path: Path) -> None:
 CURVE_NAMES = {"val/accuracy": "validation accuracy (test split)", "val/loss": "validation loss (test split)"}
 
 
-def study_curves(histories: dict[str, list[dict[str, np.ndarray]]], path: Path) -> None:
-    """Validation accuracy and loss per epoch: per variant the mean over seeds, +-1 std band."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+def study_curves(histories: dict[str, list[dict[str, np.ndarray]]], path: Path, setting: str) -> None:
+    """Validation accuracy and loss per epoch: per variant the mean over the seeds that trained,
+    +-1 std band; a diverged run (cells.diverged_history) is counted in the legend, never averaged.
+    `setting` names the training (optimizer, rate, batch, epochs) in the title."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for axis, metric in zip(axes, CURVE_NAMES):
         for variant, runs in histories.items():
-            values = np.stack([run[metric] for run in runs])
+            trained = [run for run in runs if not diverged_history(run)]
+            note = f", {len(runs) - len(trained)} of {len(runs)} diverged" if len(trained) < len(runs) else ""
+            if not trained:
+                axis.plot([], [], color=variant_color(variant), label=f"bn={variant} (all {len(runs)} diverged)")
+                continue
+            values = np.stack([run[metric] for run in trained])
             epochs = np.arange(1, values.shape[1] + 1)
             mean = values.mean(axis=0)
-            std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
+            std = values.std(axis=0, ddof=1) if len(trained) > 1 else np.zeros_like(mean)
             line, = axis.plot(epochs, mean, "-o", markersize=3, color=variant_color(variant),
-                              label=f"bn={variant} ({len(runs)} seeds)")
+                              label=f"bn={variant} ({len(trained)} seeds{note})")
             axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        axis.set(xlabel="epoch", ylabel=CURVE_NAMES[metric],
-                 title=f"{CURVE_NAMES[metric].capitalize()} per epoch: mean over seeds, ±1 std")
+        axis.set(xlabel="epoch", ylabel=CURVE_NAMES[metric], title=f"{CURVE_NAMES[metric].capitalize()} per epoch")
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
+    figure.suptitle(f"Every variant at {setting}: mean over the seeds that trained, band ±1 std", fontsize=10)
     save(figure, path)
 
 
@@ -183,7 +191,7 @@ LANDSCAPE_PANELS = (("loss_min", "loss_max", "loss landscape", "loss L(w − ηg
                     (None, "beta", "effective β-smoothness", "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖"))
 
 
-def landscape_by_variant(records: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+def landscape_by_variant(records: dict[str, dict[str, np.ndarray]], path: Path, setting: str) -> None:
     """The paper's Figure 4 as small multiples: one row per variant (`records`: variant -> its
     seed-averaged landscape columns), one column per measure, axes shared down each column, so
     that no band hides another and the variants compare row against row."""
@@ -202,8 +210,8 @@ def landscape_by_variant(records: dict[str, dict[str, np.ndarray]], path: Path) 
             axis.legend(fontsize=7, loc="upper right")
     for axis in axes[-1]:
         axis.set(xlabel="training step")
-    figure.suptitle("Along the gradient g = ∇L(w) of each probed step's mini-batch, η ∈ step sizes × "
-                    "learning rate; each row one variant, averaged over its seeds", fontsize=9)
+    figure.suptitle(f"Every variant at {setting}. Along the gradient g = ∇L(w) of each probed step's mini-batch, η ∈ step "
+                    "sizes × learning rate; each row one variant, averaged over its seeds that trained", fontsize=9)
     save(figure, path)
 
 
@@ -266,7 +274,7 @@ def placement(accuracy: dict[str, list[float]], summary: dict, path: Path) -> No
     save(figure, path)
 
 
-def weight_norms(runs: list[dict], path: Path) -> None:
+def weight_norms(runs: list[dict], path: Path, optimizer: str) -> None:
     """Per learning rate (rows): the convolution kernels' norm and their effective step over
     training, one line per variant (median over its seeds that did not diverge). A run:
     {"bn", "learning_rate", "seed", "diverged", "step", "conv_norm", "conv_effective_step"}."""
@@ -283,8 +291,9 @@ def weight_norms(runs: list[dict], path: Path) -> None:
                 values = np.median(np.stack([np.asarray(r[key], dtype=float) for r in kept]), axis=0)
                 axis.plot(kept[0]["step"], values, color=variant_color(variant),
                           label=f"bn={variant} (n={len(kept)}{note})")
-        axes[row, 0].set(ylabel="‖w‖ of the conv kernels", title=f"kernel norm, learning rate {rate:g}")
-        axes[row, 1].set(yscale="log", ylabel="‖Δ‖ / ‖w‖", title=f"effective step, learning rate {rate:g}")
+        setting = f"{optimizer.capitalize()} {rate:g}"
+        axes[row, 0].set(ylabel="‖w‖ of the conv kernels", title=f"Kernel norm, {setting}")
+        axes[row, 1].set(yscale="log", ylabel="‖Δ‖ / ‖w‖", title=f"Effective step, {setting}")
         for axis in axes[row]:
             axis.set(xlabel="training step")
             axis.grid(alpha=0.3)
@@ -387,9 +396,11 @@ def head_intervention(runs: list[dict], path: Path) -> None:
                 axis.scatter(x, trained, **(style if scaled else {**style, "facecolors": "none"}),
                              label=(f"{'scaled' if scaled else 'as is'}" if position == 0 else None))
                 if diverged:  # Counted under the axis: a diverged run has no accuracy to draw.
-                    axis.annotate(f"{diverged} of {len(group)}\ndiverged", (position + offset, 0.02),
+                    axis.annotate(f"{'scaled' if scaled else 'as is'}:\n{diverged} of {len(group)}\ndiverged",
+                                  (position + offset, 0.02),
                                   xycoords=("data", "axes fraction"), ha="center", fontsize=7, color="black")
         axis.set_xticks(range(len(variants)), [f"bn={variant}" for variant in variants])
+        axis.set_xlim(-0.6, len(variants) - 0.4)  # Room for the outer arms' counts.
         axis.set(title=f"SGD, learning rate {rate:g}", ylabel="test accuracy", xlabel="variant")
         axis.set_ylim(axis.get_ylim()[0] - 0.02, axis.get_ylim()[1])  # Room for the counts.
         axis.grid(alpha=0.3, axis="y")

@@ -25,19 +25,22 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_class: i
     figure.suptitle(f"The first {per_class} training images of each class", fontsize=10)
     save(figure, path)
 
-def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> None:
+def training_curves(history: dict[str, np.ndarray], path: Path, setting: str) -> None:
     """Loss and accuracy per epoch, while fitting vs on the validation split. `history` maps
-    'fit/loss', 'val/accuracy' etc. to arrays (see training.EpochLog)."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    'fit/loss', 'val/accuracy' etc. to arrays (see training.EpochLog); `setting` names the run
+    (variant, seed, training) in the title."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.1))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for split, label, style in (("fit", "training (running, dropout on)", "-o"),
                                     ("val", "validation (test split)", "--s")):
             values = history[f"{split}/{metric}"]
             axis.plot(np.arange(1, len(values) + 1), values, style, label=label, markersize=4)
-        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({title})")
+        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric.capitalize()} per epoch")
         axis.grid(alpha=0.3)
         axis.legend()
+    figure.suptitle(setting, fontsize=10)
     save(figure, path)
+
 
 def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, path: Path, setting: str) -> None:
     """Test images by actual and predicted class; `setting` names the run (variant, seed) in the title."""

@@ -183,6 +183,6 @@ def report(params) -> str:
              "diverged": diverged(cell), **trajectories(cell)} for cell in cells]
     markdown = render_markdown(summary, params.norms, cells, missing, environments({"all": cells}))
     write_json(OUT / "metrics.json", summary)
-    figures.weight_norms(runs, OUT / "figures" / "weight_norms.png")
+    figures.weight_norms(runs, OUT / "figures" / "weight_norms.png", params.norms.optimizer)
     write_text(OUT / "norms.md", markdown)
     return f"{len(cells)} cells ({len(missing)} not yet run) -> {OUT}/norms.md"

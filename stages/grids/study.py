@@ -6,13 +6,14 @@ and `dvc exp show`, which list the main run's), study.md and index.html (self-co
 and figures/.
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from stages.analysis import figures
 from stages.analysis.binding import Recipe
-from stages.analysis.cells import collect, render_html, render_markdown, summarize
+from stages.analysis.cells import collect, diverged, render_html, render_markdown, setting_text, summarize
 from stages.trainer.atomic import write_json, write_text
 
 STUDY = Path("reports/study")
@@ -33,7 +34,8 @@ def report(params) -> str:
     write_json(STUDY / "metrics.json", summary)
 
     out = STUDY / "figures"
-    figures.study_curves({v: [c.history for c in cells[v]] for v in cells}, out / "curves.png")
+    setting = setting_text(dataclasses.asdict(params.train))
+    figures.study_curves({v: [c.history for c in cells[v]] for v in cells}, out / "curves.png", setting)
     figures.per_seed_points({v: [c.metrics["test"]["accuracy"] for c in cells[v]] for v in cells},
                             out / "test_accuracy.png", "test accuracy", "final test accuracy per seed")
     figures.per_seed_points({v: [c.metrics["train"]["accuracy"] - c.metrics["test"]["accuracy"]
@@ -43,8 +45,10 @@ def report(params) -> str:
     # Every study cell probes the landscape; cells trained without probes leave it out entirely.
     with_landscape = all(cell.landscape is not None for runs in cells.values() for cell in runs)
     if with_landscape:
-        figures.landscape_by_variant({v: mean_columns([c.landscape for c in runs]) for v, runs in cells.items()},
-                                     out / "landscape.png")
+        # Trained runs only: a diverged run's probes measure a net that no longer learns.
+        trained = {v: [c for c in runs if not diverged(c)] for v, runs in cells.items()}
+        figures.landscape_by_variant({v: mean_columns([c.landscape for c in runs]) for v, runs in trained.items() if runs},
+                                     out / "landscape.png", setting)
     markdown = render_markdown(summary, comparisons, cells, with_landscape)
     write_text(STUDY / "study.md", markdown)
     write_text(STUDY / "index.html", render_html(markdown, STUDY))
