@@ -69,3 +69,13 @@ def test_the_placements_lead_is_measured_in_seeds_spreads(difference, scale, wor
     assert answer.placement_answer(claim).endswith(
         f"detected; {words} (std 0.50–0.50 points): one run of each, on different seeds, puts `after` ahead "
         f"{ahead}% of the time")
+
+
+@pytest.mark.parametrize("difference, words", [(-3.28, "frozen − none at adam 0.001 (+3.28 points"),
+                                               (3.28, "none − frozen at adam 0.001 (+3.28 points")])
+def test_a_detected_sweep_difference_names_the_higher_arm_first(difference, words):
+    """docs/why.md's 'Detected differences': the sign its words imply, whichever order the report
+    named the pair in (before: 'none − frozen … -3.28')."""
+    found = {"name": "none_vs_frozen", "optimizer": "adam", "rate": "0.001",
+             "pair": {"difference": difference / 100, "p_holm": 0.00054}}
+    assert answer.higher_first(found).startswith(words)

@@ -75,6 +75,12 @@ def test_full_repro_and_bn_experiment(trained_project):
     # The params check first (bn changed), then the stages that depend on bn.
     assert stages_run(experiment.stdout) == ["check", "train", "evaluate", "report"]
     assert "bn=after" in (root / "reports/report.md").read_text()
+    # DVC's own edit of params.yaml is the params, not a "dirty" tree: the record names the commit
+    # it ran on and that no file that can change a number differed from it.
+    head = project.run("git", "rev-parse", "HEAD").stdout.strip()
+    record = json.loads((root / "reports/train/run.json").read_text())
+    assert record["bn"] == "after" and record["git"] == {"commit": head, "code_differs": False}
+    assert record["environment"]["git_commit"] == head
     # The README's comparison: experiment, bn, seed, precision, test accuracy and loss in 80 columns.
     lines = project.run(sys.executable, "tools/runs.py").stdout.splitlines()
     assert max(len(line) for line in lines) <= 80

@@ -4,6 +4,7 @@ One machine runs and pushes, a fresh clone pulls and finds nothing to re-run; tw
 the study's cells and a third collects them from the run-cache without training anything.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -110,18 +111,22 @@ def test_two_machines_split_the_study_and_a_third_only_compares(shared, tmp_path
 
 def test_a_corrupted_remote_object_is_refused_on_pull(tmp_path):
     """With the remote's `verify` on (docs/sharing.md), a pull re-hashes what it downloads: one
-    flipped bit in a pushed object fails the pull and checks nothing out."""
+    flipped bit in a pushed object fails the pull and leaves that output out, while an output whose
+    object arrived intact is still checked out (as docs/sharing.md says)."""
     source = Project(tmp_path / "source")
     source.root.mkdir()
     source.run("git", "init", "-q")
     source.dvc("init", "-q")
     (source.root / "train.npz").write_bytes(b"the prepared training split\n" * 100)
-    source.dvc("add", "-q", "train.npz")
+    (source.root / "test.npz").write_bytes(b"the prepared test split\n" * 100)
+    source.dvc("add", "-q", "train.npz", "test.npz")
     source.dvc("remote", "add", "-d", "team", str(tmp_path / "remote"))
     source.dvc("remote", "modify", "team", "verify", "true")
     source.commit("data and a verified remote")
     source.dvc("push", "-q")
-    (stored,) = [path for path in (tmp_path / "remote").rglob("*") if path.is_file()]
+    train_md5 = hashlib.md5((source.root / "train.npz").read_bytes()).hexdigest()
+    (stored,) = [path for path in (tmp_path / "remote").rglob("*") if path.is_file()
+                 and path.parent.name + path.name == train_md5]
     stored.chmod(0o644)
     content = bytearray(stored.read_bytes())
     content[10] ^= 1
@@ -132,4 +137,5 @@ def test_a_corrupted_remote_object_is_refused_on_pull(tmp_path):
     assert result.returncode != 0
     assert "failed to pull" in result.stderr
     assert not (copy.root / "train.npz").exists()
+    assert (copy.root / "test.npz").read_bytes() == (source.root / "test.npz").read_bytes()
 

@@ -281,6 +281,17 @@ def study_block(study: dict) -> str:
     return "\n".join(lines)
 
 
+def higher_first(found: dict) -> str:
+    """One detected sweep difference as every comparison is printed elsewhere: the higher arm
+    first, so that the words and the + sign agree."""
+    first, second = found["name"].split("_vs_")
+    difference = found["pair"]["difference"]
+    if difference < 0:
+        first, second, difference = second, first, -difference
+    return (f"{first} − {second} at {found['optimizer']} {found['rate']} ({points(difference)} points, "
+            f"Holm p = {found['pair']['p_holm']:.2g})")
+
+
 def sweep_block(sweep: dict, findings: dict) -> str:
     """docs/why.md: the sweep's accuracy table (its report's summary) and what it says
     (claims.sweep_findings)."""
@@ -297,9 +308,7 @@ def sweep_block(sweep: dict, findings: dict) -> str:
     def shares(variant: str) -> str:
         return ", ".join(f"{share:.0%} at {rate}" for rate, share in findings["shares"][variant])
 
-    significant = [f"{found['name'].replace('_vs_', ' − ')} at {found['optimizer']} {found['rate']} "
-                   f"({points(found['pair']['difference'])} points, Holm p = {found['pair']['p_holm']:.2g})"
-                   for found in findings["significant"]]
+    significant = [higher_first(found) for found in findings["significant"]]
     diverged = [f"{variant} {count} of {seeds}" for variant, count, seeds in findings["diverged"]]
     beta = "; ".join(f"{rate}: " + ", ".join(f"{variant} {mean:.1f}" for variant, mean in means)
                      for rate, means in findings["update_beta"])
@@ -315,8 +324,10 @@ def sweep_block(sweep: dict, findings: dict) -> str:
               "pairs with fewer runs are not tested): " + "; ".join(significant) + ".",
               f"- **Plain SGD**, `before` − `none`: {gain('sgd', 'before')}; runs that "
               f"diverged: {', '.join(diverged)} (at {findings['worst_sgd']} no comparison is made).",
-              f"- **`rescaled` recovers a part of BN's gain** (its share of `before` − `none`): {shares('rescaled')}.",
-              *([f"- **`frozen` keeps** (its share of `before` − `none`): {shares('frozen')}."]
+              f"- **`rescaled`'s share of BN's gain** ((`rescaled` − `none`) / (`before` − `none`), a ratio of "
+              "means with no interval here, so no test; the README's answer gives 0.001's with its bootstrap "
+              f"CI): {shares('rescaled')}.",
+              *([f"- **`frozen`'s share of BN's gain** (the same ratio, no interval): {shares('frozen')}."]
                 if findings["shares"]["frozen"] else []),
               "- **Placement:** `before` − `after` "
               + judged_at_rates([(rate, claims.judged(pair)) for rate, pair in findings["placement"]])
