@@ -79,3 +79,33 @@ def test_a_detected_sweep_difference_names_the_higher_arm_first(difference, word
     found = {"name": "none_vs_frozen", "optimizer": "adam", "rate": "0.001",
              "pair": {"difference": difference / 100, "p_holm": 0.00054}}
     assert answer.higher_first(found).startswith(words)
+
+
+def test_the_placement_answer_states_how_far_numerics_alone_moved_a_rerun_cell():
+    assert answer.reproducibility(None) == answer.reproducibility([]) == ""
+    rows = [{"bn": "before", "seed": 5, "difference": -0.0003}, {"bn": "after", "seed": 5, "difference": -0.0032}]
+    assert answer.reproducibility(rows) == (
+        "; trained again on another machine or code version, with the same params and seed, 2 reference cells "
+        "landed -0.03 and -0.32 points from their records, which numerics alone do "
+        "([reports/rerun/rerun.md](reports/rerun/rerun.md))")
+
+
+def test_the_rerun_report_pairs_each_rerun_with_its_original_and_names_where_each_ran():
+    import numpy as np
+
+    from stages.analysis.cells import Cell
+    from stages.grids import rerun
+
+    def cell(accuracy, loss, device, commit):
+        environment = {"device": device, "cpu_features": ["avx2"], "tensorflow": "2.21.0", "git_commit": commit}
+        return Cell("after", 5, {"test": {"accuracy": accuracy}}, {"fit/loss": np.array([loss, 1.0])}, None,
+                    {"environment": environment}, {})
+
+    summary = rerun.summarize([(cell(0.7548, 1.713642, "CPU: A", "c55393e40075aa"),
+                                cell(0.7516, 1.713323, "CPU: B", "4e72dc38f9f6bb"))])
+    assert summary["largest_difference"] == pytest.approx(0.0032)
+    markdown = rerun.render_markdown(summary, ["grids/rerun/dvc.yaml:cell@before-5"])
+    assert "| after, seed 5 | 0.7548 | 0.7516 | -0.32 | 1.713642, 1.713323 |" in markdown
+    assert "Largest distance from an original: 0.32 points, over 1 reruns" in markdown
+    assert "original on CPU: A [avx2], TensorFlow 2.21.0, code c55393e40075, no fingerprint (older record)" in markdown
+    assert "`grids/rerun/dvc.yaml:cell@before-5`" in markdown

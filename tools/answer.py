@@ -69,7 +69,9 @@ def readme_answer() -> str:
             runs.append({"environment": environment, "added": None if "date" in environment else added_by(path)})
     commits = {run["environment"].get("git_commit", "")[:7] for run in runs if run["added"] is None}
     history = {commit: tree for commit in sorted(commits - {""}) if (tree := stages_tree(commit)) is not None}
-    return answer.readme_answer({**found, "map": claims.map_settings(optional("map"))}, claims.provenance(runs, history))
+    reruns = (optional("rerun") or {}).get("cells") or []
+    return answer.readme_answer({**found, "map": claims.map_settings(optional("map")), "reruns": reruns},
+                                claims.provenance(runs, history))
 
 
 def stages_tree(commit: str) -> tuple[str, str] | None:

@@ -104,7 +104,7 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         f"({seeds} seeds per variant, {TEST_NAMES[before['test']]}).",
         f"- **Before or after the activation?** {placement_answer(answer['placement'])} "
         f"({rows['before']} seeds of `before`, {rows['after']} of `after`; "
-        "[reports/placement/placement.md](reports/placement/placement.md)).",
+        "[reports/placement/placement.md](reports/placement/placement.md))" + reproducibility(answer.get("reruns")) + ".",
         *([map_sentence(answer["map"])] if answer.get("map") else []),
         "- **Why?** ([docs/why.md](docs/why.md))",
         *(f"  - {line}" for line in why),
@@ -114,6 +114,17 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         "Where and when these cells ran: " + "; ".join(provenance(machines)) + ".",
     ]
     return "\n".join(lines)
+
+
+def reproducibility(reruns: list[dict] | None) -> str:
+    """How far numerics alone move one cell (the rerun grid's reference cells against their
+    records): the spread a reader should expect between two machines; empty before that report."""
+    if not reruns:
+        return ""
+    moved = " and ".join(f"{row['difference'] * 100:+.2f}" for row in reruns)
+    return (f"; trained again on another machine or code version, with the same params and seed, "
+            f"{len(reruns)} reference cells landed {moved} points from their records, which numerics alone "
+            "do ([reports/rerun/rerun.md](reports/rerun/rerun.md))")
 
 
 def map_sentence(settings: list[dict]) -> str:
@@ -190,12 +201,17 @@ def scale_sentence(scale: dict | None) -> str:
     if not scale["tested"]:
         return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} ({runs}: "
                 f"{'one run' if seeds == 1 else f'{seeds} runs'}, not tested).")
+    # The rates named one by one, never "at every rate": no test stands behind the means, so no
+    # quantifier may (the claim rules, docs/why.md).
     yes = [rate["rate"] for rate in scale["rates"] if rate["holds"]]
     no = [rate["rate"] for rate in scale["rates"] if not rate["holds"]]
-    where = ("at every rate" if not no else "at no rate" if not yes
-             else f"at {', '.join(yes)}, not at {', '.join(no)}")
+    if yes:
+        reading = (f"they outgrow `none`'s and take smaller relative steps at {', '.join(yes)}"
+                   + (f", not at {', '.join(no)}" if no else ""))
+    else:
+        reading = f"they do not both outgrow `none`'s and take smaller relative steps at {', '.join(no)}"
     return (f"*Scale invariance:* over training, BN's convolution kernels grow {'; '.join(found)} ({runs}): "
-            f"they outgrow `none`'s and take smaller relative steps {where} (means over seeds, no test).")
+            f"in the means over seeds {reading} (not tested).")
 
 
 def head_sentence(rates: list[dict]) -> str:

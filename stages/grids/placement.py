@@ -173,7 +173,11 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
                   f"{test['ci_high'] * 100:+.2f}] points |", ""]
     lines += ["Every cell: the study's setting (params.yaml `model`, `train`), one seed each; seeds "
               "in study.seeds come from the study's cells, the rest from grids/placement/dvc.yaml's. "
-              "![every seed's test accuracy, and the difference's CI](figures/placement.png)", ""]
+              "![every seed's test accuracy, and the difference's CI](figures/placement.png)", "",
+              # A pointer, not numbers: reading the rerun grid's report would make it a dependency,
+              # and DVC would then run the rerun grid's cells with this one's.
+              "How far numerics alone move one cell (reference cells trained again on another machine or "
+              "code version, against their records): [reports/rerun/rerun.md](../rerun/rerun.md).", ""]
     if summary["consistency"]:
         lines += consistency.render(summary["consistency"])
     if missing:
