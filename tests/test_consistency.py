@@ -101,3 +101,22 @@ def test_the_committed_placement_report_carries_the_check_and_the_readme_follows
     readme = (ROOT / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("- **Before or after the activation?**"))
     assert ("its size is uncertain" in line) == (not checked["consistent"])
+
+
+def test_a_report_says_where_its_arms_ran_on_different_numerics():
+    """Arms with no numerics in common cannot be checked for agreement: the report says so, per
+    setting, and says nothing where every arm ran alike."""
+    from stages.analysis.cells import Cell
+    from stages.analysis.consistency import mixed_numerics
+
+    def cell(variant, features):
+        environment = {"device": "CPU: X", "tensorflow": "2.21.0", "keras": "3.15.1", "cpu_features": features}
+        return Cell(variant, 0, {}, {}, None, {"environment": environment}, {})
+
+    alike = {"before": [cell("before", ["avx2"])], "none": [cell("none", ["avx2"])]}
+    apart = {"before": [cell("before", [])], "frozen": [cell("frozen", ["avx2"])]}
+    assert mixed_numerics({"adam 0.001": alike}) == []
+    (line,) = mixed_numerics({"adam 0.001": alike, "adam 0.01": apart})
+    assert line.startswith("**Arms on different numerics at adam 0.01:** `before` on numerics unknown")
+    assert "`frozen` on CPU: X [avx2], tensorflow 2.21.0, keras 3.15.1, fingerprint not recorded" in line
+    assert line.endswith("whether their cells agree cannot be tested.")

@@ -345,8 +345,37 @@ def summarize(cells: dict[str, list[Cell]], measures: dict) -> tuple[dict, list[
     return summary, comparisons
 
 
+def environments(cells: dict[str, list[Cell]]) -> list[str]:
+    """One line per machine and software the cells ran on: the number of cells, the code versions
+    their records name (first and last by date; cells committed one by one each name their own
+    commit) and the dates."""
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    for runs in cells.values():
+        for cell in runs:
+            environment = cell.run.get("environment", {})
+            key = (environment.get("device", "unknown device"),
+                   ", ".join(environment.get("cpu_features", [])) or "instruction sets not recorded",
+                   f"{environment.get('backend', '?')} {environment.get(environment.get('backend', ''), '')}".strip())
+            groups.setdefault(key, []).append((environment.get("date", ""),
+                                               environment.get("git_commit", "")[:12]))
+    lines = []
+    for (device, features, backend), runs in groups.items():
+        known = sorted(date[:10] for date, _ in runs if date)
+        when = (("on " + known[0] if known[0] == known[-1] else f"{known[0]} to {known[-1]}")
+                if known else "date not recorded")
+        commits = list(dict.fromkeys(commit for _, commit in sorted(runs) if commit))
+        version = ("code version not recorded" if not commits else f"code {commits[0]}" if len(commits) == 1
+                   else f"code at {len(commits)} commits, {commits[0]} to {commits[-1]}")
+        missing = sum(1 for _, commit in runs if not commit)
+        if commits and missing:
+            version += f" ({missing} without one)"
+        cells_text = f"{len(runs)} cell" + ("s" if len(runs) != 1 else "")
+        lines.append(f"{cells_text}: {device} [{features}], {backend}, {version}, {when}")
+    return lines
+
+
 def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[str, list[Cell]],
-                    with_landscape: bool) -> str:
+                    with_landscape: bool, mixed: list[str] = ()) -> str:
     variants = list(cells)
     first = cells[variants[0]][0].run
     total_minutes = sum(fit_seconds(run.run) for runs in cells.values() for run in runs) / 60
@@ -390,9 +419,10 @@ def render_markdown(summary: dict, comparisons: list[Comparison], cells: dict[st
         "![test accuracy per seed](figures/test_accuracy.png)", "",
         "![generalization gap](figures/generalization_gap.png)", "",
         *(["![landscape](figures/landscape.png)", ""] if with_landscape else []),
-        "## Environment", "",
-        *(f"- {key}: {value}" for key, value in first["environment"].items()),
+        "## Where the cells ran", "",
+        *(f"- {line}" for line in environments(cells)),
         f"- fit time of the cells (sum of their epochs, probes included): {total_minutes:.1f} min", "",
+        *(line for entry in mixed for line in (entry, "")),
     ]
     return "\n".join(lines)
 

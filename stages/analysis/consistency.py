@@ -156,3 +156,24 @@ def render(result: dict) -> list[str]:
     lines += [f"Run order ({order['pairs']} pairs with recorded dates): slope {slope}, "
               f"p = {p(order['p_value'], 'fewer than three dated pairs, or no spread')}.", ""]
     return lines
+
+
+def mixed_numerics(settings: dict[str, dict[str, list[Cell]]]) -> list[str]:
+    """Where a report compares arms that ran on different numerics, one line per setting saying
+    so ({setting: {arm: its cells}}; a setting "" for a report of one setting). Such arms share no
+    numerics, so whether their cells agree cannot be tested (check() needs pairs run alike), and
+    their difference includes whatever numerics alone do."""
+    lines = []
+    for setting, arms in settings.items():
+        labels = {arm: tuple(sorted({numerics(cell.run) for cell in cells})) for arm, cells in arms.items() if cells}
+        if len(set(labels.values())) <= 1:
+            continue
+        groups: dict[tuple, list[str]] = {}
+        for arm, label in labels.items():
+            groups.setdefault(label, []).append(arm)
+        where = "; ".join(f"{', '.join(f'`{arm}`' for arm in arms)} on {' and '.join(label)}"
+                          for label, arms in groups.items())
+        lines.append(f"**Arms on different numerics{f' at {setting}' if setting else ''}:** {where}. A difference "
+                     "between arms that ran apart includes what numerics alone move a cell "
+                     "([reports/rerun/rerun.md](../rerun/rerun.md)), and whether their cells agree cannot be tested.")
+    return lines

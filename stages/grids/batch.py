@@ -149,7 +149,7 @@ def verdicts(summary: dict) -> list[str]:
 
 
 def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train, missing: list[str],
-                    environments: list[str], minutes: float) -> str:
+                    environments: list[str], minutes: float, mixed: list[str] = ()) -> str:
     lines = ["# The batch: BN's gain at other batch sizes, split into fitting and generalization", "",
              f"{train.optimizer} at {train.learning_rate:g} and {train.epochs} epochs (the study's), at each batch "
              f"size below; seeds {', '.join(map(str, batch.seeds))}, and at {train.batch_size} the study's cells "
@@ -173,7 +173,8 @@ def render_markdown(summary: dict, batch: BatchParams, study: StudyParams, train
     lines += ["", "In short:", "", *(f"- {line}" for line in verdicts(summary)), "",
               "![accuracy vs batch size](figures/accuracy_vs_batch_size.png)", "",
               "## Where the cells ran", "", *(f"- {line}" for line in environments),
-              f"- fit time of the cells (sum of their epochs): {minutes:.1f} min", ""]
+              f"- fit time of the cells (sum of their epochs): {minutes:.1f} min", "",
+              *(line for entry in mixed for line in (entry, ""))]
     return "\n".join(lines)
 
 
@@ -185,18 +186,20 @@ PARAMS = ("batch", "study.variants", "study.seeds", "model", "train")
 
 
 def report(params) -> str:
-    from stages.analysis import figures
-    from stages.analysis.cells import diverged
+    from stages.analysis import consistency, figures
+    from stages.analysis.cells import diverged, environments
     from stages.analysis.records import fit_seconds
-    from stages.grids.placement import environments
     from stages.trainer.atomic import write_json, write_text
 
     cells, missing = collect(params.batch, params.study, params.train, Recipe.of(params.model, params.train))
     summary = summarize(cells, params.batch.variants)
     cells = [cell for cell in cells if cell.variant in params.batch.variants]  # The figure's.
     minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
+    arms: dict[str, dict[str, list]] = {}
+    for cell in cells:
+        arms.setdefault(f"batch {cell.run['train']['batch_size']}", {}).setdefault(cell.variant, []).append(cell)
     markdown = render_markdown(summary, params.batch, params.study, params.train, missing,
-                               environments({"all": cells}), minutes)
+                               environments({"all": cells}), minutes, consistency.mixed_numerics(arms))
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_batch_size([{"bn": cell.variant, "batch_size": cell.run["train"]["batch_size"],
                                      "seed": cell.seed, "diverged": diverged(cell),

@@ -158,18 +158,26 @@ PARAMS = ("head", "model", "train")  # model and train: what every record must h
 
 def report(params) -> str:
     from stages.analysis.records import fit_seconds
-    from stages.grids.placement import environments
+    from stages.analysis.cells import environments
     from stages.trainer.atomic import write_json, write_text
 
-    from stages.analysis import figures
+    from stages.analysis import consistency, figures
 
     recipe = Recipe.of(params.model, params.train)
     cells, missing = collect(params.head, recipe)
     without = twins(params.head, recipe)
     summary = summarize(cells, without)
     minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
+    # Each variant's runs with the head scaled against its sweep twins without: the paired column.
+    arms: dict[str, dict[str, list]] = {}
+    for scaled, group in (("scaled", cells), ("as is", without)):
+        for cell in group:
+            setting = f"SGD {cell.run['train']['learning_rate']:g}, {cell.variant}"
+            arms.setdefault(setting, {}).setdefault(scaled, []).append(cell)
+    mixed = consistency.mixed_numerics(arms)
     markdown = (render_markdown(summary, params.head, missing, environments({"all": cells}), minutes)
-                + "\n![every seed's test accuracy with and without the head's scale](figures/head.png)\n")
+                + "\n![every seed's test accuracy with and without the head's scale](figures/head.png)\n"
+                + "".join(f"\n{line}\n" for line in mixed))
     write_json(OUT / "metrics.json", summary)
     figures.head_intervention([{**figure_run(cell), "scaled": scaled} for scaled, group in ((True, cells), (False, without))
                                for cell in group], OUT / "figures" / "head.png")

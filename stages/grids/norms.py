@@ -174,7 +174,7 @@ PARAMS = ("norms", "model", "train")  # model and train: what every record must 
 def report(params) -> str:
     from stages.analysis import figures
     from stages.analysis.cells import diverged
-    from stages.grids.placement import environments
+    from stages.analysis.cells import environments
     from stages.trainer.atomic import write_json, write_text
 
     cells, missing = collect(params.norms, Recipe.of(params.model, params.train))

@@ -19,7 +19,7 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 from stages.analysis import consistency
 from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, compare
 from stages.analysis.binding import Recipe
-from stages.analysis.cells import Cell, diverged, load_cell, trained_description, welch_interval
+from stages.analysis.cells import Cell, diverged, environments, load_cell, trained_description, welch_interval
 from stages.grids.sections import check_placement
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -186,35 +186,6 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
                   f"`dvc repro {PIPELINE}`:", "", *(f"- `{name}`" for name in missing), ""]
     lines += ["## Where the cells ran", "", *(f"- {line}" for line in environments), ""]
     return "\n".join(lines)
-
-
-def environments(cells: dict[str, list[Cell]]) -> list[str]:
-    """One line per machine and software the cells ran on: the number of cells, the code versions
-    their records name (first and last by date; cells committed one by one each name their own
-    commit) and the dates."""
-    groups: dict[tuple, list[tuple[str, str]]] = {}
-    for runs in cells.values():
-        for cell in runs:
-            environment = cell.run.get("environment", {})
-            key = (environment.get("device", "unknown device"),
-                   ", ".join(environment.get("cpu_features", [])) or "instruction sets not recorded",
-                   f"{environment.get('backend', '?')} {environment.get(environment.get('backend', ''), '')}".strip())
-            groups.setdefault(key, []).append((environment.get("date", ""),
-                                               environment.get("git_commit", "")[:12]))
-    lines = []
-    for (device, features, backend), runs in groups.items():
-        known = sorted(date[:10] for date, _ in runs if date)
-        when = (("on " + known[0] if known[0] == known[-1] else f"{known[0]} to {known[-1]}")
-                if known else "date not recorded")
-        commits = list(dict.fromkeys(commit for _, commit in sorted(runs) if commit))
-        version = ("code version not recorded" if not commits else f"code {commits[0]}" if len(commits) == 1
-                   else f"code at {len(commits)} commits, {commits[0]} to {commits[-1]}")
-        missing = sum(1 for _, commit in runs if not commit)
-        if commits and missing:
-            version += f" ({missing} without one)"
-        cells_text = f"{len(runs)} cell" + ("s" if len(runs) != 1 else "")
-        lines.append(f"{cells_text}: {device} [{features}], {backend}, {version}, {when}")
-    return lines
 
 
 # The report (grids/placement/dvc.yaml's `report` stage, stages/grid_report.py): the params it reads,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.analysis import figures
+from stages.analysis import consistency, figures
 from stages.analysis.binding import Recipe
 from stages.analysis.cells import collect, diverged, render_html, render_markdown, setting_text, summarize
 from stages.trainer.atomic import write_json, write_text
@@ -49,7 +49,7 @@ def report(params) -> str:
         trained = {v: [c for c in runs if not diverged(c)] for v, runs in cells.items()}
         figures.landscape_by_variant({v: mean_columns([c.landscape for c in runs]) for v, runs in trained.items() if runs},
                                      out / "landscape.png", setting)
-    markdown = render_markdown(summary, comparisons, cells, with_landscape)
+    markdown = render_markdown(summary, comparisons, cells, with_landscape, consistency.mixed_numerics({"": cells}))
     write_text(STUDY / "study.md", markdown)
     write_text(STUDY / "index.html", render_html(markdown, STUDY))
     return "; ".join(comparison.verdict() for comparison in comparisons)

@@ -106,7 +106,8 @@ def landscape_text(variant: dict, key: str, digits: int) -> str:
     return f"{measure['mean']:.{digits}f}{fewer}"
 
 
-def render_markdown(summary: dict, environment: dict, minutes: float, missing: list[str]) -> str:
+def render_markdown(summary: dict, environments: list[str], minutes: float, missing: list[str],
+                    mixed: list[str] = ()) -> str:
     lines = ["# The learning-rate sweep: where does BN's advantage appear?", "",
              "Test accuracy after the sweep's epochs, mean ± std over the n seeds that trained; "
              "k of n diverged counts the runs whose training loss became non-finite or ended no lower than "
@@ -135,8 +136,9 @@ def render_markdown(summary: dict, environment: dict, minutes: float, missing: l
     lines += ["![accuracy vs learning rate](figures/accuracy_vs_learning_rate.png)", "",
               "![effective step vs learning rate](figures/effective_step_vs_learning_rate.png)", "",
               "![beta along the update](figures/update_beta_over_training.png)", "",
-              "## Environment", "", *(f"- {key}: {value}" for key, value in environment.items()),
-              f"- fit time of the cells (sum of their epochs, probes included): {minutes:.1f} min", ""]
+              "## Where the cells ran", "", *(f"- {line}" for line in environments),
+              f"- fit time of the cells (sum of their epochs, probes included): {minutes:.1f} min", "",
+              *(line for entry in mixed for line in (entry, ""))]
     return "\n".join(lines)
 
 
@@ -148,7 +150,8 @@ PARAMS = ("sweep", "study", "model", "train")
 
 def report(params) -> str:
     from stages.analysis import figures
-    from stages.analysis.cells import figure_run
+    from stages.analysis import consistency
+    from stages.analysis.cells import environments, figure_run
     from stages.analysis.records import fit_seconds
     from stages.trainer.atomic import write_json, write_text
 
@@ -156,7 +159,12 @@ def report(params) -> str:
     runs = [figure_run(cell) for cell in cells]
     summary = summarize(runs)
     minutes = sum(fit_seconds(cell.run) for cell in cells) / 60
-    markdown = render_markdown(summary, cells[0].run["environment"], minutes, missing)
+    arms: dict[str, dict[str, list]] = {}
+    for cell in cells:
+        setting = f"{cell.run['train']['optimizer']} {cell.run['train']['learning_rate']:g}"
+        arms.setdefault(setting, {}).setdefault(cell.variant, []).append(cell)
+    markdown = render_markdown(summary, environments({"all": cells}), minutes, missing,
+                               consistency.mixed_numerics(arms))
     write_json(OUT / "metrics.json", summary)
     figures.accuracy_vs_learning_rate(runs, OUT / "figures" / "accuracy_vs_learning_rate.png")
     figures.effective_step_vs_learning_rate(runs, OUT / "figures" / "effective_step_vs_learning_rate.png")
