@@ -120,3 +120,16 @@ def test_a_report_says_where_its_arms_ran_on_different_numerics():
     assert line.startswith("**Arms on different numerics at adam 0.01:** `before` on numerics unknown")
     assert "`frozen` on CPU: X [avx2], tensorflow 2.21.0, keras 3.15.1, fingerprint not recorded" in line
     assert line.endswith("whether their cells agree cannot be tested.")
+
+
+def test_a_grouping_that_splits_nothing_further_says_so():
+    from stages.analysis.consistency import heterogeneity, render
+
+    def result(batches):
+        return {"contrast": "before − after", "consistent": True, "order": {"pairs": 0, "slope": None, "p_value": None},
+                "numerics": heterogeneity({"A": [0.01, 0.02], "B": [0.0, 0.01]}), "batches": heterogeneity(batches)}
+
+    same = "\n".join(render(result({"A; day 1": [0.01, 0.02], "B; day 1": [0.0, 0.01]})))
+    assert "the pairs fall into the same groups as by numerics, so that check adds nothing here" in same
+    finer = "\n".join(render(result({"A; day 1": [0.01, 0.02], "B; day 1": [0.0], "B; day 2": [0.01]})))
+    assert "same groups as by numerics" not in finer

@@ -1,6 +1,7 @@
 """The real DVC workflow, end to end, on a tiny synthetic archive in a throwaway git repository."""
 
 import json
+import re
 import sys
 
 import matplotlib.image
@@ -62,6 +63,11 @@ def test_full_repro_and_bn_experiment(trained_project):
         "numerics.onednn", "numerics.precision", "numerics.tf32", "step", "val.accuracy", "val.loss"]
     assert len(names["reports/metrics.json"]) == 14  # train/test loss and accuracy, 10 classes.
     run = json.loads((root / "reports/train/run.json").read_text())
+    # Record schema 2: what every result carries beside its numbers (docs/pipeline.md, "Records").
+    assert run["schema"] == 2 and set(run["code"]) == {"trainer", "variant", "entry"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in run["code"].values()), run["code"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{8}", run["environment"]["numerics_fingerprint"])
+    assert set(run["git"]) == {"commit", "code_differs"} and run["data"]["data/stats.json"]
     assert run["train"]["device"] == "auto" and run["device_fallback"].startswith(
         "train.device = auto fell back to the CPU: tensorflow registers no GPU")
     assert run["train"]["precision"] == "float32" and (run["steps_per_execution"], run["xla"]) == (1, False)

@@ -151,6 +151,13 @@ def render(result: dict) -> list[str]:
         lines += [f"| grouped by {title} | pairs | mean difference (points) |", "|---|---|---|",
                   *(f"| {label} | {row['pairs']} | {row['mean'] * 100:+.2f} |" for label, row in test["groups"].items()),
                   f"| **Welch ANOVA p** | | {p(test['p_value'], 'fewer than two groups of two pairs')} |", ""]
+    numerics_split = [row["pairs"] for row in result["numerics"]["groups"].values()]
+    if numerics_split == [row["pairs"] for row in result["batches"]["groups"].values()]:
+        # Records without a date or code digest cannot be split further: say so, rather than let
+        # a second table look like a second check.
+        lines += ["Grouped by cells run together, the pairs fall into the same groups as by numerics, so that "
+                  "check adds nothing here: the pairs' days and code digests (recorded since record schema 2) "
+                  "split them no further.", ""]
     order = result["order"]
     slope = "–" if order["slope"] is None else f"{order['slope'] * 100:+.4f} points a pair"
     lines += [f"Run order ({order['pairs']} pairs with recorded dates): slope {slope}, "
