@@ -122,3 +122,11 @@ def test_gpu_speed_runs_a_tiny_epoch_on_every_installed_backend_with_only_what_g
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert not cells[5].startswith(("failed", "stopped")), f"{row}\nrefused imports: {refusals}"
         assert float(cells[5]) > 0 and cells[1] != "–", row
+
+
+def test_every_planted_bug_of_the_mutation_benchmark_still_matches_the_code():
+    """bench/mutations.py plants each bug by replacing an exact snippet; `--list` checks that every
+    snippet is still in its file once, so that an edit to the code cannot silently retire a mutation."""
+    done = subprocess.run([sys.executable, "bench/mutations.py", "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(done.stdout.splitlines()) >= 140

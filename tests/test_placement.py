@@ -164,10 +164,17 @@ def test_placement_pipeline_trains_without_probes_and_reuses_the_studys_cells(st
     from test_pipeline import stages_run
 
     project = studied_project  # The study's before and after cells (seeds 0 and 1) are cached.
-    project.set_params(placement={"variants": ["before", "after"], "seeds": [2]})
+    # The report's reproducibility line reads the rerun grid's report, so DVC brings that grid up to
+    # date too: here one rerun of the new seed's `before` cell (same machine: it lands on its original).
+    project.set_params(placement={"variants": ["before", "after"], "seeds": [2]},
+                       rerun={"variants": ["before"], "seeds": [2]})
     ran = stages_run(project.dvc("repro", "grids/placement/dvc.yaml").stdout)
     assert sorted(s for s in ran if "@" in s) == [
-        "grids/placement/dvc.yaml:cell@after-2", "grids/placement/dvc.yaml:cell@before-2"]
+        "grids/placement/dvc.yaml:cell@after-2", "grids/placement/dvc.yaml:cell@before-2",
+        "grids/rerun/dvc.yaml:cell@before-2"]
+    assert ("**Reproducibility** ([reports/rerun/rerun.md](../rerun/rerun.md)): 1 reference cell trained again "
+            "on another machine or code version, with the same params and seed, landed +0.00 (`before`, seed 2) "
+            "points from its record") in (project.root / "reports/placement/placement.md").read_text()
     new = json.loads((project.root / "reports/placement/runs/after-2.json").read_text())
     assert new["probes"] is None and new["landscape"] is None and new["probe_seconds"] == 0.0
     study = json.loads((project.root / "reports/study/runs/after-0.json").read_text())
@@ -189,3 +196,19 @@ def test_a_verdict_before_every_planned_cell_has_run_says_it_is_interim(after):
     summary = summarize(cells(spread(0.760, 3, 0.02), after), margin=0.005, missing=12)
     assert summary["verdict"].startswith("interim, 12 planned cells not yet run, so not the answer yet: ")
     assert "add seeds" not in summary["verdict"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"cells": {"bn": "after"}}', r"cells = \{'bn': 'after'\} is not a list of reruns"),
+    ('{"cells": [{"bn": "after", "seed": 5.0, "difference": 0.01}]}', r"is not a rerun \(bn, an integer seed"),
+    ('{"cells": [{"bn": "after", "seed": 5, "difference": NaN}]}', r"is not a rerun"),
+], ids=["not a list", "float seed", "NaN difference"])
+def test_the_placement_report_refuses_a_malformed_rerun_summary(tmp_path, content, message):
+    from stages.grids.placement import read_reruns, reproducibility_line
+    from stages.trainer.errors import InputFileError
+
+    path = tmp_path / "metrics.json"
+    assert read_reruns(path) == [] and reproducibility_line([]).startswith("**Reproducibility:** not measured yet")
+    path.write_text(content)
+    with pytest.raises(InputFileError, match=message):
+        read_reruns(path)

@@ -109,7 +109,8 @@ def frozen_block() -> str:
     freezes = [record.get("freeze") or {} for _, record in records("study", "frozen-*.json")]
     # The sweep's and the norms grid's: the same training (the norms grid's probes record weight norms too).
     high_rate = [record for grid in ("sweep", "norms") for _, record in records(grid, f"adam-{claims.HIGH_RATE}-*.json")]
-    return answer.frozen_block(claims.frozen_findings(load("reports/study/metrics.json"), freezes, high_rate))
+    accuracy = claims.accuracy_by_seed(record for _, record in records("study"))
+    return answer.frozen_block(claims.frozen_findings(load("reports/study/metrics.json"), freezes, high_rate, accuracy))
 
 
 def norms_block() -> str:

@@ -365,7 +365,9 @@ def frozen_block(frozen: dict | None) -> str:
             "frozen": "for the first epoch, then fixed statistics", "before": "throughout"}
     for row in frozen["rows"]:
         lines.append(f"| {row['variant']} | {when[row['variant']]} | {row['test']['n']} | {spread(row['test'])} | "
-                     f"{spread(row['train'])} | {row['share']:.0%} |")
+                     f"{spread(row['train'])} | {row['share']:.0%}"
+                     + (f" (95% bootstrap CI {row['share_ci'][0]:.0%} to {row['share_ci'][1]:.0%})" if "share_ci" in row
+                        else "") + " |")
     lines += ["", "| pair | difference (points) | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
     for first, second, pair in frozen["pairs"]:
         lines.append(f"| {first} − {second} | {points(pair['difference'])} | {interval(pair)} | "

@@ -337,18 +337,24 @@ def shares(sweep: dict, variant: str) -> list[tuple[str, float]]:
     return found
 
 
-def frozen_findings(study: dict, freezes: list[dict], high_rate: list[dict]) -> dict | None:
+def frozen_findings(study: dict, freezes: list[dict], high_rate: list[dict],
+                    accuracy: dict[str, dict[int, float]] | None = None) -> dict | None:
     """bn=frozen against `before`, `rescaled` and `none` at the study's setting: each variant's
     test and train accuracy and share of `before`'s gain over `none`, the pairs, how far BN's
     moving averages were from the training set's statistics at the freeze (`freezes`: each
     frozen record's `freeze`, or {}), and the pooled runs at HIGH_RATE (`high_rate`: those
-    records). None before the study has every one of these variants."""
+    records; `accuracy`: the study's trained runs by variant and seed, for each share's bootstrap
+    interval: a ratio is quoted with its interval or not at all). None before the study has every
+    one of these variants."""
     if not all(variant in study for variant in FROZEN_COMPARED):
         return None
     gain = study["before"]["test_accuracy"]["mean"] - study["none"]["test_accuracy"]["mean"]
     rows = [{"variant": variant, "test": study[variant]["test_accuracy"], "train": study[variant]["train_accuracy"],
              "share": (study[variant]["test_accuracy"]["mean"] - study["none"]["test_accuracy"]["mean"]) / gain}
             for variant in FROZEN_COMPARED]
+    for row in rows:  # `none` and `before` are the ratio's ends (0% and 100% by definition): no interval.
+        if accuracy and row["variant"] not in ("none", "before"):
+            row["share_ci"] = share_interval(accuracy, row["variant"])
     pairs = [(first, second, oriented(study["comparisons"], first, second)) for first, second in FROZEN_PAIRS]
     worst = [(max(layer["mean_gap_in_stds"] for layer in freeze["layers"].values()),
               max(layer["log_variance_ratio"] for layer in freeze["layers"].values())) for freeze in freezes if freeze]

@@ -237,7 +237,9 @@ def power(difference: float, standard_error: float, dof: float, alpha: float = A
     exceeds the critical value when t follows the noncentral t with noncentrality difference/se.
     Exact for equal variances and sizes; for Welch's test the usual approximation, slightly
     optimistic at a few seeds (at n = 5 per variant a simulated Welch test has 0.78 where this
-    says 0.80), so the minimum detectable differences it gives are, if anything, too small."""
+    says 0.80), so the minimum detectable differences it gives are, if anything, too small.
+    Our own because statsmodels' TTestIndPower assumes equal variances (its effect size is over
+    one pooled std), and its TTestPower gives nan for large noncentralities (see below)."""
     critical = stats.t.ppf(1 - alpha / 2, dof)
     noncentrality = difference / standard_error
     # P(t < -critical) written as the upper tail of the mirrored distribution: SciPy's nct.cdf

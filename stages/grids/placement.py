@@ -26,6 +26,10 @@ from stages.grids.study import RUNS as STUDY_RUNS
 OUT = Path("reports/placement")  # The report and its records (runs/).
 
 PIPELINE = "grids/placement/dvc.yaml"
+# The rerun grid's summary (grids/rerun): reference cells of this grid trained again on other
+# numerics. Read, not recomputed, so that the rerun report stays the one place that pairs a rerun
+# with its original; declared in grids/placement/dvc.yaml, so this report re-runs when it changes.
+RERUNS = Path("reports/rerun/metrics.json")
 
 
 def collect(variants: list[str], study_seeds: list[int], placement_seeds: list[int], study_runs: Path,
@@ -138,7 +142,41 @@ def summarize(cells: dict[str, list[Cell]], margin: float, missing: int = 0) -> 
     return summary
 
 
-def render_markdown(summary: dict, environments: list[str], missing: list[str]) -> str:
+def read_reruns(path: Path = RERUNS) -> list[dict]:
+    """The rerun report's rows ({bn, seed, difference}), checked before anything is written; empty
+    before that report exists."""
+    from stages.analysis.records import read_json
+    from stages.trainer.errors import InputFileError
+
+    if not path.is_file():
+        return []
+    rows = read_json(path, "the rerun grid's report").get("cells")
+    fix = f"re-run that report (`dvc repro grids/rerun/dvc.yaml`) or `git checkout -- {path}`"
+    if not isinstance(rows, list):
+        raise InputFileError(f"{path}: cells = {str(rows)[:200]} is not a list of reruns; {fix}")
+    for row in rows:
+        if not (isinstance(row, dict) and isinstance(row.get("bn"), str) and type(row.get("seed")) is int
+                and type(row.get("difference")) in (int, float) and np.isfinite(row["difference"])):
+            raise InputFileError(f"{path}: {str(row)[:200]} is not a rerun (bn, an integer seed, a finite "
+                                 f"difference); {fix}")
+    return rows
+
+
+def reproducibility_line(reruns: list[dict]) -> str:
+    """How far numerics alone move one cell: the rerun grid's reference cells against their records."""
+    if not reruns:
+        return ("**Reproducibility:** not measured yet: no reference cell has been trained again on other "
+                "numerics (`dvc repro grids/rerun/dvc.yaml`).")
+    moved = ", ".join(f"{row['difference'] * 100:+.2f} (`{row['bn']}`, seed {row['seed']})" for row in reruns)
+    return (f"**Reproducibility** ([reports/rerun/rerun.md](../rerun/rerun.md)): {len(reruns)} reference "
+            f"cell{'s' if len(reruns) != 1 else ''} trained again on another machine or code version, with the same "
+            f"params and seed, landed {moved} points from {'their records' if len(reruns) != 1 else 'its record'}: "
+            "numerics alone move one cell that far, so two single cells that differ by as much may differ by "
+            "numerics alone.")
+
+
+def render_markdown(summary: dict, environments: list[str], missing: list[str],
+                    reproducibility: str = "") -> str:
     variants = summary["variants"]
     rows = ["| variant | seeds | test accuracy, mean ± std | 95% CI of the mean | min – max | diverged |",
             "|---|---|---|---|---|---|"]
@@ -174,10 +212,7 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str]) 
     lines += ["Every cell: the study's setting (params.yaml `model`, `train`), one seed each; seeds "
               "in study.seeds come from the study's cells, the rest from grids/placement/dvc.yaml's. "
               "![every seed's test accuracy, and the difference's CI](figures/placement.png)", "",
-              # A pointer, not numbers: reading the rerun grid's report would make it a dependency,
-              # and DVC would then run the rerun grid's cells with this one's.
-              "How far numerics alone move one cell (reference cells trained again on another machine or "
-              "code version, against their records): [reports/rerun/rerun.md](../rerun/rerun.md).", ""]
+              *([reproducibility, ""] if reproducibility else [])]
     if summary["consistency"]:
         lines += consistency.render(summary["consistency"])
     if missing:
@@ -203,7 +238,7 @@ def report(params) -> str:
                              STUDY_RUNS, OUT / "runs", Recipe.of(params.model, params.train))
     summary = summarize(cells, placement.equivalence_margin, len(missing))
     # Everything is computed before anything is written, so a bad record leaves the old report.
-    markdown = render_markdown(summary, environments(cells), missing)
+    markdown = render_markdown(summary, environments(cells), missing, reproducibility_line(read_reruns()))
     write_json(OUT / "metrics.json", summary)
     figures.placement({variant: [c.metrics["test"]["accuracy"] for c in runs] for variant, runs in cells.items()},
                       summary, OUT / "figures" / "placement.png")
