@@ -82,6 +82,18 @@ def check_shell_safe(document: object, sections: tuple[str, ...], source: str = 
             walk(document.get(section), section)
 
 
+def check_size(document: object, grid: str, source: str = "params.yaml") -> None:
+    """Refuse a grid of more cells than a cell itself accepts (stages/trainer/grid.py), here, before
+    any cell runs: each cell would refuse it only after DVC had removed that cell's record."""
+    from stages.trainer.grid import MAX_CELLS, cells_in
+
+    section = document.get(grid) if isinstance(document, dict) else None
+    count = cells_in(section) if isinstance(section, dict) else 0
+    if count > MAX_CELLS:
+        raise ParamsError(f"{source}: the {grid} grid has {count:,} cells; at most {MAX_CELLS:,} are allowed "
+                          f"(each trains for minutes): list fewer seeds or values in {grid}")
+
+
 def committed_difference(path: Path = Path("params.yaml")) -> str:
     """The first value of params.yaml that differs from the last commit's, as ` (bn: 'before' in
     the last commit, 'After' now)`; empty outside git or where nothing differs."""
@@ -127,7 +139,9 @@ def main(argv=None) -> None:
     sections = params_used(args)
     try:
         if args.grid:  # Only a grid's own section reaches commands (its dvc.yaml's `vars`).
-            check_shell_safe(read_document("params.yaml"), (args.grid,))
+            document = read_document("params.yaml")
+            check_shell_safe(document, (args.grid,))
+            check_size(document, args.grid)
         params = load_params(sections, schema=AllParams if args.grid else Params)
         if args.grid:
             check_grid(params, args.grid)

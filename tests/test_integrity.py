@@ -99,6 +99,9 @@ MALFORMED = [
      r"history.val/accuracy = \[0.5\] has 1 values, not the 10"),
     ("placement", "reports/placement/runs/after-5.json", ("history", "fit/accuracy"), "high",
      r"history.fit/accuracy = 'high' is not a non-empty list of numbers"),
+    ("map", "reports/map/runs/momentum-after-100.json", ("fit_seconds",), float("inf"), r"fit_seconds = inf"),
+    ("rerun", "reports/rerun/runs/before-5.json", ("history", "fit/loss"), "low",
+     r"history.fit/loss = 'low' is not a non-empty list of numbers"),
 ]
 
 
@@ -366,3 +369,21 @@ def test_a_record_whose_lock_entry_ran_another_seed_or_read_other_data_is_refuse
     with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: data.data/stats.json = "
                                              r"'a{32}', but grids/placement/dvc.lock's cell@after-3 read b{32}; "):
         check_locked(record_path, md5, record, "grids/placement/dvc.yaml")
+
+
+def test_the_check_stage_refuses_a_grid_too_large_before_dvc_expands_it_into_cells(tmp_path, monkeypatch, capsys):
+    """A grid of more than MAX_CELLS cells is refused by its pipeline's check (which every cell
+    depends on), in one line, writing no marker; DVC's own cost of expanding such a matrix in
+    `dvc status` is documented in docs/failures.md ("Very large grids")."""
+    from stages.check import main
+
+    document = yaml.safe_load((ROOT / "params.yaml").read_text())
+    document["placement"]["seeds"] = list(range(5, 605))  # 2 variants x 600 seeds.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main(["--grid", "placement"])
+    message = capsys.readouterr().err
+    assert refused.value.code != 0 and message.count("\n") == 1, message
+    assert message.startswith("check: error: params.yaml: the placement grid has 1,200 cells; at most 1,000"), message
+    assert not (tmp_path / "grids").exists()
