@@ -42,6 +42,17 @@ def test_the_code_digest_changes_with_any_package_file_and_only_its_variant():
     assert not any("variants/after" in str(path) or "stages/analysis" in str(path) for path in files)
 
 
+def test_the_code_digest_names_each_file_so_moved_code_is_other_code(tmp_path, monkeypatch):
+    """The same bytes under another name (code moved between modules, a variant's module copied
+    to another variant's name) are other code: the digest covers each file's path with its bytes."""
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+    first, second = tmp_path / "before.py", tmp_path / "after.py"
+    first.write_text("GAMMA = 1\n")
+    second.write_text("GAMMA = 1\n")
+    assert provenance.digest([first]) != provenance.digest([second])
+    assert provenance.digest([first]) == provenance.digest([first])
+
+
 FINGERPRINT = """
 import json, sys
 import numpy as np
