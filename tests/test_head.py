@@ -93,6 +93,10 @@ def test_the_report_sets_each_cell_beside_its_sweep_twin(tmp_path, monkeypatch):
     assert "| 0.3 | before | 1.100 | 2 of 2 diverged | 0.7100 ± 0.0100 (n=3) | – |" in markdown
     assert "| 0.3 | none | 0.300 | 0.6900 (one run), 1 of 2 diverged | 0.6600 ± 0.0100 (n=3) | one pair: not tested |" in markdown
     assert "| 0.3 | before − none | paired | +5.00 |" in markdown and "Incomplete" not in markdown
+    # Two pairs: a mean and a spread, worded as not tested (fewer than three runs per arm).
+    summary["paired"]["0.3"]["none"]["difference"] = {"mean": -0.02, "std": 0.01, "n": 2}
+    markdown = render_markdown(summary, settings.head, missing, ["6 cells: CPU"], 3.0)
+    assert "| 0.6600 ± 0.0100 (n=3) | -2.00 ± 1.00 (n=2): not tested |" in markdown
 
 
 def test_missing_cells_are_listed_and_a_twin_must_be_what_its_name_says(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from statsmodels.stats.weightstats import ttost_paired
 from stages.analysis import consistency
 from stages.analysis.cells import diverged_history, oriented
 from stages.analysis.plotting import VARIANT_ORDER
-from stages.analysis.statistics import ALPHA, CONFIDENCE, compare_all, describe
+from stages.analysis.statistics import ALPHA, CONFIDENCE, MIN_RUNS, compare_all, describe
 from stages.grids.head import pooled_divergence
 from stages.grids.norms import mean_over_seeds, trained_accuracy
 
@@ -49,8 +49,8 @@ def gains(sweep: dict, optimizer: str, first: str, second: str) -> list[tuple[st
 # "detected": the 95% CI excludes 0 after the stated adjustment (Holm p < ALPHA over
 # statistics.FAMILY); "equivalent": TOST within ±margin (paired where paired); "no_difference":
 # neither, and the claim says what the test could have detected; "not_tested": fewer than
-# MIN_RUNS runs in an arm, where a t interval (one or two degrees of freedom) says next to nothing.
-MIN_RUNS = 3
+# MIN_RUNS runs in an arm (statistics.py), where a t interval (one or two degrees of freedom) says
+# next to nothing.
 VERDICTS = ("detected", "equivalent", "no_difference", "not_tested")
 
 

@@ -28,6 +28,7 @@ FAMILY = "every pair of the variants trained at one setting"
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # Two-sided significance level of every test.
 POWER = 0.8  # The power at which a difference counts as detectable in the power analysis.
+MIN_RUNS = 3  # Fewer runs in an arm: "not tested" (claims.py's vocabulary), whatever the numbers.
 # The difference whose cost in seeds the study reports: 0.3 points of accuracy, the size of the
 # before/after gap in this project's first single runs.
 TARGET_DIFFERENCE = 0.003
