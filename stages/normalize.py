@@ -27,7 +27,12 @@ def params_used(args: argparse.Namespace) -> tuple[str, ...]:
 
 @stage_main("normalize")
 def main(argv=None) -> None:
+    from stages.trainer.inputs import verify
+
     params = load_params(params_used(parse_args(argv)))
+    # The archive as dvc.lock records fetch's output: a pulled or edited copy that is not what
+    # `fetch` wrote is refused before it is read (fetch itself checks data.md5 on download).
+    verify("fetch", paths.ARCHIVE)
     start = time.perf_counter()
     train, test = read_archive(paths.ARCHIVE, params.normalize.records_per_file)
     statistics = pixel_statistics(train.images, params.normalize.mode)

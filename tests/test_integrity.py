@@ -387,3 +387,26 @@ def test_the_check_stage_refuses_a_grid_too_large_before_dvc_expands_it_into_cel
     assert refused.value.code != 0 and message.count("\n") == 1, message
     assert message.startswith("check: error: params.yaml: the placement grid has 1,200 cells; at most 1,000"), message
     assert not (tmp_path / "grids").exists()
+
+
+def test_normalize_refuses_an_archive_that_is_not_what_fetch_wrote(tmp_path, monkeypatch, capsys, tiny_archive):
+    """A pulled or edited archive under data/raw/ whose md5 is not the one dvc.lock records for
+    `fetch`'s output: `normalize` refuses it before reading it, and writes nothing."""
+    from stages.normalize import main
+    from stages.trainer.inputs import md5_file
+
+    archive, _ = tiny_archive
+    monkeypatch.chdir(tmp_path)
+    Path("data/raw").mkdir(parents=True)
+    raw = Path("data/raw/cifar-10-binary.tar.gz")
+    shutil.copy(archive, raw)
+    shutil.copy(ROOT / "params.yaml", "params.yaml")
+    lock = {"schema": "2.0", "stages": {"fetch": {"outs": [{"path": str(raw), "md5": md5_file(raw)}]}}}
+    Path("dvc.lock").write_text(yaml.safe_dump(lock))
+    raw.write_bytes(raw.read_bytes() + b"appended")
+    with pytest.raises(SystemExit):
+        main([])
+    message = capsys.readouterr().err
+    assert message.startswith("normalize: error: data/raw/cifar-10-binary.tar.gz: md5 ") and \
+        "it is not what `fetch` wrote or what was pulled for it, so nothing was read" in message, message
+    assert not Path("data/prepared").exists() and not Path("data/stats.json").exists()
