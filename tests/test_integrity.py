@@ -54,6 +54,8 @@ def test_a_forged_or_copied_record_is_refused_by_the_placement_report(project):
                        placement={"variants": ["before", "after"], "seeds": [2, 3]})
     project.dvc("repro", "grids/placement/dvc.yaml:cell@after-2", "grids/placement/dvc.yaml:cell@after-3")
     (project.root / "reports/study/runs").mkdir(parents=True)  # The report's other input: no study cell yet.
+    (project.root / "reports/rerun").mkdir(parents=True)  # And the rerun grid's summary: no rerun yet.
+    (project.root / "reports/rerun/metrics.json").write_text('{"cells": [], "largest_difference": null}')
     project.dvc("repro", "-s", "grids/placement/dvc.yaml:report")
     project.commit("two placement cells and their report")
     runs = project.root / "reports/placement/runs"
