@@ -170,3 +170,11 @@ def test_the_pilot_chooses_the_largest_rate_at_which_every_variant_trained():
     table = placement_map.pilot(cells)
     assert table["chosen"] == 0.03 and table["cell_minutes"] == 13.5
     assert table["rates"]["0.1"]["before"] == {"test_accuracy": 0.1, "diverged": True}
+
+
+def test_bns_gain_in_a_setting_is_not_tested_below_three_pairs():
+    from stages.grids.map import gain_text, interval
+
+    assert gain_text(interval([0.0029])) == "+0.29 (one pair: not tested)"
+    assert gain_text(interval([0.0029, 0.0031])) == "+0.30 (2 pairs: not tested)"
+    assert gain_text(interval([0.01, 0.02, 0.03])).startswith("+2.00 [") and gain_text(interval([0.01, 0.02, 0.03])).endswith("(n=3)")

@@ -23,6 +23,7 @@ from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell
 from stages.analysis.records import fit_seconds
 from stages.analysis.sequential import analyse, design
+from stages.analysis.statistics import MIN_RUNS
 from stages.grids.sections import map_design
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -228,6 +229,14 @@ def ci(row: dict, low: str = "ci_low", high: str = "ci_high") -> str:
     return f"[{points(row[low])}, {points(row[high])}]"
 
 
+def gain_text(gain: dict) -> str:
+    """BN's gain in a setting: with its CI from MIN_RUNS pairs on, else "not tested" (the claim rules)."""
+    pairs = gain["pairs"]
+    if pairs < MIN_RUNS:
+        return f"{points(gain['mean'])} ({'one pair' if pairs == 1 else f'{pairs} pairs'}: not tested)"
+    return f"{points(gain['mean'])} {ci(gain)} (n={pairs})"
+
+
 VERDICTS = {
     "detected": "detected at look {look}: the look-adjusted CI excludes 0",
     "equivalent": "equivalent within ±{margin} points at look {look}: the look-adjusted CI lies inside the margin",
@@ -270,8 +279,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
         lines.append(
             f"| `{name}` | {look['pairs']} | {points(look['mean'])} | {ci(look, 'low', 'high')} (look-adjusted) | "
             f"{look['look'] or '–'} | {wording(look, looks, margin)} | "
-            + " | ".join(f"{points(gain[key]['mean'])} {ci(gain[key])} (n={gain[key]['pairs']})" if key in gain else "not run"
-                         for key in ("before_vs_none", "after_vs_none"))
+            + " | ".join(gain_text(gain[key]) if key in gain else "not run" for key in ("before_vs_none", "after_vs_none"))
             + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | "
             f"{consistency.in_a_word(row['consistency'])} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
     lines += ["", "## The sequential design (fixed before any map cell ran)", "",
