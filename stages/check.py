@@ -18,6 +18,16 @@ the quoting), then every rule of those sections (stages/trainer/params.py, stage
 When all pass it writes its marker (MARKER below), always the same bytes, so a training stage
 that depends on it re-runs only for its own reasons. The marker is `persist: true`: DVC leaves it
 in place when the check runs again, so a refused check removes nothing either.
+
+    python -m stages.check --grid map --gate  # the first command of each cell (and of `train`)
+
+`dvc repro -s <stage>` runs that one stage without its dependencies, the check stage included, so
+each cell's (and `train`'s) command is a list whose first command is this check with `--gate`:
+DVC runs the next command only if it passes, and the first holds no params value, so no value
+reaches a shell. DVC has removed the stage's outputs by then, so a refusing gate puts back the
+ones dvc.lock records, as every stage does when it refuses under DVC (stages/trainer/recovery.py).
+A gate writes no marker. Its code and params are declared by the check stage, whose marker the
+stage depends on; they decide no number of the stage.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from pathlib import Path
 from stages.grids.sections import GRIDS
 from stages.trainer.cli import stage_main
 from stages.trainer.errors import ParamsError, quoted
+from stages.trainer.grid import check_size
 
 # What a value in a command may hold: numbers, names, paths. No quote, $, `, ;, |, &, space, newline.
 SHELL_SAFE = re.compile(r"[A-Za-z0-9_.+\-/:=]*")
@@ -43,11 +54,16 @@ MARKER_TEXT = ("params.yaml passed `python -m stages.check{}`; every stage that 
                "depends on this file (stages/check.py)\n")
 HOW_BACK = ("nothing was run or removed; fix params.yaml, or put back the committed one with "
             "`git checkout params.yaml`")
+HOW_BACK_GATED = ("nothing was run; fix params.yaml, or put back the committed one with "
+                  "`git checkout params.yaml`")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", choices=GRIDS, help="check this grid (grids/<grid>/dvc.yaml)")
+    parser.add_argument("--gate", action="store_true",
+                        help="as a stage's first command: write no marker; on refusal put back the "
+                             "outputs DVC removed from that stage")
     return parser.parse_args(argv)
 
 
@@ -80,18 +96,6 @@ def check_shell_safe(document: object, sections: tuple[str, ...], source: str = 
     if isinstance(document, dict):
         for section in sections:
             walk(document.get(section), section)
-
-
-def check_size(document: object, grid: str, source: str = "params.yaml") -> None:
-    """Refuse a grid of more cells than a cell itself accepts (stages/trainer/grid.py), here, before
-    any cell runs: each cell would refuse it only after DVC had removed that cell's record."""
-    from stages.trainer.grid import MAX_CELLS, cells_in
-
-    section = document.get(grid) if isinstance(document, dict) else None
-    count = cells_in(section) if isinstance(section, dict) else 0
-    if count > MAX_CELLS:
-        raise ParamsError(f"{source}: the {grid} grid has {count:,} cells; at most {MAX_CELLS:,} are allowed "
-                          f"(each trains for minutes): list fewer seeds or values in {grid}")
 
 
 def committed_difference(path: Path = Path("params.yaml")) -> str:
@@ -141,12 +145,16 @@ def main(argv=None) -> None:
         if args.grid:  # Only a grid's own section reaches commands (its dvc.yaml's `vars`).
             document = read_document("params.yaml")
             check_shell_safe(document, (args.grid,))
-            check_size(document, args.grid)
+            check_size(document.get(args.grid) if isinstance(document, dict) else None, args.grid)
         params = load_params(sections, schema=AllParams if args.grid else Params)
         if args.grid:
             check_grid(params, args.grid)
     except ParamsError as error:
-        raise ParamsError(f"{error}; {HOW_BACK}{committed_difference()}") from None
+        # A gate's stage has lost its outputs to DVC by now: stage_main puts them back (recovery.py).
+        raise ParamsError(f"{error}; {HOW_BACK_GATED if args.gate else HOW_BACK}{committed_difference()}") from None
+    if args.gate:
+        print(f"check: params.yaml passes ({', '.join(sections)})")
+        return
     text = MARKER_TEXT.format(f" --grid {args.grid}" if args.grid else "")
     path = marker(args)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:

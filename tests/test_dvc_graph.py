@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +39,8 @@ def declared(stage) -> tuple[set[str], set[str]]:
     return code, params
 
 
-def variant_of(command: str) -> str | None:
-    words = shlex.split(command)
-    return words[words.index("--bn") + 1] if "--bn" in words else None
+def variant_of(command: str | list[str]) -> str | None:
+    return next((argv[argv.index("--bn") + 1] for _, argv in entry_points(command) if "--bn" in argv), None)
 
 
 def all_stages():
@@ -80,6 +78,18 @@ def test_stage_declares_exactly_the_code_and_params_it_runs(name, command, code,
     assert sorted(code) == sorted(expected_code(command, bn)), \
         f"{name}: code deps (`python tools/stage_deps.py` prints them)"
     assert sorted(params) == sorted(expected_params), f"{name}: params"
+
+
+@pytest.mark.parametrize("name, command", [(name, command) for name, command, *_ in STAGES
+                                           if any(module in TRAINING_ENTRIES for module, _ in entry_points(command))])
+def test_every_training_stage_runs_its_pipelines_check_first(name, command):
+    """`dvc repro -s` skips the check stage: the check, with no params value in its command, must
+    then be the stage's own first command (stages/check.py), or a value reaches a shell."""
+    pipeline = name.rpartition(":")[0]
+    grid = ["--grid", Path(pipeline).parent.name] if pipeline.startswith("grids/") else []
+    assert isinstance(command, list) and len(command) == 2, name
+    assert entry_points(command[0], gates=True) == [("stages.check", [*grid, "--gate"])], name
+    assert "$" not in command[0] and "'" not in command[0], name
 
 
 @pytest.mark.parametrize("grid", ["sweep", "batch", "placement", "map", "rerun"])

@@ -182,6 +182,40 @@ def test_a_refused_typo_deletes_nothing_in_the_main_pipeline_and_a_grid(trained_
     done = project.dvc("repro", "grids/study/dvc.yaml", check=False)
     assert done.returncode != 0 and "check: error: params.yaml: train.epochs = 0" in done.stderr, done.stderr
     assert outputs(project.root, *kept) == kept
+    # `dvc repro -s` skips the check stage, and DVC removes the stage's outputs before its command:
+    # the gate, each training stage's first command, refuses and puts back what dvc.lock records
+    # (a cell's record and the main run's metrics from git, its model from DVC's cache).
+    for target in ("train", "grids/study/dvc.yaml:cell@before-0"):
+        done = project.dvc("repro", "-s", target, check=False)
+        assert done.returncode != 0, target
+        assert re.search(r"check: error: params.yaml: train.epochs = 0 .*; nothing was run; fix params.yaml, or put "
+                         r"back the committed one with `git checkout params.yaml` \(train.epochs: \d+ in the last "
+                         r"commit, 0 now\); DVC had removed this stage's outputs before running it; put back as "
+                         r"dvc.lock records them: ", done.stderr), done.stderr
+        assert outputs(project.root, *kept) == kept, target
+    project.run("git", "checkout", "params.yaml")
+    assert project.dvc("status", "dvc.yaml", "grids/study/dvc.yaml").stdout == status
+
+
+@pytest.mark.dvc
+def test_a_refusal_only_the_cell_can_make_puts_back_what_dvc_removed(project):
+    """train.steps_per_execution against the data's size needs the data, which the check stage
+    does not read: the cell refuses it after DVC removed its record, and puts the record back."""
+    project.set_params(study={"variants": ["before", "after"], "seeds": [0, 1]},
+                       placement={"variants": ["before", "after"], "seeds": [2]})
+    project.dvc("repro", "grids/placement/dvc.yaml:cell@after-2")
+    project.commit("a placement cell")
+    kept = outputs(project.root, "reports/placement/runs")
+    status = project.dvc("status", "grids/placement/dvc.yaml:cell@after-2").stdout
+    project.set_params(train={"steps_per_execution": 3})  # 200 images, batch 50: 4 steps an epoch.
+    done = project.dvc("repro", "grids/placement/dvc.yaml:cell@after-2", check=False)
+    assert done.returncode != 0
+    assert ("cell: error: params.yaml: train.steps_per_execution = 3 does not divide the 4 steps per epoch; "
+            "choose one of 1, 2, 4; DVC had removed this stage's outputs before running it; put back as dvc.lock "
+            "records them: reports/placement/runs/after-2.json\n") in done.stderr, done.stderr
+    assert outputs(project.root, "reports/placement/runs") == kept
+    project.run("git", "checkout", "params.yaml")
+    assert project.dvc("status", "grids/placement/dvc.yaml:cell@after-2").stdout == status
 
 
 @pytest.mark.dvc

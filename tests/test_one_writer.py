@@ -263,10 +263,10 @@ def test_a_grids_check_refuses_what_spans_sections(tmp_path, sections, grid, mes
 
 
 @pytest.mark.dvc
-def test_grid_values_reach_the_shell_quoted(project):
-    """A seed that is a string with a shell command in it. Before: DVC's command line ran it.
-    (A value that itself contains a single quote can still end the quoting: params.yaml is code,
-    as the README says.)"""
+def test_grid_values_reach_no_shell_even_under_single_item(project):
+    """A seed that is a string with a shell command in it, and `dvc repro --single-item`, which
+    skips the grid's check stage. Before: DVC's command line ran it (quoting stopped only values
+    without a quote). Now each cell's first command is the check, which holds no value."""
     project.set_params(study={"variants": ["before"], "seeds": ["1 --record x; touch PWNED #"]})
     project.commit("a hostile seed")
     for path in ("data/prepared/train.npz", "data/stats.json"):  # DVC checks that deps exist.
@@ -275,7 +275,8 @@ def test_grid_values_reach_the_shell_quoted(project):
     result = project.dvc("repro", "--single-item", "grids/study/dvc.yaml:cell", check=False)
     assert result.returncode != 0
     assert not (project.root / "PWNED").exists() and not (project.root / "x").exists()
-    assert "argument --seed: invalid int value: '1 --record x; touch PWNED #'" in result.stderr + result.stdout
+    assert ("check: error: params.yaml: study.seeds[0] = '1 --record x; touch PWNED #' holds ' ', which a shell "
+            "acts on") in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "cell"])

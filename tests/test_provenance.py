@@ -118,3 +118,29 @@ def test_a_stage_whose_code_changed_while_it_ran_publishes_nothing(tmp_path):
     with pytest.raises(ConcurrentChangeError, match=r"model.py changed while this stage ran, so the code DVC "
                                                      r"would record is not the code that trained; nothing was published"):
         snapshot.check()
+
+
+def test_the_code_snapshot_compares_content_as_dvc_hashes_it(tmp_path):
+    """DVC records code by content: an edit in place that keeps the file's size, inode and
+    modification time is still another code; a touch that changes only the time is not."""
+    import os
+    import shutil
+
+    import pytest
+
+    from stages.trainer.guard import ConcurrentChangeError, Snapshot
+    from stages.trainer.params import load_params
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    code = tmp_path / "model.py"
+    code.write_text("x = 1\n")
+    status = os.stat(code)
+    snapshot = Snapshot(load_params(("train",), tmp_path / "params.yaml"), [], code=[code])
+    os.utime(code, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
+    snapshot.check()  # Same bytes, another time: the code DVC records is the code that ran.
+    with code.open("r+") as handle:  # Same inode, same size, time put back afterwards.
+        handle.write("x = 2\n")
+    os.utime(code, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert os.stat(code).st_ino == status.st_ino and os.stat(code).st_size == status.st_size
+    with pytest.raises(ConcurrentChangeError, match=r"model.py changed while this stage ran"):
+        snapshot.check()

@@ -63,14 +63,21 @@ def code_run_by(*modules: str) -> set[str]:
     return {str(path.relative_to(ROOT)) for path in seen if path.read_text().strip()}
 
 
-def entry_points(command: str) -> list[tuple[str, list[str]]]:
-    """(module, argv) of every `python -m stages.X ...` in a stage's command."""
+GATE = ("stages.check", "--gate")
+
+
+def entry_points(command: str | list[str], gates: bool = False) -> list[tuple[str, list[str]]]:
+    """(module, argv) of every `python -m stages.X ...` in a stage's command (a string, or DVC's
+    list of commands). A gate (`python -m stages.check ... --gate`, a training stage's first
+    command) is left out unless `gates`: its code and params are the check stage's, declared
+    there, and the stage depends on that stage's marker; they decide no number of the stage."""
     calls = []
-    for part in command.split("&&"):
+    for part in ([command] if isinstance(command, str) else command):
         words = shlex.split(part)
         if words[:2] != ["python", "-m"] or not words[2].startswith("stages."):
             raise ValueError(f"unexpected stage command {part!r}: stages run `python -m stages.X`")
-        calls.append((words[2], words[3:]))
+        if gates or not (words[2] == GATE[0] and GATE[1] in words):
+            calls.append((words[2], words[3:]))
     return calls
 
 
@@ -113,6 +120,8 @@ def rewrite(path: Path) -> bool:
         line = lines[index]
         if match := re.match(r"    cmd: (python -m stages\.\S+.*)$", line):
             command = match.group(1).strip()
+        elif line == "    cmd:\n":  # A list: only training stages have one (their gate first).
+            command = TRAINING_ENTRIES[0]
         if line == "    deps:\n" and command and not any(entry in command for entry in TRAINING_ENTRIES):
             out.append(line)
             index += 1
@@ -147,9 +156,10 @@ def main() -> None:
     with Repo(str(ROOT)) as repo:
         for stage in repo.index.stages:
             bn = None
-            if "stages.cell" in stage.cmd:
-                bn = shlex.split(stage.cmd)[shlex.split(stage.cmd).index("--bn") + 1]
-            elif "stages.train" in stage.cmd:
+            calls = dict(entry_points(stage.cmd))
+            if "stages.cell" in calls:
+                bn = calls["stages.cell"][calls["stages.cell"].index("--bn") + 1]
+            elif "stages.train" in calls:
                 bn = "${bn}"
             print(stage.addressing)
             for path in sorted(expected_code(stage.cmd, bn)):

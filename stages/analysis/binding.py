@@ -87,13 +87,18 @@ def locked_outputs(lock: Path) -> dict[str, LockedOutput]:
         try:
             stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
             _locks[key] = {out["path"]: LockedOutput(str(lock), name, str(out.get("md5", "")),
-                                                     str(entry.get("cmd", "")),
+                                                     _command(entry.get("cmd", "")),
                                                      {dep["path"]: dep.get("md5") for dep in entry.get("deps") or []})
                            for name, entry in stages.items() for out in entry.get("outs") or []}
         except (yaml.YAMLError, AttributeError, TypeError, KeyError) as error:
             raise InputFileError(f"{lock}: not a dvc.lock DVC could have written ({error.__class__.__name__}); "
                                  f"`git checkout -- {lock}` puts back the committed one") from None
     return _locks[key]
+
+
+def _command(cmd: object) -> str:
+    """A lock entry's command as one line: DVC writes a list of commands as a YAML list."""
+    return " && ".join(map(str, cmd)) if isinstance(cmd, list) else str(cmd)
 
 
 def check_locked(path: Path, md5: str, record: dict, pipeline: str) -> None:

@@ -1,7 +1,8 @@
 """What every stage entry point shares: errors the user can cause become one line, bugs do not.
 
 One line (`name: error: ...`, exit 1) for
-- a BnlabError: bad params, a failed fetch, a broken archive, a missing or corrupt input file;
+- a BnlabError: bad params, a failed fetch, a broken archive, a missing or corrupt input file
+  (under DVC, after putting back the committed outputs DVC removed: recovery.py);
 - an OSError that carries an errno: the operating system refused a read or write (disk full,
   read-only or missing directory, file too large), which the user fixes outside the code;
 - Ctrl-C (exit 130), and SIGTERM (exit 143), which unwinds the same way: temporary files and
@@ -79,7 +80,9 @@ def stage_main(name: str):
                     raise_if_terminated()
                     return result
             except BnlabError as error:
-                fail(name, str(error))
+                from stages.trainer.recovery import restore_for_refusal
+
+                fail(name, str(error) + restore_for_refusal())
             except OSError as error:
                 if error.errno is None:  # Raised by a library for its own reasons: keep the trace.
                     raise

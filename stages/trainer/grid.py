@@ -67,7 +67,13 @@ def check_cell(document: object, grid: str, bn: str, seed: int, overrides: dict,
         if not isinstance(values, list) or not any(same(item, value) for item in values):
             raise ParamsError(f"this cell ({this}) is not in the {grid} grid: {where}.{key} lists "
                               f"{shorten(quoted(values))}; {through(grid)}")
-    count = cells_in(section)
+    check_size(section, grid, source)
+
+
+def check_size(section: object, grid: str, source: str = "params.yaml") -> None:
+    """Refuse a grid of more than MAX_CELLS cells. The check stage (stages/check.py) applies it
+    before any cell runs; a cell applies it again, for a cell run outside DVC."""
+    count = cells_in(section) if isinstance(section, dict) else 0
     if count > MAX_CELLS:
         raise ParamsError(f"{source}: the {grid} grid has {count:,} cells; at most {MAX_CELLS:,} are "
                           f"allowed (each trains for minutes): list fewer seeds or values in {grid}")

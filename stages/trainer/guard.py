@@ -10,6 +10,7 @@ reads them, and checks both once more just before it writes any output.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,8 +37,9 @@ class Snapshot:
         self.files = _fingerprints(self.inputs)
         # The code that runs, as it was at the start: DVC hashes it when the stage ends, so an
         # edit during training would be recorded as the code that trained (provenance.code_files).
+        # By content, as DVC hashes it: an edit that keeps size and time still counts.
         self.code = [Path(path) for path in code]
-        self.code_files = _fingerprints(self.code)
+        self.code_files = _digests(self.code)
 
     def check(self) -> None:
         """Raise ConcurrentChangeError if a declared param or an input differs from the snapshot.
@@ -55,7 +57,7 @@ class Snapshot:
                 f"{self.source} changed while this stage ran ({key}: "
                 f"{quoted(self.values.get(key, MISSING))} -> {quoted(now.get(key, MISSING))}), so its "
                 f"result would be recorded under params it did not use; nothing was published; {QUEUE_HINT}")
-        code = _fingerprints(self.code)
+        code = _digests(self.code)
         if code != self.code_files:
             name = next(name for name in sorted(code) if code.get(name) != self.code_files.get(name))
             raise ConcurrentChangeError(f"{name} changed while this stage ran, so the code DVC would record "
@@ -101,3 +103,14 @@ def _fingerprints(inputs: list[Path]) -> dict[str, tuple[int, int, int] | None]:
             except FileNotFoundError:
                 files[str(file)] = None
     return files
+
+
+def _digests(files: list[Path]) -> dict[str, str | None]:
+    """Path -> sha256 of each file's bytes; None if it is missing. Code is small (about 150 KB)."""
+    digests: dict[str, str | None] = {}
+    for file in files:
+        try:
+            digests[str(file)] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            digests[str(file)] = None
+    return digests
