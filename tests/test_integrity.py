@@ -446,3 +446,38 @@ def test_normalize_refuses_an_archive_that_is_not_what_fetch_wrote(tmp_path, mon
     assert message.startswith("normalize: error: data/raw/cifar-10-binary.tar.gz: md5 ") and \
         "it is not what `fetch` wrote or what was pulled for it, so nothing was read" in message, message
     assert not Path("data/prepared").exists() and not Path("data/stats.json").exists()
+
+
+def test_a_refusal_puts_back_only_what_dvc_lock_records(tmp_path, monkeypatch):
+    """recovery.restore_removed_outputs: a removed output comes back from the last commit only if
+    its bytes are what dvc.lock records; a committed copy that the lock does not describe (the lock
+    was re-run since) is named as not put back, and nothing is written for it."""
+    from stages.trainer.recovery import restore_removed_outputs
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    record, stale = tmp_path / "reports/g/runs/a.json", tmp_path / "reports/g/runs/b.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"seed": 1}\n')
+    stale.write_text('{"seed": 2}\n')
+    lock = {"stages": {"cell@a": {"cmd": "x", "outs": [{"path": "reports/g/runs/a.json",
+                                                        "md5": hashlib.md5(record.read_bytes()).hexdigest()}]},
+                       "cell@b": {"cmd": "x", "outs": [{"path": "reports/g/runs/b.json", "md5": "0" * 32}]}}}
+    (tmp_path / "grids/g").mkdir(parents=True)
+    (tmp_path / "grids/g/dvc.lock").write_text(yaml.safe_dump(lock))
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "records")
+    record.unlink()
+    stale.unlink()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert restore_removed_outputs("grids/g/dvc.yaml:cell@a") == (
+        "; DVC had removed this stage's outputs before running it; put back as dvc.lock records them: "
+        "reports/g/runs/a.json")
+    assert record.read_text() == '{"seed": 1}\n'
+    assert restore_removed_outputs("grids/g/dvc.yaml:cell@b") == (
+        "; not put back: reports/g/runs/b.json (`dvc checkout grids/g/dvc.yaml:cell@b` or `git checkout -- <path>`)")
+    assert not stale.exists()
+    assert restore_removed_outputs("grids/g/dvc.yaml:cell@a") == ""  # Nothing missing: nothing to say.
