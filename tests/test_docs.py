@@ -82,6 +82,10 @@ def test_the_readme_is_short_and_answers_first():
     assert len(lines) <= 250
     start = next(i for i, line in enumerate(lines) if line.startswith("<!-- answer:"))
     assert start < 15, "the answer should be on the first screen"
+    end = lines.index("<!-- /answer -->")
+    figures = [line for line in lines[start:end] if line.startswith("![")]
+    assert [re.search(r"\((.+)\)", line).group(1) for line in figures] == [
+        "reports/placement/figures/placement.png", "reports/map/figures/map.png"]  # The answer and its map.
     commands = "\n".join(lines)
     assert ("python3 -m venv .venv && . .venv/bin/activate && pip install -q -e '.[test]' && python -m pytest"
             in commands)

@@ -110,6 +110,8 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
         *(f"  - {line}" for line in why),
         "",
         "![every seed's test accuracy, before and after](reports/placement/figures/placement.png)",
+        *(["", "![after − before and BN's gain per setting: the placement map](reports/map/figures/map.png)"]
+          if answer.get("map") else []),
         "",
         "Where and when these cells ran: " + "; ".join(provenance(machines)) + ".",
     ]
