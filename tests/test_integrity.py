@@ -387,7 +387,8 @@ def test_a_record_whose_lock_entry_ran_another_seed_or_read_other_data_is_refuse
     md5 = hashlib.md5(record_path.read_bytes()).hexdigest()
 
     def lock(seed: int, statistics: str) -> None:
-        entry = {"cmd": f"python -m stages.cell --grid placement --bn 'after' --seed '{seed}' --no-probes",
+        entry = {"cmd": ["python -m stages.check --grid placement --gate",  # As DVC writes a list.
+                         f"python -m stages.cell --grid placement --bn 'after' --seed '{seed}' --no-probes"],
                  "deps": [{"path": "data/stats.json", "md5": statistics}],
                  "outs": [{"path": str(record_path), "md5": md5}]}
         Path("grids/placement").mkdir(parents=True, exist_ok=True)
@@ -396,6 +397,10 @@ def test_a_record_whose_lock_entry_ran_another_seed_or_read_other_data_is_refuse
 
     lock(3, "a" * 32)
     check_locked(record_path, md5, record, "grids/placement/dvc.yaml")  # The pair DVC wrote.
+    with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: md5 0{32} is not the \w{32} "
+                                             r"that grids/placement/dvc.lock recorded for cell@after-3, so it was "
+                                             r"edited or copied after DVC ran that cell; "):
+        check_locked(record_path, "0" * 32, record, "grids/placement/dvc.yaml")  # Its bytes, edited.
     lock(4, "a" * 32)
     with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: seed = 3, but "
                                              r"grids/placement/dvc.lock's cell@after-4 ran --seed '4'; "
@@ -405,6 +410,23 @@ def test_a_record_whose_lock_entry_ran_another_seed_or_read_other_data_is_refuse
     with pytest.raises(InputFileError, match=r"^reports/placement/runs/after-3.json: data.data/stats.json = "
                                              r"'a{32}', but grids/placement/dvc.lock's cell@after-3 read b{32}; "):
         check_locked(record_path, md5, record, "grids/placement/dvc.yaml")
+
+
+def test_a_record_whose_setting_has_another_type_is_refused():
+    """A forged record that writes 10.0 epochs, or True for a count, for the cell's 10 or 1: JSON keeps
+    the type, so the record did not come from a run with params.yaml's values."""
+    from stages.analysis.binding import check_recipe
+
+    wanted = {"model": {"dense_units": 512, "bn_freeze_after_steps": 1}, "train": {"epochs": 10, "learning_rate": 0.001}}
+    record = {"schema": 2, "model": {"dense_units": 512, "bn_freeze_after_steps": 1},
+              "train": {"epochs": 10, "learning_rate": 0.001}}
+    check_recipe(Path("r.json"), record, wanted, "fix it")  # What a run writes.
+    check_recipe(Path("r.json"), {**record, "train": {"epochs": 10, "learning_rate": 1e-3}}, wanted, "fix it")
+    for section, key, value in (("train", "epochs", 10.0), ("model", "bn_freeze_after_steps", True)):
+        forged = {**record, section: {**record[section], key: value}}
+        with pytest.raises(InputFileError, match=rf"^r.json: {section}.{key} = {value}, but params.yaml gives this "
+                                                 rf"cell {wanted[section][key]}; fix it$"):
+            check_recipe(Path("r.json"), forged, wanted, "fix it")
 
 
 def test_the_check_stage_refuses_a_grid_too_large_before_dvc_expands_it_into_cells(tmp_path, monkeypatch, capsys):
@@ -423,6 +445,17 @@ def test_the_check_stage_refuses_a_grid_too_large_before_dvc_expands_it_into_cel
     assert refused.value.code != 0 and message.count("\n") == 1, message
     assert message.startswith("check: error: params.yaml: the placement grid has 1,200 cells; at most 1,000"), message
     assert not (tmp_path / "grids").exists()
+
+
+def test_the_grid_size_limit_is_exact():
+    """MAX_CELLS cells pass, one more is refused: the one rule the check stage and a cell share."""
+    from stages.trainer.errors import ParamsError
+    from stages.trainer.grid import MAX_CELLS, check_size
+
+    check_size({"variants": ["before", "after"], "seeds": list(range(MAX_CELLS // 2))}, "placement")
+    check_size({"variants": ["before"], "seeds": list(range(MAX_CELLS))}, "placement")
+    with pytest.raises(ParamsError, match=rf"the placement grid has {MAX_CELLS + 1:,} cells; at most {MAX_CELLS:,}"):
+        check_size({"variants": ["before"], "seeds": list(range(MAX_CELLS + 1))}, "placement")
 
 
 def test_normalize_refuses_an_archive_that_is_not_what_fetch_wrote(tmp_path, monkeypatch, capsys, tiny_archive):
