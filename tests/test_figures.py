@@ -178,3 +178,19 @@ def test_the_main_runs_curves_name_the_run_and_its_training(tmp_path, kept):
     figure = kept["curves.png"]
     assert figure._suptitle.get_text() == "bn=after, seed 3, 10 epochs, Adam 0.001, batch 250"
     assert [axis.get_title() for axis in figure.axes] == ["Loss per epoch", "Accuracy per epoch"]
+
+
+def test_the_map_draws_bns_gain_only_from_three_pairs(tmp_path, kept):
+    """Below three pairs the table says "not tested", so the figure draws no interval for it either."""
+    def gain(pairs):
+        return {"pairs": pairs, "mean": 0.02, "ci_low": 0.01, "ci_high": 0.03}
+
+    placement = {"look": 1, "pairs": 10, "mean": 0.01, "sd": 0.005, "low": 0.002, "high": 0.018, "verdict": "detected"}
+    summary = {"design": {"equivalence_margin": 0.005},
+               "reference": {"placement": {"pairs": 35, "mean": 0.006, "ci_low": 0.004, "ci_high": 0.008},
+                             "gain": {"before_vs_none": gain(5), "after_vs_none": gain(5)}},
+               "settings": {"relu": {"placement": placement, "gain": {"before_vs_none": gain(2), "after_vs_none": gain(3)}}}}
+    figures.placement_map(summary, tmp_path / "map.png")
+    gain_axis = kept["map.png"].axes[1]
+    drawn_rows = sorted(round(float(line.get_ydata()[0])) for line in gain_axis.lines if line.get_marker() == "o")
+    assert drawn_rows == [0, 0, 1]  # The reference's two gains, and relu's after − none (3 pairs) only.

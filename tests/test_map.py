@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,105 @@ def test_bns_gain_in_a_setting_is_not_tested_below_three_pairs():
     assert gain_text(interval([0.0029])) == "+0.29 (one pair: not tested)"
     assert gain_text(interval([0.0029, 0.0031])) == "+0.30 (2 pairs: not tested)"
     assert gain_text(interval([0.01, 0.02, 0.03])).startswith("+2.00 [") and gain_text(interval([0.01, 0.02, 0.03])).endswith("(n=3)")
+
+
+def test_a_negative_difference_is_detected_for_before_and_compared_with_the_published_runs():
+    look = analyse(shifted(-0.02, 10), LOOKS, ALPHA, MARGIN).as_dict()
+    assert (look["look"], look["verdict"]) == (1, "detected") and look["high"] < 0
+    assert placement_map.agreement(placement_map.PUBLISHED[0], look) == "disagrees (ours: before ahead; theirs: after)"
+    assert placement_map.agreement(placement_map.PUBLISHED[1], look) == "agrees (before ahead)"
+
+
+@pytest.mark.parametrize("count, look, pairs", [(15, 1, 10), (29, 2, 20), (35, 3, 30)])
+def test_between_looks_the_rule_stays_at_the_last_look_reached_and_uses_its_first_pairs(count, look, pairs):
+    """0.2 points with sd 1 point: no look decides it; the last look stops it whatever follows."""
+    result = analyse(shifted(0.002, count, sd=0.01), LOOKS, ALPHA, MARGIN)
+    assert (result.look, result.pairs) == (look, pairs)
+    assert result.verdict == ("undecided" if look == 3 else "continue")
+
+
+@pytest.mark.parametrize("verdict, look, words", [
+    ("continue", 1, "not yet decided at look 1: the next look needs 20 pairs that trained"),
+    ("continue", 2, "not yet decided at look 2: the next look needs 30 pairs that trained"),
+    ("equivalent", 2, "equivalent within ±0.5 points at look 2: the look-adjusted CI lies inside the margin"),
+    ("undecided", 3, "undecided after the last look (3): neither rule stopped it"),
+    ("not yet at look 1", None, "not tested yet: 4 of the 10 pairs look 1 needs"),
+])
+def test_each_verdict_is_worded_by_the_claim_rules(verdict, look, words):
+    assert placement_map.wording({"verdict": verdict, "look": look, "pairs": 4}, LOOKS, MARGIN) == words
+
+
+def test_published_numbers_in_the_docs_are_the_reports():
+    """docs/map.md quotes the published single runs; the report computes from map.PUBLISHED."""
+    text = (Path(__file__).parents[1] / "docs/map.md").read_text()
+    for entry in placement_map.PUBLISHED:
+        net = entry["net"].split("128")[0]
+        ahead, behind = sorted((entry["before"], entry["after"]), reverse=True)
+        assert re.search(rf"{net}[^()]*\({ahead:.3f} vs {behind:.3f}", text), net
+
+
+def setting_cells(differences: dict[int, float], diverged_after: tuple[int, ...] = ()) -> dict:
+    """A map setting's cells: after − before = `differences[seed]`; `after` diverged at those seeds."""
+    from stages.analysis.cells import Cell
+
+    def cell(bn, seed, accuracy, bad=False):
+        losses = [2.0, float("nan") if bad else 1.0]
+        run = {"fit_seconds": 60.0, "history": {"fit/loss": losses},
+               "environment": {"numerics_fingerprint": "3f000000-3f000000", "date": f"2026-12-07T00:{seed % 60:02d}:00"}}
+        return Cell(bn, seed, {"test": {"accuracy": accuracy}}, {"fit/loss": np.array(losses)}, None, run, {})
+
+    cells = {}
+    for seed, difference in differences.items():
+        cells[("before", seed, None)] = cell("before", seed, 0.75)
+        cells[("after", seed, None)] = cell("after", seed, 0.75 + difference, bad=seed in diverged_after)
+    return cells
+
+
+def test_a_diverged_after_run_leaves_its_pair_out_and_every_text_says_so():
+    from stages.analysis import claims
+    from stages.analysis.answer import map_sentence
+
+    differences = {seed: 0.03 + seed / 10000 for seed in range(11)}
+    row = placement_map.summarize_setting(setting_cells(differences, diverged_after=(4,)), LOOKS, ALPHA, MARGIN)
+    assert row["diverged_pairs"] == 1 and row["pairs_trained"] == 10 and row["placement"]["verdict"] == "detected"
+    summary = {"design": {"looks": LOOKS, "equivalence_margin": MARGIN}, "settings": {"relu": row}}
+    sentence = map_sentence(claims.map_settings(summary))
+    assert "ReLU: +3.05 points" in sentence and "(1 pair left out: a run diverged)" in sentence
+    assert "overstate the size" in sentence  # Detected at look 1 of 3: an early stop.
+
+
+def test_a_seed_added_later_joins_no_earlier_look():
+    """params.yaml's order decides which pairs a look uses: seed 0, listed last, is left out of look 1."""
+    differences = {seed: 0.03 for seed in range(1, 11)} | {0: -0.5}
+    cells = setting_cells(differences)
+    in_order = placement_map.summarize_setting(cells, LOOKS, ALPHA, MARGIN, order=list(range(1, 11)) + [0])
+    assert in_order["placement"]["pairs"] == 10 and in_order["placement"]["mean"] == pytest.approx(0.03)
+    by_number = placement_map.summarize_setting(cells, LOOKS, ALPHA, MARGIN)
+    assert by_number["placement"]["mean"] < 0
+
+
+def test_the_report_shows_pairs_run_between_looks_and_each_settings_own_spread():
+    params = parse_all(COMMITTED)
+    _, parts = map_design(params.map, params.model, params.train)
+    row = placement_map.summarize_setting(setting_cells({seed: 0.002 + (seed % 2) * 0.03 for seed in range(15)}),
+                                          LOOKS, ALPHA, MARGIN)
+    assert row["placement"]["verdict"] == "continue" and row["paired_sd_all"] == pytest.approx(0.0155, abs=1e-4)
+    summary = {"design": {"looks": LOOKS, "alpha": ALPHA, "equivalence_margin": MARGIN, "assumed_paired_sd": 0.0057,
+                          "per_look": design(LOOKS, ALPHA, MARGIN, 0.0057)},
+               "reference": {"placement": {"pairs": 2, "mean": 0.006, "ci_low": None, "ci_high": None},
+                             "gain": {key: {"pairs": 0, "mean": None, "ci_low": None, "ci_high": None}
+                                      for key in ("before_vs_none", "after_vs_none")},
+                             "diverged_pairs": 0, "pairs_same_machine": {"same": 2, "unknown": 0, "pairs": 2},
+                             "consistency": row["consistency"]},
+               "settings": {"long": row}, "pilot": None}
+    text = placement_map.render_markdown(summary, [], parts)
+    assert "| `long` | 10 of 15 (look 1 uses the first 10) |" in text
+    own = next(line for line in text.splitlines() if line.startswith("| `long` | 15 |"))
+    assert own.endswith("| at no look (half-width never below ±0.5) |")  # sd 1.55 points: ±0.59 at look 3.
+
+
+def test_a_setting_before_its_first_look_is_written_as_strict_json():
+    """No interval before look 1: null in reports/map/metrics.json, not NaN, which strict readers refuse."""
+    look = analyse([0.01], LOOKS, ALPHA, MARGIN).as_dict()
+    assert (look["low"], look["high"], look["sd"]) == (None, None, None)
+    json.dumps(look, allow_nan=False)

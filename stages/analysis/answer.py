@@ -131,15 +131,23 @@ def reproducibility(reruns: list[dict] | None) -> str:
 
 def map_sentence(settings: list[dict]) -> str:
     """The placement map's line: each setting's after − before as its sequential rule words it."""
-    from stages.grids.map import wording
+    from stages.grids.map import pairs_of, wording
 
-    parts = []
+    parts, early = [], False
     for entry in settings:
         look = entry["look"]
         value = "" if look["look"] is None else f"{points(look['mean'])} points ({interval({'ci_low': look['low'], 'ci_high': look['high']})}), "
-        parts.append(f"{entry['label']}: {value}{wording(look, entry['looks'], entry['margin'])}")
+        text = f"{entry['label']}: {value}{wording(look, entry['looks'], entry['margin'])}"
+        if entry["diverged_pairs"]:  # The verdict is over the pairs where both arms trained.
+            text += f" ({pairs_of(entry['diverged_pairs'])} left out: a run diverged)"
+        if entry["uncertain"]:
+            text += f", its size uncertain: {entry['uncertain']}"
+        # A setting detected before the last look stopped because its mean looked large then.
+        early |= look["verdict"] == "detected" and look["look"] < len(entry["looks"])
+        parts.append(text)
     return ("- **Does it hold elsewhere?** `after` − `before`, paired on seed under a sequential design "
-            "([docs/map.md](docs/map.md), [reports/map/map.md](reports/map/map.md)): " + "; ".join(parts) + ".")
+            "([docs/map.md](docs/map.md), [reports/map/map.md](reports/map/map.md)): " + "; ".join(parts) + "."
+            + (" A mean at a detection before the last look tends to overstate the size; the detection establishes the sign." if early else ""))
 
 
 def rescaled_sentence(rescaled: dict, setting: dict) -> str:

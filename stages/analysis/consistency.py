@@ -128,11 +128,12 @@ def why(result: dict, contrast: str | None = None, sign: int = 1) -> str | None:
 
 
 def in_a_word(result: dict) -> str:
-    """The check in a table cell: agree, disagree and why, or nothing to compare."""
+    """The check in a table cell: a disagreement and why, none detected, or nothing to compare. Not
+    "they agree": a check of a few pairs that rejects nothing has little power to."""
     tested = any(result[name]["p_value"] is not None for name in ("numerics", "batches", "order"))
     if not tested:
         return "nothing to compare yet"
-    return "yes" if result["consistent"] else f"no: {why(result)}"
+    return "no disagreement detected" if result["consistent"] else f"disagree: {why(result)}"
 
 
 def render(result: dict) -> list[str]:

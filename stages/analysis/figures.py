@@ -10,6 +10,7 @@ import numpy as np
 
 from stages.analysis.cells import diverged_history
 from stages.analysis.plotting import plt, save, variant_color
+from stages.analysis.statistics import MIN_RUNS
 
 
 def _by(runs: list[dict], key: str) -> dict:
@@ -340,7 +341,8 @@ def accuracy_vs_batch_size(runs: list[dict], path: Path) -> None:
 def placement_map(summary: dict, path: Path) -> None:
     """Left: after − before per setting, with its interval (the reference's 95% CI; each map
     setting's look-adjusted CI at the look it reached). Right: BN's gain per setting (before − none
-    and after − none, paired 95% CIs). Settings without a pair yet are listed, not drawn."""
+    and after − none, paired 95% CIs from MIN_RUNS pairs on). Settings without a pair yet are listed,
+    not drawn."""
     rows = [("reference", summary["reference"]["placement"], "mean", "ci_low", "ci_high", summary["reference"]["gain"])]
     rows += [(name, row["placement"], "mean", "low", "high", row["gain"]) for name, row in summary["settings"].items()]
     figure, (placement, gain) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(rows)), sharey=True)
@@ -354,7 +356,7 @@ def placement_map(summary: dict, path: Path) -> None:
                                capsize=4, color="black")
         for offset, (key, variant) in enumerate((("before_vs_none", "before"), ("after_vs_none", "after"))):
             entry = gains.get(key)
-            if entry and entry["ci_low"] is not None:
+            if entry and entry["pairs"] >= MIN_RUNS:  # Below: "not tested" (the table's words), so no interval.
                 center = entry["mean"] * 100
                 gain.errorbar(center, y + (offset - 0.5) * 0.25, fmt="o", capsize=3, color=variant_color(variant),
                               xerr=[[center - entry["ci_low"] * 100], [entry["ci_high"] * 100 - center]],

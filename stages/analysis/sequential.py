@@ -61,7 +61,10 @@ class Look:
     verdict: str  # "detected", "equivalent", "continue", "undecided" or "not yet at look 1"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """As JSON holds it: a value not defined yet (no interval before look 1) is None, not NaN,
+        which strict JSON readers refuse."""
+        return {key: None if isinstance(value, float) and math.isnan(value) else value
+                for key, value in asdict(self).items()}
 
 
 def analyse(differences: list[float], looks: list[int], alpha: float, margin: float) -> Look:

@@ -33,8 +33,9 @@ PIPELINE = "grids/map/dvc.yaml"
 PILOT = "momentum_pilot"
 GAIN_SUFFIX = "_none"  # A setting's part with `none` for BN's gain.
 CONFIDENCE = 0.95
-# The paired sd of after - before the design's arithmetic assumes before any map cell ran: the
-# placement grid's (0.57 points); the report also shows each setting's own.
+# The paired sd of after - before the design's arithmetic assumed before any map cell ran: the
+# placement grid's (0.57 points). The report also gives each setting's own spread and what the
+# looks can see with it, since a setting's sd can be well above the placement grid's.
 DESIGN_SD = 0.0057
 PLACEMENT_RUNS = Path("reports/placement/runs")
 
@@ -143,7 +144,12 @@ def summarize_setting(cells: dict, looks: list[int], alpha: float, margin: float
     gains = {f"{bn}_vs_none": interval(paired(cells, bn, "none")[0]) for bn in ("before", "after")
              if any(key[0] == "none" for key in cells)}
     runs = list(cells.values())
-    return {"placement": look.as_dict(), "consistency": agreeing(cells, seeds), "paired_sd_all": float(np.std(differences, ddof=1)) if len(differences) > 1 else None,
+    own_sd = float(np.std(differences, ddof=1)) if len(differences) > 1 else None
+    return {"placement": look.as_dict(), "consistency": agreeing(cells, seeds), "paired_sd_all": own_sd,
+            "pairs_trained": len(differences),
+            # What each look can see with this setting's own spread (from MIN_RUNS pairs on; the
+            # design itself stays the one fixed in advance).
+            "own_per_look": design(looks, alpha, margin, own_sd) if len(differences) >= MIN_RUNS and own_sd else None,
             "pairs_same_machine": same_machine(cells, seeds), "diverged": sum(diverged(cell) for cell in runs),
             "diverged_pairs": dropped, "runs": len(runs), "gain": gains,
             "cell_minutes": round(sum(fit_seconds(cell.run) for cell in runs) / 60, 1),
@@ -219,6 +225,10 @@ def agreement(published: dict, row: dict | None) -> str:
     return "agrees" + f" ({ours} ahead)" if ours == lead else f"disagrees (ours: {ours} ahead; theirs: {lead})"
 
 
+def pairs_of(count: int) -> str:
+    return f"{count} pair" if count == 1 else f"{count} pairs"
+
+
 def points(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:+.2f}"
 
@@ -241,7 +251,7 @@ VERDICTS = {
     "detected": "detected at look {look}: the look-adjusted CI excludes 0",
     "equivalent": "equivalent within ±{margin} points at look {look}: the look-adjusted CI lies inside the margin",
     "undecided": "undecided after the last look ({look}): neither rule stopped it",
-    "continue": "not yet decided at look {look}: the next look needs {next} pairs",
+    "continue": "not yet decided at look {look}: the next look needs {next} pairs that trained",
     "not yet at look 1": "not tested yet: {pairs} of the {first} pairs look 1 needs",
 }
 
@@ -250,6 +260,27 @@ def wording(row: dict, looks: list[int], margin: float) -> str:
     look = row["look"]
     return VERDICTS[row["verdict"]].format(look=look, margin=f"{margin * 100:g}", pairs=row["pairs"], first=looks[0],
                                            next=looks[look] if look is not None and look < len(looks) else "–")
+
+
+def own_spread(settings: dict, looks: list[int], margin: float) -> list[str]:
+    """What each look can see with each setting's own paired sd (from MIN_RUNS pairs that trained):
+    how far a setting is from a verdict. The design stays the one fixed in advance."""
+    rows = {name: row for name, row in settings.items() if row["own_per_look"]}
+    if not rows:
+        return []
+    lines = ["With each setting's own spread so far (paired sd of after − before over the pairs that trained), "
+             "each look's CI half-width at no difference and the difference it detects with 80% power:", "",
+             "| setting | pairs | paired sd | " + " | ".join(f"look {index} ({pairs} pairs)" for index, pairs in
+                                                      enumerate(looks, start=1)) + " | equivalence possible |",
+             "|---|---|---|" + "---|" * len(looks) + "---|"]
+    for name, row in rows.items():
+        per_look = row["own_per_look"]
+        possible = [index for index, entry in enumerate(per_look, start=1) if entry["equivalence_possible"]]
+        lines.append(f"| `{name}` | {row['pairs_trained']} | {row['paired_sd_all'] * 100:.2f} | "
+                     + " | ".join(f"±{entry['half_width'] * 100:.2f}, detects {entry['detectable'] * 100:.2f}"
+                                  for entry in per_look)
+                     + f" | {f'from look {possible[0]}' if possible else f'at no look (half-width never below ±{margin * 100:g})'} |")
+    return lines + [""]
 
 
 def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
@@ -263,7 +294,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     if missing:
         lines += [f"**Incomplete: {len(missing)} cells have not run yet** (`python tools/map_cells.py`, or "
                   f"`dvc repro {PIPELINE}`).", ""]
-    lines += ["| setting | pairs | after − before | CI | look | verdict | before − none | after − none | diverged | pairs on one machine | cells run apart agree | min/cell |",
+    lines += ["| setting | pairs | after − before | CI | look | verdict | before − none | after − none | diverged | pairs on one machine | cells run apart | min/cell |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ref = summary["reference"]
     lines.append(f"| reference (ELU, Adam 1e-3, 10 epochs; placement grid) | {ref['placement']['pairs']} | "
@@ -276,11 +307,15 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     for name, row in summary["settings"].items():
         look = row["placement"]
         gain = row["gain"]
+        # A look uses its first n pairs; between looks, more have trained than it uses.
+        pairs = (str(look["pairs"]) if look["pairs"] == row["pairs_trained"]
+                 else f"{look['pairs']} of {row['pairs_trained']} (look {look['look']} uses the first {look['pairs']})")
+        left_out = f"; {pairs_of(row['diverged_pairs'])} left out" if row["diverged_pairs"] else ""
         lines.append(
-            f"| `{name}` | {look['pairs']} | {points(look['mean'])} | {ci(look, 'low', 'high')} (look-adjusted) | "
+            f"| `{name}` | {pairs} | {points(look['mean'])} | {ci(look, 'low', 'high')} (look-adjusted) | "
             f"{look['look'] or '–'} | {wording(look, looks, margin)} | "
             + " | ".join(gain_text(gain[key]) if key in gain else "not run" for key in ("before_vs_none", "after_vs_none"))
-            + f" | {row['diverged']} of {row['runs']} runs | {machines(row['pairs_same_machine'])} | "
+            + f" | {row['diverged']} of {row['runs']} runs{left_out} | {machines(row['pairs_same_machine'])} | "
             f"{consistency.in_a_word(row['consistency'])} | {row['minutes_per_cell'] if row['minutes_per_cell'] is not None else '–'} |")
     lines += ["", "## The sequential design (fixed before any map cell ran)", "",
               f"Looks at {', '.join(map(str, looks))} seed pairs per setting, two-sided α = {design_row['alpha']}, "
@@ -299,6 +334,9 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     lines += ["", "Look 1 can detect only large differences, and no setting can be called equivalent before "
               "look 2 unless its own sd is well below the assumed one; BN's gain (`none`, first seeds only) "
               "is a plain paired 95% interval.", ""]
+    lines += own_spread(summary["settings"], looks, margin)
+    lines += ["A setting detected before the last look stopped because its difference looked large at that "
+              "look, so its mean there tends to overstate the size: what the detection establishes is the sign.", ""]
     lines += ["## Beside the published single runs", "",
               "| published (one run per arm) | after − before | our setting | ours |", "|---|---|---|---|"]
     for entry in PUBLISHED:
