@@ -77,6 +77,15 @@ def test_every_local_link_resolves(path):
             assert (path.parent / target).exists(), f"{path.name} links to {target}"
 
 
+def test_the_readme_says_where_every_cell_it_quotes_ran():
+    """The answer quotes every grid's report (the map and the reruns included), so its "where and
+    when" line counts every grid's cell records."""
+    line = next(line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("Where and when these cells ran:"))
+    records = sum(len(list((ROOT / "reports" / grid.name / "runs").glob("*.json"))) for grid in (ROOT / "grids").iterdir())
+    assert sum(int(count) for count in re.findall(r"(\d+) cells on", line)) == records
+
+
 def test_the_readme_is_short_and_answers_first():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 250

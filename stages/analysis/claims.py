@@ -24,7 +24,7 @@ from stages.analysis.statistics import ALPHA, CONFIDENCE, MIN_RUNS, compare_all,
 from stages.grids.head import pooled_divergence
 from stages.grids.norms import mean_over_seeds, trained_accuracy
 
-PROVENANCE_GRIDS = ("study", "placement", "sweep", "norms", "head", "batch")  # Whose cells the answer quotes.
+PROVENANCE_GRIDS = ("study", "placement", "sweep", "norms", "head", "batch", "map", "rerun")  # Whose cells the answer quotes.
 FROZEN_COMPARED = ("none", "rescaled", "frozen", "before")  # In the order docs/why.md's tables list them.
 FROZEN_PAIRS = (("frozen", "none"), ("frozen", "rescaled"), ("before", "frozen"))
 HIGH_RATE = "0.01"  # The Adam rate at which docs/why.md pools every seed of `frozen` (records' file names).
