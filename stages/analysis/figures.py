@@ -373,7 +373,7 @@ def placement_map(summary: dict, path: Path) -> None:
     gain.axvline(0, color="gray", linewidth=1)
     gain.set(xlabel="variant − none, test accuracy points", title="BN's gain per setting (paired 95% CI)")
     if gain.get_legend_handles_labels()[0]:
-        gain.legend(fontsize=8, loc="lower right")
+        gain.legend(fontsize=8, loc="best")  # Rows are added per setting: let matplotlib find the empty corner.
     gain.grid(alpha=0.3, axis="x")
     save(figure, path)
 
