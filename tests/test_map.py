@@ -242,7 +242,7 @@ def test_a_diverged_after_run_leaves_its_pair_out_and_every_text_says_so():
     assert row["diverged_pairs"] == 1 and row["pairs_trained"] == 10 and row["placement"]["verdict"] == "detected"
     summary = {"design": {"looks": LOOKS, "equivalence_margin": MARGIN}, "settings": {"relu": row}}
     sentence = map_sentence(claims.map_settings(summary))
-    assert "ReLU: +3.05 points" in sentence and "(1 pair left out: a run diverged)" in sentence
+    assert "ReLU: +3.05 points" in sentence and "(one pair left out: a run diverged)" in sentence
     assert "overstate the size" in sentence  # Detected at look 1 of 3: an early stop.
 
 

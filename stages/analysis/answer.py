@@ -131,7 +131,7 @@ def reproducibility(reruns: list[dict] | None) -> str:
 
 def map_sentence(settings: list[dict]) -> str:
     """The placement map's line: each setting's after − before as its sequential rule words it."""
-    from stages.grids.map import pairs_of, wording
+    from stages.grids.map import EARLY_DETECTION, pairs_of, wording
 
     parts, early = [], False
     for entry in settings:
@@ -147,7 +147,7 @@ def map_sentence(settings: list[dict]) -> str:
         parts.append(text)
     return ("- **Does it hold elsewhere?** `after` − `before`, paired on seed under a sequential design "
             "([docs/map.md](docs/map.md), [reports/map/map.md](reports/map/map.md)): " + "; ".join(parts) + "."
-            + (" A mean at a detection before the last look tends to overstate the size; the detection establishes the sign." if early else ""))
+            + (f" {EARLY_DETECTION}" if early else ""))
 
 
 def rescaled_sentence(rescaled: dict, setting: dict) -> str:
@@ -299,7 +299,7 @@ def study_block(study: dict) -> str:
     lines += ["", "Test accuracy mean ± std over seeds; the landscape columns give each cell's median over "
               "training, min – max over the seeds. Differences of mean test accuracy (points), 95% CI of "
               "the paired t-test on seed (every variant ran the same seeds), Holm-adjusted over all pairs, "
-              "and the smallest difference these seeds detect with 80% power:", "",
+              f"and the smallest difference these seeds detect with {POWER:.0%} power:", "",
               "| pair | difference | 95% CI | Holm p | minimum detectable |", "|---|---|---|---|---|"]
     for name, pair in study["comparisons"].items():
         lines.append(f"| {name.replace('_vs_', ' − ')} | {points(pair['difference'])} | {interval(pair)} | "

@@ -437,8 +437,6 @@ def map_settings(summary: dict | None) -> list[dict]:
     grid's own rule, stages/analysis/sequential.py) and design; [] before the map's report exists."""
     if not summary:
         return []
-    from stages.analysis import consistency
-
     design = summary["design"]
     return [{"setting": name, "label": MAP_LABELS.get(name, name), "look": row["placement"],
              "looks": design["looks"], "margin": design["equivalence_margin"],

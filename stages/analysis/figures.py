@@ -348,7 +348,7 @@ def placement_map(summary: dict, path: Path) -> None:
     figure, (placement, gain) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(rows)), sharey=True)
     labels = []
     for y, (name, row, mean, low, high, gains) in enumerate(rows):
-        drawn = row.get(low) is not None and not np.isnan(row[low])
+        drawn = row.get(low) is not None
         labels.append(f"{name} ({row['pairs']} pairs)" if drawn else f"{name} (no interval yet)")
         if drawn:
             center = row[mean] * 100

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import optimize, stats
 
-POWER = 0.8  # The power at which a difference counts as detectable in the design's arithmetic.
+from stages.analysis.statistics import POWER
 
 
 def obrien_fleming(looks: list[int], alpha: float) -> list[float]:

@@ -23,7 +23,7 @@ from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, load_cell
 from stages.analysis.records import fit_seconds
 from stages.analysis.sequential import analyse, design
-from stages.analysis.statistics import MIN_RUNS
+from stages.analysis.statistics import CONFIDENCE, MIN_RUNS, POWER
 from stages.grids.sections import map_design
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -32,7 +32,6 @@ RUNS = OUT / "runs"
 PIPELINE = "grids/map/dvc.yaml"
 PILOT = "momentum_pilot"
 GAIN_SUFFIX = "_none"  # A setting's part with `none` for BN's gain.
-CONFIDENCE = 0.95
 # The paired sd of after - before the design's arithmetic assumed before any map cell ran: the
 # placement grid's (0.57 points). The report also gives each setting's own spread and what the
 # looks can see with it, since a setting's sd can be well above the placement grid's.
@@ -226,15 +225,15 @@ def agreement(published: dict, row: dict | None) -> str:
 
 
 def pairs_of(count: int) -> str:
-    return f"{count} pair" if count == 1 else f"{count} pairs"
+    return "one pair" if count == 1 else f"{count} pairs"
 
 
 def points(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:+.2f}"
+    return "–" if value is None else f"{value * 100:+.2f}"
 
 
 def ci(row: dict, low: str = "ci_low", high: str = "ci_high") -> str:
-    if row.get(low) is None or (isinstance(row[low], float) and math.isnan(row[low])):
+    if row.get(low) is None:  # Below two pairs (interval) or before a setting's first look (Look.as_dict).
         return "–"
     return f"[{points(row[low])}, {points(row[high])}]"
 
@@ -243,9 +242,15 @@ def gain_text(gain: dict) -> str:
     """BN's gain in a setting: with its CI from MIN_RUNS pairs on, else "not tested" (the claim rules)."""
     pairs = gain["pairs"]
     if pairs < MIN_RUNS:
-        return f"{points(gain['mean'])} ({'one pair' if pairs == 1 else f'{pairs} pairs'}: not tested)"
+        return f"{points(gain['mean'])} ({pairs_of(pairs)}: not tested)"
     return f"{points(gain['mean'])} {ci(gain)} (n={pairs})"
 
+
+# Said wherever a detected setting's mean is quoted (this report; the README's map line when a
+# setting stopped before the last look): a sequential design stops when the difference looks large.
+EARLY_DETECTION = ("A setting detected before the last look stopped because its difference looked large at "
+                   "that look, so its mean there tends to overstate the size: what the detection establishes "
+                   "is the sign.")
 
 VERDICTS = {
     "detected": "detected at look {look}: the look-adjusted CI excludes 0",
@@ -269,7 +274,7 @@ def own_spread(settings: dict, looks: list[int], margin: float) -> list[str]:
     if not rows:
         return []
     lines = ["With each setting's own spread so far (paired sd of after − before over the pairs that trained), "
-             "each look's CI half-width at no difference and the difference it detects with 80% power:", "",
+             f"each look's CI half-width at no difference and the difference it detects with {POWER:.0%} power:", "",
              "| setting | pairs | paired sd | " + " | ".join(f"look {index} ({pairs} pairs)" for index, pairs in
                                                       enumerate(looks, start=1)) + " | equivalence possible |",
              "|---|---|---|" + "---|" * len(looks) + "---|"]
@@ -326,7 +331,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
               f"points (equivalent); after the last look without either it is undecided.", "",
               f"What each look can see, with a paired sd of {design_row['assumed_paired_sd'] * 100:.2f} points "
               f"(the placement grid's):", "",
-              "| look | pairs | z | nominal p | t | CI half-width at no difference | detectable with 80% power | equivalence possible |",
+              f"| look | pairs | z | nominal p | t | CI half-width at no difference | detectable with {POWER:.0%} power | equivalence possible |",
               "|---|---|---|---|---|---|---|---|"]
     for index, row in enumerate(design_row["per_look"], start=1):
         lines.append(f"| {index} | {row['pairs']} | {row['z']:.3f} | {row['nominal_p']:.4f} | {row['t']:.3f} | "
@@ -335,8 +340,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
               "look 2 unless its own sd is well below the assumed one; BN's gain (`none`, first seeds only) "
               "is a plain paired 95% interval.", ""]
     lines += own_spread(summary["settings"], looks, margin)
-    lines += ["A setting detected before the last look stopped because its difference looked large at that "
-              "look, so its mean there tends to overstate the size: what the detection establishes is the sign.", ""]
+    lines += [EARLY_DETECTION, ""]
     lines += ["## Beside the published single runs", "",
               "| published (one run per arm) | after − before | our setting | ours |", "|---|---|---|---|"]
     for entry in PUBLISHED:

@@ -17,7 +17,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from stages.analysis import consistency
-from stages.analysis.statistics import ALPHA, CONFIDENCE, Comparison, compare
+from stages.analysis.statistics import ALPHA, CONFIDENCE, POWER, Comparison, compare
 from stages.analysis.binding import Recipe
 from stages.analysis.cells import Cell, diverged, environments, load_cell, trained_description, welch_interval
 from stages.grids.sections import check_placement
@@ -201,7 +201,7 @@ def render_markdown(summary: dict, environments: list[str], missing: list[str],
                   *([f"| beside it, Welch's {CONFIDENCE:.0%} CI and p (the arms as independent) | "
                      f"{welch_interval(comparison)} points, p = {comparison['welch_p']:.3g} |"]
                     if comparison["test"] == "paired" else []),
-                  f"| minimum detectable difference (80% power, α = {ALPHA:.2g}) | "
+                  f"| minimum detectable difference ({POWER:.0%} power, α = {ALPHA:.2g}) | "
                   + ("– (no seed varied) |" if comparison["minimum_detectable"] is None
                      else f"{comparison['minimum_detectable'] * 100:.2f} points |"),
                   f"| equivalence margin | ±{test['margin'] * 100:.2g} points |",
