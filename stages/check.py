@@ -52,10 +52,9 @@ SPANS = {"study": (), "sweep": ("study",), "placement": ("study",), "norms": ("s
 TRAINING = ("model", "train", "landscape")
 MARKER_TEXT = ("params.yaml passed `python -m stages.check{}`; every stage that could lose an output "
                "depends on this file (stages/check.py)\n")
-HOW_BACK = ("nothing was run or removed; fix params.yaml, or put back the committed one with "
-            "`git checkout params.yaml`")
-HOW_BACK_GATED = ("nothing was run; fix params.yaml, or put back the committed one with "
-                  "`git checkout params.yaml`")
+# How to go back after a refusal. A gated check (a cell's first command) runs after DVC has removed
+# the cell's outputs, which recovery.py puts back, so it says only that nothing was run.
+HOW_BACK = "fix params.yaml, or put back the committed one with `git checkout params.yaml`"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -151,7 +150,8 @@ def main(argv=None) -> None:
             check_grid(params, args.grid)
     except ParamsError as error:
         # A gate's stage has lost its outputs to DVC by now: stage_main puts them back (recovery.py).
-        raise ParamsError(f"{error}; {HOW_BACK_GATED if args.gate else HOW_BACK}{committed_difference()}") from None
+        done = "nothing was run" if args.gate else "nothing was run or removed"
+        raise ParamsError(f"{error}; {done}; {HOW_BACK}{committed_difference()}") from None
     if args.gate:
         print(f"check: params.yaml passes ({', '.join(sections)})")
         return
