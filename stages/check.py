@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from stages.grids.sections import GRIDS
@@ -105,12 +106,11 @@ def committed_difference(path: Path = Path("params.yaml")) -> str:
     try:
         text = subprocess.run(["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True,
                               check=True, timeout=30).stdout
-        before_path = path.with_name(f".{path.name}.committed")
-        before_path.write_text(text, encoding="utf-8")
-        try:
+        # Parsed from a file outside the working tree: a refusal writes nothing into the project.
+        with tempfile.TemporaryDirectory() as folder:
+            before_path = Path(folder) / path.name
+            before_path.write_text(text, encoding="utf-8")
             before, now = read_yaml(before_path), read_yaml(path)
-        finally:
-            before_path.unlink()
     except (OSError, subprocess.SubprocessError, ParamsError):
         return ""
     found = _first_difference(before, now, "")
