@@ -243,7 +243,12 @@ def test_a_diverged_after_run_leaves_its_pair_out_and_every_text_says_so():
     summary = {"design": {"looks": LOOKS, "equivalence_margin": MARGIN}, "settings": {"relu": row}}
     sentence = map_sentence(claims.map_settings(summary))
     assert "ReLU: +3.05 points" in sentence and "(one pair left out: a run diverged)" in sentence
-    assert "overstate the size" in sentence  # Detected at look 1 of 3: an early stop.
+    assert sentence.endswith(f". {placement_map.EARLY_DETECTION}")  # Detected at look 1 of 3: an early stop.
+    undecided = placement_map.summarize_setting(setting_cells({seed: (-1) ** seed * 0.01 for seed in range(10)}),
+                                                LOOKS, ALPHA, MARGIN)
+    summary["settings"] = {"relu": undecided}
+    assert undecided["placement"]["verdict"] == "continue"
+    assert placement_map.EARLY_DETECTION not in map_sentence(claims.map_settings(summary))  # No detection: no caveat.
 
 
 def test_a_seed_added_later_joins_no_earlier_look():
