@@ -9,7 +9,6 @@ trade-off). This pushes what `dvc push --run-cache` pushes, then the objects of 
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from dvc.exceptions import DvcException

@@ -9,7 +9,7 @@ moving.
 
 from __future__ import annotations
 
-from stages.analysis.cells import accuracy_text, setting_text
+from stages.analysis.cells import accuracy_text, pairs_of, setting_text
 from stages.analysis import claims
 from stages.analysis.statistics import ALPHA, FAMILY, POWER
 from stages.grids import batch as batch_grid
@@ -80,7 +80,6 @@ def readme_answer(answer: dict, machines: list[dict]) -> str:
     """README.md's answer, from claims.answer and claims.provenance: every verdict worded from its
     test (claims.VERDICTS), every quantifier only where each case it covers passes."""
     helps, where, rows, setting = answer["helps"], answer["where"], answer["placement"]["seeds"], answer["setting"]
-    optimizer = setting["optimizer"].capitalize()
     where_text = []
     for name, label in (("adam", "Adam"), ("sgd", "plain SGD")):
         if where[name]:
@@ -131,7 +130,7 @@ def reproducibility(reruns: list[dict] | None) -> str:
 
 def map_sentence(settings: list[dict]) -> str:
     """The placement map's line: each setting's after − before as its sequential rule words it."""
-    from stages.grids.map import EARLY_DETECTION, pairs_of, wording
+    from stages.grids.map import EARLY_DETECTION, wording
 
     parts, early = [], False
     for entry in settings:

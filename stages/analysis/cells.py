@@ -297,6 +297,11 @@ def trained_description(values: list[float], diverged_runs: int) -> dict:
             "diverged": diverged_runs}
 
 
+def pairs_of(count: int) -> str:
+    """A count of paired seeds as the tables write it: "one pair", "2 pairs"."""
+    return "one pair" if count == 1 else f"{count} pairs"
+
+
 def accuracy_text(entry: dict | None) -> str:
     """A trained_description of test accuracy in a table: mean ± std over the trained runs, and
     how many of all the runs diverged; no mean where one run or none trained."""

@@ -19,7 +19,7 @@ from stages.grids.sections import HeadParams
 from stages.trainer.errors import InputFileError
 from stages.analysis.statistics import MIN_RUNS, describe, divergence_test
 from stages.analysis.binding import Recipe
-from stages.analysis.cells import (Cell, accuracy_text, figure_run, incomplete, load_cell, load_grid, oriented,
+from stages.analysis.cells import (Cell, accuracy_text, figure_run, incomplete, load_cell, load_grid, oriented, pairs_of,
                                      pairs_table, rate_grid_cells, rate_record)
 from stages.grids.sweep import RUNS as SWEEP_RUNS
 from stages.grids.sweep import summarize as summarize_grid
@@ -139,7 +139,7 @@ def render_markdown(summary: dict, head: HeadParams, missing: list[str], environ
             paired = summary["paired"][rate][bn]
             difference = paired["difference"]
             # Fewer than MIN_RUNS pairs is a description, not a test (the claim rules, docs/why.md).
-            shift = ("–" if difference is None else "one pair: not tested" if difference["n"] == 1 else
+            shift = ("–" if difference is None else f"{pairs_of(difference['n'])}: not tested" if difference["n"] == 1 else
                      f"{100 * difference['mean']:+.2f} ± {100 * difference['std']:.2f} (n={difference['n']})"
                      + (": not tested" if difference["n"] < MIN_RUNS else ""))
             lines.append(f"| {rate} | {bn} | {paired['rms_before']:.3f} | "

@@ -12,18 +12,16 @@ grid (study and placement cells, 35 pairs, fixed in advance rather than sequenti
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from stages.analysis import consistency
 from stages.analysis.binding import Recipe
-from stages.analysis.cells import Cell, diverged, load_cell
+from stages.analysis.cells import Cell, diverged, load_cell, pairs_of
 from stages.analysis.records import fit_seconds
 from stages.analysis.sequential import analyse, design
-from stages.analysis.statistics import CONFIDENCE, MIN_RUNS, POWER
+from stages.analysis.statistics import MIN_RUNS, POWER, describe
 from stages.grids.sections import map_design
 from stages.grids.study import RUNS as STUDY_RUNS
 
@@ -98,14 +96,11 @@ def paired(cells: dict, first: str, second: str, order: list[int] | None = None)
 
 
 def interval(differences: list[float]) -> dict:
-    """Mean paired difference with its 95% t interval (None below two pairs)."""
-    values = np.asarray(differences, dtype=float)
-    if len(values) < 2:
-        return {"pairs": len(values), "mean": float(values.mean()) if len(values) else None,
-                "ci_low": None, "ci_high": None}
-    half = float(stats.t.isf((1 - CONFIDENCE) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    mean = float(values.mean())
-    return {"pairs": len(values), "mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+    """Mean paired difference with its 95% t interval (statistics.describe's; None below two pairs)."""
+    if not differences:
+        return {"pairs": 0, "mean": None, "ci_low": None, "ci_high": None}
+    described = describe(differences)
+    return {"pairs": described["n"], **{key: described[key] for key in ("mean", "ci_low", "ci_high")}}
 
 
 def same_machine(cells: dict, seeds: list[int]) -> dict:
@@ -222,10 +217,6 @@ def agreement(published: dict, row: dict | None) -> str:
                f"cannot tell its {abs(published['after'] - published['before']) * 100:.1f} points from seed noise"
     ours = "after" if row["mean"] > 0 else "before"
     return "agrees" + f" ({ours} ahead)" if ours == lead else f"disagrees (ours: {ours} ahead; theirs: {lead})"
-
-
-def pairs_of(count: int) -> str:
-    return "one pair" if count == 1 else f"{count} pairs"
 
 
 def points(value: float | None) -> str:
