@@ -1,6 +1,8 @@
-"""tools/runs.py: the comparison table, read from git as `dvc exp` keeps the runs; tools/push_run_cache.py."""
+"""tools/runs.py: the comparison table, read from git as `dvc exp` keeps the runs; tools/push_run_cache.py;
+tools/map_cells.py's order and resume."""
 
 import hashlib
+import importlib.util
 import json
 import re
 import runpy
@@ -136,3 +138,54 @@ def test_push_run_cache_refuses_an_object_that_is_missing_or_altered_in_the_loca
                                              rf"{hashlib.md5(b'tampered').hexdigest()}, not the {value} it is stored "
                                              r"as, so it was altered in the local cache; nothing was uploaded"):
             check_objects(repo, [HashInfo("md5", value)])
+
+
+def map_cells_tool():
+    """tools/map_cells.py as a module, so a test can stand in for the DVC it runs."""
+    spec = importlib.util.spec_from_file_location("map_cells", RUNS.parent / "map_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_map_cells_runs_seed_by_seed_pairs_together_and_resumes_from_one_dvc_status(tmp_path, monkeypatch):
+    tool = map_cells_tool()
+    params = tool.read_all(tool.ROOT / "params.yaml")
+    _, parts = tool.map_design(params.map, params.model, params.train)
+    order = tool.cells_in_order(parts, ["relu"])
+    seeds = parts["relu"].seeds
+    assert [name for name, _ in order[:4]] == [tool.stage("relu", bn, seed) for seed in seeds[:2]
+                                               for bn in ("before", "after")]
+    # Records of the first three cells exist; DVC finds the second one stale (say, its params changed).
+    monkeypatch.chdir(tmp_path)
+    for _, record in order[:3]:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("{}")
+    calls = []
+
+    def dvc(command, **_):
+        calls.append(command[3:])
+        stdout = json.dumps({order[1][0]: [{"changed deps": {"params.yaml": "modified"}}]}) if command[3] == "status" else ""
+        return subprocess.CompletedProcess(command, 0, stdout=stdout, stderr="")
+
+    monkeypatch.setattr(tool.subprocess, "run", dvc)
+    assert tool.main(["relu"]) == 0
+    assert calls[0] == ["status", "--json", tool.PIPELINE]
+    assert [call for call in calls[1:] if call[0] == "status"] == []  # One status for the whole grid.
+    assert [call[1] for call in calls[1:]] == [order[1][0]] + [name for name, _ in order[3:]]
+
+
+def test_map_cells_stops_with_one_line_when_dvc_status_fails_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    tool = map_cells_tool()
+    calls = []
+
+    def dvc(command, **_):
+        calls.append(command[3])
+        return subprocess.CompletedProcess(command, 255, stdout="", stderr="ERROR: unexpected error - lock busy\n")
+
+    monkeypatch.setattr(tool.subprocess, "run", dvc)
+    assert tool.main(["relu"]) == 2
+    assert calls == ["status"]
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(
+        "map_cells: error: `dvc status grids/map/dvc.yaml` failed (ERROR: unexpected error - lock busy)")

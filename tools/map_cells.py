@@ -4,8 +4,8 @@
 `after`), so an interrupted run leaves unpaired cells, and cells of one pair may end up on two
 machines, whose float32 numerics differ by up to ~0.3 points a cell. This runs each part's cells
 in the order of its seeds, both variants of a seed one after the other (`dvc repro` of each cell,
-which runs the grid's check and prepares the data first where needed, skips a cell already done,
-and so resumes a stopped run where it stopped), the parts in
+which runs the grid's check and prepares the data first where needed), skipping the cells that
+one `dvc status` of the grid finds done, and so resumes a stopped run where it stopped; the parts in
 the order given (default: params.yaml's). With --commit, each finished cell's record and lock
 entry are committed at once. The report says which pairs ran on one machine (their records'
 numerics fingerprints).
@@ -14,6 +14,7 @@ numerics fingerprints).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,18 @@ def cells_in_order(parts: dict, names: list[str]) -> list[tuple[str, Path]]:
     return order
 
 
+def stale_stages() -> set[str]:
+    """The grid's stages that `dvc status` finds not done, from one call: asking per cell costs a
+    DVC start-up (seconds) for each of the grid's cells on every resume."""
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", PIPELINE], cwd=ROOT,
+                            capture_output=True, text=True)
+    if status.returncode != 0:
+        said = (status.stderr or status.stdout).strip().splitlines()
+        raise BnlabError(f"`dvc status {PIPELINE}` failed ({said[-1] if said else f'exit {status.returncode}'}); "
+                         "run it to see why, then run this again")
+    return set(json.loads(status.stdout or "{}"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", help="parts of params.yaml's map to run, in this order (default: all)")
@@ -46,16 +59,14 @@ def main(argv=None) -> int:
     try:
         params = read_all(ROOT / "params.yaml")
         _, parts = map_design(params.map, params.model, params.train)
+        if unknown := [name for name in args.parts if name not in parts]:
+            raise BnlabError(f"{unknown[0]} is not a part of params.yaml's map ({', '.join(parts)})")
+        stale = stale_stages()
     except BnlabError as error:
         print(f"map_cells: error: {error}", file=sys.stderr)
         return 2
-    if unknown := [name for name in args.parts if name not in parts]:
-        print(f"map_cells: error: {unknown[0]} is not a part of params.yaml's map ({', '.join(parts)})",
-              file=sys.stderr)
-        return 2
     for name, record in cells_in_order(parts, args.parts or list(parts)):
-        if record.is_file() and "up to date" in subprocess.run(
-                [sys.executable, "-m", "dvc", "status", name], cwd=ROOT, capture_output=True, text=True).stdout:
+        if record.is_file() and name not in stale:
             continue
         print(f"map_cells: {name}", flush=True)
         done = subprocess.run([sys.executable, "-m", "dvc", "repro", name], cwd=ROOT)
