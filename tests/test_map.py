@@ -135,7 +135,7 @@ def test_the_report_pairs_on_seed_keeps_diverged_runs_out_and_words_each_verdict
     cells, _ = placement_map.collect(parts)
     look = placement_map.summarize_setting(cells["relu"], LOOKS, ALPHA, MARGIN)["placement"]
     assert (look["look"], look["verdict"]) == (1, "detected")
-    assert placement_map.wording(look, LOOKS, MARGIN).startswith("detected at look 1")
+    assert placement_map.wording(look, LOOKS, MARGIN).startswith("detected at look 1, `after` ahead")
     assert placement_map.agreement(placement_map.PUBLISHED[0], look) == "agrees (after ahead)"
     assert placement_map.agreement(placement_map.PUBLISHED[1], look).startswith("disagrees")
 
@@ -202,9 +202,11 @@ def test_between_looks_the_rule_stays_at_the_last_look_reached_and_uses_its_firs
     ("equivalent", 2, "equivalent within ±0.5 points at look 2: the look-adjusted CI lies inside the margin"),
     ("undecided", 3, "undecided after the last look (3): neither rule stopped it"),
     ("not yet at look 1", None, "not tested yet: 4 of the 10 pairs look 1 needs"),
+    ("detected", 2, "detected at look 2, `before` ahead: the look-adjusted CI excludes 0"),
 ])
 def test_each_verdict_is_worded_by_the_claim_rules(verdict, look, words):
-    assert placement_map.wording({"verdict": verdict, "look": look, "pairs": 4}, LOOKS, MARGIN) == words
+    row = {"verdict": verdict, "look": look, "pairs": 4, "mean": -0.01}
+    assert placement_map.wording(row, LOOKS, MARGIN) == words
 
 
 def test_published_numbers_in_the_docs_are_the_reports():

@@ -244,7 +244,7 @@ EARLY_DETECTION = ("A setting detected before the last look stopped because its 
                    "is the sign.")
 
 VERDICTS = {
-    "detected": "detected at look {look}: the look-adjusted CI excludes 0",
+    "detected": "detected at look {look}, `{ahead}` ahead: the look-adjusted CI excludes 0",
     "equivalent": "equivalent within ±{margin} points at look {look}: the look-adjusted CI lies inside the margin",
     "undecided": "undecided after the last look ({look}): neither rule stopped it",
     "continue": "not yet decided at look {look}: the next look needs {next} pairs that trained",
@@ -254,8 +254,11 @@ VERDICTS = {
 
 def wording(row: dict, looks: list[int], margin: float) -> str:
     look = row["look"]
+    # after − before's sign says which placement leads; named, so no reader has to decode it.
+    ahead = "after" if (row.get("mean") or 0) > 0 else "before"
     return VERDICTS[row["verdict"]].format(look=look, margin=f"{margin * 100:g}", pairs=row["pairs"], first=looks[0],
-                                           next=looks[look] if look is not None and look < len(looks) else "–")
+                                           next=looks[look] if look is not None and look < len(looks) else "–",
+                                           ahead=ahead)
 
 
 def own_spread(settings: dict, looks: list[int], margin: float) -> list[str]:
