@@ -209,6 +209,20 @@ def test_each_verdict_is_worded_by_the_claim_rules(verdict, look, words):
     assert placement_map.wording(row, LOOKS, MARGIN) == words
 
 
+def test_the_convention_line_names_each_settings_lead_from_its_own_verdict():
+    summary = {"reference": {"placement": {"pairs": 35, "mean": 0.006, "ci_low": 0.004, "ci_high": 0.008}},
+               "settings": {"relu": {"placement": {"verdict": "detected", "mean": 0.017}},
+                            "momentum": {"placement": {"verdict": "continue", "mean": 0.009}},
+                            "long": {"placement": {"verdict": "detected", "mean": -0.010}}}}
+    assert placement_map.convention(summary).endswith(
+        "our settings: `before` detected ahead in `long`; `after` detected ahead in the reference, `relu`; "
+        "neither detected in `momentum`.")
+    # The reference has no sequential verdict: its 95% interval holding 0 detects neither.
+    summary["reference"]["placement"]["ci_low"] = -0.001
+    assert placement_map.convention(summary).endswith(
+        "`after` detected ahead in `relu`; neither detected in the reference, `momentum`.")
+
+
 def test_published_numbers_in_the_docs_are_the_reports():
     """docs/map.md quotes the published single runs; the report computes from map.PUBLISHED."""
     text = (Path(__file__).parents[1] / "docs/map.md").read_text()

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from stages.analysis import answer, claims  # noqa: E402
 from stages.analysis.answer import begin, end, replace_block  # noqa: E402 tests/test_docs.py reads the markers here.
 from stages.analysis.records import read_json  # noqa: E402
+from stages.grids import map as placement_map  # noqa: E402
 from stages.grids.sections import read_all as read_params  # noqa: E402
 from stages.trainer.errors import BnlabError  # noqa: E402
 
@@ -126,6 +127,12 @@ def batch_block() -> str:
     return answer.batch_block(optional("batch"))
 
 
+def map_published_block() -> str:
+    """The map beside the published single runs and the convention, as the map's report has it."""
+    summary = optional("map")
+    return "The map's report has not run yet." if summary is None else "\n".join(placement_map.published(summary))
+
+
 def main_run_block() -> str:
     """The main run's scores, and the environment that reports/report.md lists from its record."""
     environment = dict(line[2:].split(": ", 1) for line in
@@ -143,6 +150,7 @@ BLOCKS = {  # name -> (file, renderer)
     "norms-results": (ROOT / "docs" / "why.md", norms_block),
     "head-results": (ROOT / "docs" / "why.md", head_block),
     "batch-results": (ROOT / "docs" / "why.md", batch_block),
+    "map-published": (ROOT / "docs" / "map.md", map_published_block),
 }
 
 

@@ -207,16 +207,52 @@ PUBLISHED = (
 )
 
 
+def lead(row: dict) -> str | None:
+    """The placement a row detects ahead, "after" or "before" (after − before's sign); None where it
+    detects none. A map setting's look row by its sequential verdict; the reference's row (a fixed
+    number of pairs, no verdict) by its 95% interval excluding 0."""
+    if "verdict" in row:
+        detected = row["verdict"] == "detected"
+    else:
+        detected = row["ci_low"] is not None and (row["ci_low"] > 0 or row["ci_high"] < 0)
+    return ("after" if row["mean"] > 0 else "before") if detected else None
+
+
 def agreement(published: dict, row: dict | None) -> str:
     """Whether our verdict in the published result's setting agrees with its sign."""
     if row is None or row["verdict"] in ("continue", "not yet at look 1", "undecided"):
         return "cannot tell yet (our setting is not decided)"
-    lead = "after" if published["after"] > published["before"] else "before"
+    theirs = "after" if published["after"] > published["before"] else "before"
     if row["verdict"] == "equivalent":
         return f"cannot compare: ours is equivalent within the margin; one run of each, theirs, " \
                f"cannot tell its {abs(published['after'] - published['before']) * 100:.1f} points from seed noise"
-    ours = "after" if row["mean"] > 0 else "before"
-    return "agrees" + f" ({ours} ahead)" if ours == lead else f"disagrees (ours: {ours} ahead; theirs: {lead})"
+    ours = lead(row)
+    return "agrees" + f" ({ours} ahead)" if ours == theirs else f"disagrees (ours: {ours} ahead; theirs: {theirs})"
+
+
+def published(summary: dict) -> list[str]:
+    """The map beside published results: the single runs (a table) and the convention (a line); in
+    this report and in docs/map.md (tools/answer.py)."""
+    lines = ["| published (one run per arm) | after − before | our setting | ours |", "|---|---|---|---|"]
+    for entry in PUBLISHED:
+        row = summary["settings"].get(entry["setting"], {}).get("placement")
+        lines.append(f"| {entry['net']} | {(entry['after'] - entry['before']) * 100:+.1f} | `{entry['setting']}` | "
+                     f"{agreement(entry, row)} |")
+    return lines + ["", "These single runs differ from ours in data (ImageNet), net and training, so agreement in "
+                        "sign is all they can show. " + convention(summary)]
+
+
+def convention(summary: dict) -> str:
+    """The map beside the convention (BN before the activation): which settings detect which
+    placement ahead, and which are not decided, from each row's own verdict."""
+    found = {"before": [], "after": [], None: []}
+    found[lead(summary["reference"]["placement"])].append("the reference")
+    for name, row in summary["settings"].items():
+        found[lead(row["placement"])].append(f"`{name}`")
+    parts = [f"`{placement}` detected ahead in {', '.join(found[placement])}" for placement in ("before", "after") if found[placement]]
+    parts += [f"neither detected in {', '.join(found[None])}"] if found[None] else []
+    return ("Beside the convention of BN before the activation (the original BN paper, most ResNets; a "
+            f"convention, not a paired test), our settings: {'; '.join(parts)}.")
 
 
 def points(value: float | None) -> str:
@@ -254,11 +290,10 @@ VERDICTS = {
 
 def wording(row: dict, looks: list[int], margin: float) -> str:
     look = row["look"]
-    # after − before's sign says which placement leads; named, so no reader has to decode it.
-    ahead = "after" if (row.get("mean") or 0) > 0 else "before"
+    # Which placement leads, named, so no reader has to decode after − before's sign.
     return VERDICTS[row["verdict"]].format(look=look, margin=f"{margin * 100:g}", pairs=row["pairs"], first=looks[0],
                                            next=looks[look] if look is not None and look < len(looks) else "–",
-                                           ahead=ahead)
+                                           ahead=lead(row))
 
 
 def own_spread(settings: dict, looks: list[int], margin: float) -> list[str]:
@@ -298,7 +333,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
     ref = summary["reference"]
     lines.append(f"| reference (ELU, Adam 1e-3, 10 epochs; placement grid) | {ref['placement']['pairs']} | "
                  f"{points(ref['placement']['mean'])} | {ci(ref['placement'])} (95%) | fixed | "
-                 f"{'detected' if (ref['placement']['ci_low'] or 0) > 0 or (ref['placement']['ci_high'] or 0) < 0 else 'no difference detected'} | "
+                 f"{'no difference detected' if lead(ref['placement']) is None else 'detected'} | "
                  f"{points(ref['gain']['before_vs_none']['mean'])} {ci(ref['gain']['before_vs_none'])} | "
                  f"{points(ref['gain']['after_vs_none']['mean'])} {ci(ref['gain']['after_vs_none'])} | "
                  f"{ref['diverged_pairs']} pairs | {machines(ref['pairs_same_machine'])} | "
@@ -335,15 +370,7 @@ def render_markdown(summary: dict, missing: list[str], parts: dict) -> str:
               "is a plain paired 95% interval.", ""]
     lines += own_spread(summary["settings"], looks, margin)
     lines += [EARLY_DETECTION, ""]
-    lines += ["## Beside the published single runs", "",
-              "| published (one run per arm) | after − before | our setting | ours |", "|---|---|---|---|"]
-    for entry in PUBLISHED:
-        row = summary["settings"].get(entry["setting"], {}).get("placement")
-        lines.append(f"| {entry['net']} | {(entry['after'] - entry['before']) * 100:+.1f} | `{entry['setting']}` | "
-                     f"{agreement(entry, row)} |")
-    lines += ["", "The original BN paper and most ResNets put BN before the activation; these single runs "
-              "differ from ours in data (ImageNet), net and training, so agreement in sign is all they can "
-              "show.", ""]
+    lines += ["## Beside the published single runs", "", *published(summary), ""]
     if summary["pilot"]:
         table = summary["pilot"]
         lines += ["## The momentum pilot", "",
