@@ -209,6 +209,19 @@ def test_each_verdict_is_worded_by_the_claim_rules(verdict, look, words):
     assert placement_map.wording(row, LOOKS, MARGIN) == words
 
 
+@pytest.mark.parametrize("row, words", [
+    (None, "cannot tell yet (our setting is not decided)"),
+    ({"verdict": "not yet at look 1", "mean": None}, "cannot tell yet (our setting is not decided)"),
+    ({"verdict": "continue", "mean": 0.02}, "cannot tell yet (our setting is not decided)"),
+    ({"verdict": "undecided", "mean": -0.02}, "cannot tell yet (our setting is not decided)"),
+    ({"verdict": "equivalent", "mean": 0.001}, "cannot compare: ours is equivalent within the margin; one run of "
+                                               "each, theirs, cannot tell its 2.5 points from seed noise"),
+    ({"verdict": "detected", "mean": -0.01}, "disagrees (ours: before ahead; theirs: after)"),
+])
+def test_a_published_run_is_compared_only_with_a_decided_setting(row, words):
+    assert placement_map.agreement(placement_map.PUBLISHED[0], row) == words  # CaffeNet: after ahead by 2.5.
+
+
 def test_the_convention_line_names_each_settings_lead_from_its_own_verdict():
     summary = {"reference": {"placement": {"pairs": 35, "mean": 0.006, "ci_low": 0.004, "ci_high": 0.008}},
                "settings": {"relu": {"placement": {"verdict": "detected", "mean": 0.017}},

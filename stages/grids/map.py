@@ -220,13 +220,13 @@ def lead(row: dict) -> str | None:
 
 def agreement(published: dict, row: dict | None) -> str:
     """Whether our verdict in the published result's setting agrees with its sign."""
-    if row is None or row["verdict"] in ("continue", "not yet at look 1", "undecided"):
-        return "cannot tell yet (our setting is not decided)"
-    theirs = "after" if published["after"] > published["before"] else "before"
-    if row["verdict"] == "equivalent":
+    if row is not None and row["verdict"] == "equivalent":
         return f"cannot compare: ours is equivalent within the margin; one run of each, theirs, " \
                f"cannot tell its {abs(published['after'] - published['before']) * 100:.1f} points from seed noise"
-    ours = lead(row)
+    ours = None if row is None else lead(row)
+    if ours is None:  # Neither detected nor equivalent: not decided yet.
+        return "cannot tell yet (our setting is not decided)"
+    theirs = "after" if published["after"] > published["before"] else "before"
     return "agrees" + f" ({ours} ahead)" if ours == theirs else f"disagrees (ours: {ours} ahead; theirs: {theirs})"
 
 
